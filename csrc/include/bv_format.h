@@ -1,0 +1,86 @@
+/* bv_format.h - the portable on-disk and in-memory layouts of the bitvoice
+ * ternary engine. Every layout that a kernel reads is defined here, once, with
+ * static_asserts, so that packing never depends on the CPU that packed it:
+ * bytes are written in a fixed order and all multi-byte fields of the bundle
+ * header are little-endian.
+ *
+ * Ternary matrix W[rows][cols], values in {-1, 0, +1}:
+ *   2.0 bits per weight. cols is padded with zero weights to a multiple of
+ *   BV_QK (128). Each row is nb = cols_padded / BV_QK blocks of BV_BLOCK_BYTES
+ *   (32) bytes; rows are stored one after another (row r starts at byte
+ *   r * nb * 32). Within a block, byte j (0..31) holds the codes of the four
+ *   weights j, j+32, j+64, j+96 in bit pairs [1:0], [3:2], [5:4], [7:6].
+ *   A code is w + 1, so 0 -> -1, 1 -> 0, 2 -> +1 (3 is never written).
+ *   Why this order: one 32-byte load plus shift-and-mask yields four vectors
+ *   of 32 *consecutive* weights, which line up with 32 consecutive int8
+ *   activations, on AVX2 and AVX-512 alike, and a scalar loop reads it simply.
+ *
+ * int8 matrix (quantized LM head, unembed_quant="int8"):
+ *   8 bits per weight, row-major, cols padded with zeros to BV_QK, one float
+ *   scale per row (value = q * scale).
+ *
+ * int4 matrix (unembed_quant="int4"):
+ *   4 bits per weight, cols padded to BV_QK. Each 128-column group is 64 bytes;
+ *   byte j holds column j in the low nibble and column j+64 in the high
+ *   nibble, as the code v + 8 for v in [-7, 7]. One float scale per row.
+ *
+ * Activations are int8, per token, absmax-scaled (BitNet b1.58), padded with
+ * zeros to the padded column count.
+ */
+#ifndef BV_FORMAT_H
+#define BV_FORMAT_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#define BV_QK 128                       /* weights per block (a row is padded to this) */
+#define BV_BLOCK_BYTES (BV_QK * 2 / 8)  /* 2 bits per ternary weight -> 32 bytes */
+#define BV_I4_GROUP_BYTES (BV_QK / 2)   /* 4 bits per int4 weight -> 64 bytes */
+
+static_assert(BV_BLOCK_BYTES == 32, "a ternary block is 128 weights in 32 bytes (2.0 bits/weight)");
+static_assert(BV_I4_GROUP_BYTES == 64, "an int4 group is 128 weights in 64 bytes (4.0 bits/weight)");
+static_assert(BV_QK % 64 == 0, "SIMD kernels assume 64-byte multiples per row");
+
+static inline int bv_pad_cols(int cols) { return (cols + BV_QK - 1) / BV_QK * BV_QK; }
+static inline int bv_blocks(int cols) { return bv_pad_cols(cols) / BV_QK; }
+
+/* ---- bundle file (model.bvm) ---------------------------------------------
+ * [header: bv_file_header, 64 bytes]
+ * [tensor table: n_tensors * bv_tensor_entry]
+ * [data: each tensor at its offset, 64-byte aligned]
+ * The JSON config lives beside the binary in config.json; the header carries
+ * the sizes the loader checks the table against. */
+#define BV_MAGIC 0x4d564254u /* "TBVM" read as little-endian bytes 'T','B','V','M' */
+#define BV_VERSION 1u
+#define BV_ALIGN 64u
+#define BV_NAME_LEN 48
+
+enum bv_dtype {
+    BV_DTYPE_F32 = 0,     /* little-endian IEEE float */
+    BV_DTYPE_F16 = 1,     /* little-endian IEEE half */
+    BV_DTYPE_TERNARY = 2, /* the 2-bit layout above; scale in the entry */
+    BV_DTYPE_COUNT
+};
+
+typedef struct {
+    uint32_t magic;      /* BV_MAGIC */
+    uint32_t version;    /* BV_VERSION */
+    uint32_t n_tensors;  /* entries in the tensor table */
+    uint32_t header_size;/* sizeof(bv_file_header) */
+    uint64_t file_size;  /* total bytes, checked against the real size */
+    uint32_t hidden, n_layers, n_heads, n_kv_heads, ffn, vocab, max_ctx, head_dim;
+    uint8_t reserved[8];
+} bv_file_header;
+static_assert(sizeof(bv_file_header) == 64, "header is 64 bytes");
+
+typedef struct {
+    char name[BV_NAME_LEN]; /* NUL-terminated, e.g. "layers.3.q_proj" */
+    uint32_t dtype;         /* enum bv_dtype */
+    uint32_t rows, cols;    /* logical shape (cols unpadded); 1-D tensors have rows = 1 */
+    float scale;            /* ternary: W = T * scale; otherwise 1 */
+    uint64_t offset;        /* from the start of the file, BV_ALIGN-aligned */
+    uint64_t nbytes;        /* bytes stored */
+} bv_tensor_entry;
+static_assert(sizeof(bv_tensor_entry) == 80, "tensor entry is 80 bytes");
+
+#endif

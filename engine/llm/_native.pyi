@@ -1,0 +1,66 @@
+# Type stub of the C extension engine.llm._native (csrc/pymodule.c).
+# The contract the Python SDK builds on. Every call that computes releases the
+# GIL; eval() checks the cancel flag between layers and returns False when it
+# was cancelled (the KV cache then holds only the prefix before this call).
+from collections.abc import Buffer, Sequence
+
+class BundleError(ValueError):
+    """A bundle file is truncated, corrupt, or has unsupported shapes."""
+
+def kernel_backend() -> str:
+    """The kernel path in use: 'ref', 'avx2' or 'avx512'."""
+
+def select_kernel(name: str) -> None:
+    """Force a path ('ref', 'avx2', 'avx512', 'auto'); ValueError if this CPU lacks it."""
+
+def supported_kernels() -> list[str]:
+    """The paths this CPU can run, e.g. ['ref', 'avx2', 'avx512']."""
+
+class Model:
+    """One loaded bundle with its KV cache (one cache per model).
+
+    path: the model.bvm file of a bundle (config.json sits beside it).
+    n_threads: worker threads, 0 = physical cores.
+    n_ctx: KV cache length, 0 = the bundle's max context.
+    unembed_quant: None (keep the stored f16 head), 'int8' or 'int4'.
+    """
+
+    n_vocab: int
+    n_ctx: int
+    n_threads: int
+    n_cached: int  # tokens currently valid in the KV cache
+    tokens_evaluated: int  # total tokens run through forward since load (for reuse tests)
+    eval_calls: int
+
+    def __init__(
+        self, path: str, n_threads: int = 0, n_ctx: int = 0, unembed_quant: str | None = None
+    ) -> None: ...
+    def eval(self, tokens: Sequence[int], n_past: int, all_logits: bool = False) -> bool:
+        """Truncate the cache to n_past, run tokens at positions n_past.., keep logits.
+
+        Raises ValueError when n_past > n_cached or n_past + len(tokens) > n_ctx.
+        Returns False if cancel() was called while it ran.
+        """
+    def logits(self) -> memoryview:
+        """float32 logits of the last evaluated token ([n_vocab]), or of every
+        token of the last eval with all_logits=True ([n_tokens * n_vocab])."""
+    def sample(
+        self,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        history: Sequence[int] = (),
+        lookback: int = 64,
+    ) -> int:
+        """Sample the next token from the current logits (greedy when temperature == 0).
+
+        repetition_penalty applies to the last `lookback` tokens of `history`."""
+    def set_seed(self, seed: int) -> None: ...
+    def cancel(self) -> None:
+        """Thread-safe: ask a running eval() to stop at the next layer boundary."""
+    def set_lora(self, name: str, a: Buffer, b: Buffer, rank: int, scale: float, quant: str | None = None) -> None:
+        """Attach a LoRA delta to one linear ('layers.3.q_proj'): y += scale * B @ (A @ x).
+        a: float32 [rank, in], b: float32 [out, rank]. quant: None, 'int8', 'int4'."""
+    def clear_lora(self) -> None: ...
+    def close(self) -> None: ...
