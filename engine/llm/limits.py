@@ -1,0 +1,53 @@
+"""Every limit of the LLM package, named and documented in one place."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_LOOKBACK",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_PROGRESS_TIMEOUT_S",
+    "DEFAULT_SEARCH_TOKEN_BUDGET",
+    "MAX_LOOKBACK",
+    "MAX_MESSAGE_CHARS",
+    "MAX_SEARCH_QUERY_CHARS",
+    "MAX_SEARCH_RESULTS",
+    "MAX_SEARCH_ROUNDS",
+    "MAX_STORE_NAME_LEN",
+    "MAX_TOKENS_CAP",
+    "SEARCH_BUDGET_CONTEXT_FRACTION",
+    "SEARCH_HTTP_TIMEOUT_S",
+    "SEARCH_MAX_RESPONSE_BYTES",
+    "SESSION_LIFETIME_TOKENS",
+]
+
+# Per-turn generation cap used when neither the call nor generation_config.json
+# names one (`max_new_tokens`).
+DEFAULT_MAX_TOKENS = 256
+# Hard ceiling on `max_tokens` a caller may ask for in one turn.
+MAX_TOKENS_CAP = 32768
+# Repetition penalty window (tokens of history the penalty looks at).
+DEFAULT_LOOKBACK = 64
+MAX_LOOKBACK = 4096
+# One message (system/user/assistant/search) in characters; a larger one is a
+# client bug or abuse, not a conversation, and is rejected before tokenizing.
+MAX_MESSAGE_CHARS = 1_000_000
+# Lifetime cap of one ChatSession: tokens prefilled plus tokens generated,
+# summed over its turns. Past it the session raises SessionExhaustedError.
+SESSION_LIFETIME_TOKENS = 1_000_000
+# A single engine step (prefill of a turn, or one decoded token) that takes
+# longer than this raises ProgressTimeoutError and cancels the engine.
+DEFAULT_PROGRESS_TIMEOUT_S = 120.0
+# Store IDs: `org/name`, each part at most this many characters.
+MAX_STORE_NAME_LEN = 96
+
+# Search harness.
+# Tokens of search results appended per search when the LLM is not given a
+# budget; always clamped to SEARCH_BUDGET_CONTEXT_FRACTION of the context window.
+DEFAULT_SEARCH_TOKEN_BUDGET = 512
+SEARCH_BUDGET_CONTEXT_FRACTION = 0.25
+# Searches one turn may run before the harness stops obeying <search> tags.
+MAX_SEARCH_ROUNDS = 3
+MAX_SEARCH_QUERY_CHARS = 256
+MAX_SEARCH_RESULTS = 5
+SEARCH_HTTP_TIMEOUT_S = 10.0
+SEARCH_MAX_RESPONSE_BYTES = 2 * 1024 * 1024
