@@ -1,0 +1,75 @@
+"""`STTSession`: the per-caller handle returned by `STT.open_session()`.
+
+    async with stt.open_session() as session:
+        text = await session.transcribe(audio, language="en")
+
+`audio`: signed 16-bit little-endian mono 16 kHz PCM bytes, or WAV (FLAC/OGG) bytes of any
+common rate, width and channel count (converted with soundfile + soxr). `language`: None
+(auto-detect; English for `.en` models) or letters and hyphens. Bad input raises
+`InvalidRequestError` before any work is queued. Concurrent calls (from one session or many)
+queue behind each other; none fails for being second. After `close()`, `transcribe` raises
+`SessionClosedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from engine.audio import decode_pcm16
+from engine.errors import SessionClosedError
+from engine.stt import limits
+from engine.stt.component import validate_language
+
+if TYPE_CHECKING:
+    from engine.stt.component import STT
+
+__all__ = ["STTSession"]
+
+
+class STTSession:
+    """Never constructed by users: use `STT.open_session()`."""
+
+    def __init__(self, stt: STT) -> None:
+        self._stt = stt
+        self._closed = False
+        self.last_decode_seconds = 0.0
+        self.last_audio_seconds = 0.0
+
+    async def transcribe(self, audio: bytes, language: str | None = None) -> str:
+        """Transcribe one utterance; returns the text (possibly empty for silence)."""
+        if self._closed:
+            raise SessionClosedError("this STT session is closed; open a new one")
+        self._stt._check_running()
+        code = validate_language(language)
+        if len(audio) > 1 << 16:
+            # Long input: decode and resample off the loop.
+            pcm = await asyncio.to_thread(
+                decode_pcm16,
+                audio,
+                target_rate=limits.SAMPLE_RATE,
+                max_seconds=limits.MAX_AUDIO_SECONDS,
+            )
+        else:
+            pcm = decode_pcm16(
+                audio, target_rate=limits.SAMPLE_RATE, max_seconds=limits.MAX_AUDIO_SECONDS
+            )
+        text, seconds = await self._stt._transcribe_pcm(pcm, code)
+        self.last_decode_seconds = seconds
+        self.last_audio_seconds = pcm.size / limits.SAMPLE_RATE
+        return text
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> STTSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
