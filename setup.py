@@ -25,7 +25,7 @@ ISA_FLAGS = {
 }
 
 BASE_SOURCES = [
-    "csrc/engine.c",
+    "csrc/forward.c",
     "csrc/model.c",
     "csrc/threadpool.c",
     "csrc/sampler.c",

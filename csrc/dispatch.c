@@ -42,21 +42,35 @@ unsigned bv_kernels_supported(void) {
 unsigned bv_kernels_supported(void) { return 1; }
 #endif
 
+static int pick(const bv_kernels *table) {
+    bv_kern = *table;
+    /* a SIMD file may leave an entry to the reference (e.g. float helpers) */
+    if (!bv_kern.ternary_gemv) bv_kern.ternary_gemv = bv_kernels_ref.ternary_gemv;
+    if (!bv_kern.ternary_gemm) bv_kern.ternary_gemm = bv_kernels_ref.ternary_gemm;
+    if (!bv_kern.int8_gemv) bv_kern.int8_gemv = bv_kernels_ref.int8_gemv;
+    if (!bv_kern.int4_gemv) bv_kern.int4_gemv = bv_kernels_ref.int4_gemv;
+    if (!bv_kern.f16_gemv) bv_kern.f16_gemv = bv_kernels_ref.f16_gemv;
+    if (!bv_kern.attn_head) bv_kern.attn_head = bv_kernels_ref.attn_head;
+    if (!bv_kern.f16_to_f32) bv_kern.f16_to_f32 = bv_kernels_ref.f16_to_f32;
+    if (!bv_kern.f32_to_f16) bv_kern.f32_to_f16 = bv_kernels_ref.f32_to_f16;
+    return 0;
+}
+
 int bv_kernels_select(const char *want) {
     if (!want || !*want) want = getenv("BITVOICE_KERNEL");
     unsigned have = bv_kernels_supported();
+    (void)have; /* unused when built without the x86 SIMD files */
     if (!want || !*want || !strcmp(want, "auto")) {
 #ifdef BV_HAVE_X86_SIMD
-        if (have & 4) { bv_kern = bv_kernels_avx512; return 0; }
-        if (have & 2) { bv_kern = bv_kernels_avx2; return 0; }
+        if (have & 4) return pick(&bv_kernels_avx512);
+        if (have & 2) return pick(&bv_kernels_avx2);
 #endif
-        bv_kern = bv_kernels_ref;
-        return 0;
+        return pick(&bv_kernels_ref);
     }
-    if (!strcmp(want, "ref")) { bv_kern = bv_kernels_ref; return 0; }
+    if (!strcmp(want, "ref")) return pick(&bv_kernels_ref);
 #ifdef BV_HAVE_X86_SIMD
-    if (!strcmp(want, "avx2") && (have & 2)) { bv_kern = bv_kernels_avx2; return 0; }
-    if (!strcmp(want, "avx512") && (have & 4)) { bv_kern = bv_kernels_avx512; return 0; }
+    if (!strcmp(want, "avx2") && (have & 2)) return pick(&bv_kernels_avx2);
+    if (!strcmp(want, "avx512") && (have & 4)) return pick(&bv_kernels_avx512);
 #endif
     return -1;
 }

@@ -69,7 +69,8 @@ typedef struct {
     uint32_t header_size;/* sizeof(bv_file_header) */
     uint64_t file_size;  /* total bytes, checked against the real size */
     uint32_t hidden, n_layers, n_heads, n_kv_heads, ffn, vocab, max_ctx, head_dim;
-    uint8_t reserved[8];
+    float rope_theta;    /* RoPE base */
+    float rms_eps;       /* RMSNorm epsilon */
 } bv_file_header;
 static_assert(sizeof(bv_file_header) == 64, "header is 64 bytes");
 

@@ -28,7 +28,21 @@ typedef struct {
     void (*int8_gemv)(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1);
     /* int4 LM head: same with the int4 layout (rows nb*64 bytes apart). */
     void (*int4_gemv)(const uint8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1);
+
+    /* Float kernels (results within a named tolerance of ref, not bit-exact). */
+    /* f16 LM head: y[r] = sum_k W[r][k] * x[k], W f16 rows of `cols` halves. */
+    void (*f16_gemv)(const uint16_t *w, int cols, const float *x, float *y, int r0, int r1);
+    /* One attention head over n_pos cached positions (KV cache in f16):
+     * s_t = scale * q.k_t; p = softmax(s); out = sum_t p_t v_t.
+     * k_t = k + t * kv_stride (halves), same for v; hd = head dim;
+     * scratch holds n_pos floats. */
+    void (*attn_head)(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
+                      int kv_stride, int hd, float scale, float *scratch, float *out);
+    void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
+    void (*f32_to_f16)(const float *src, uint16_t *dst, int n);
 } bv_kernels;
+
+/* Any entry a SIMD table leaves NULL is taken from the reference table. */
 
 extern bv_kernels bv_kern;                 /* the active table */
 extern const bv_kernels bv_kernels_ref;

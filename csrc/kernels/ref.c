@@ -1,7 +1,47 @@
 /* ref.c - the scalar reference kernels. Plain C, no intrinsics: the contract
  * that every SIMD path is tested against (bit-exact integer results), and the
  * path that runs on a CPU with no x86 SIMD at all. */
+#include <math.h>
+#include <string.h>
+
 #include "bv_kernels.h"
+
+/* IEEE half <-> float by bit manipulation (round to nearest even), so the
+ * reference path needs no F16C and gives the same bits on every CPU. */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { /* subnormal: normalise */
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000u | man << 13;
+    else bits = sign | (exp + 127 - 15) << 23 | man << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffff;
+    if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow -> inf */
+    if (absx < 0x38800000u) { /* subnormal or zero half */
+        if (absx < 0x33000000u) return (uint16_t)sign;
+        uint32_t man = (absx & 0x7fffff) | 0x800000;
+        int shift = 113 - (int)(absx >> 23) + 13;
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = ((absx >> 13) - ((127 - 15) << 10)), rem = absx & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
 
 /* dot of one ternary row (nb blocks) with int8 activations */
 static int32_t ternary_row_dot(const uint8_t *row, int nb, const int8_t *x) {
@@ -61,10 +101,56 @@ static void ref_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y,
     }
 }
 
+static void ref_f16_to_f32(const uint16_t *src, float *dst, int n) {
+    for (int i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
+}
+
+static void ref_f32_to_f16(const float *src, uint16_t *dst, int n) {
+    for (int i = 0; i < n; i++) dst[i] = float_to_half(src[i]);
+}
+
+static void ref_f16_gemv(const uint16_t *w, int cols, const float *x, float *y, int r0, int r1) {
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *row = w + (size_t)r * cols;
+        float acc = 0.0f;
+        for (int k = 0; k < cols; k++) acc += half_to_float(row[k]) * x[k];
+        y[r] = acc;
+    }
+}
+
+static void ref_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
+                          int kv_stride, int hd, float scale, float *scores, float *out) {
+    /* scores = scale * q . k_t, softmax over t (max-subtracted), out = sum_t p_t v_t */
+    float max = -INFINITY;
+    for (int t = 0; t < n_pos; t++) {
+        const uint16_t *kt = k + (size_t)t * kv_stride;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++) s += q[d] * half_to_float(kt[d]);
+        scores[t] = s * scale;
+        if (scores[t] > max) max = scores[t];
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_pos; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+    for (int t = 0; t < n_pos; t++) {
+        const uint16_t *vt = v + (size_t)t * kv_stride;
+        float p = scores[t] * inv;
+        for (int d = 0; d < hd; d++) out[d] += p * half_to_float(vt[d]);
+    }
+}
+
 const bv_kernels bv_kernels_ref = {
     .name = "ref",
     .ternary_gemv = ref_ternary_gemv,
     .ternary_gemm = ref_ternary_gemm,
     .int8_gemv = ref_int8_gemv,
     .int4_gemv = ref_int4_gemv,
+    .f16_gemv = ref_f16_gemv,
+    .attn_head = ref_attn_head,
+    .f16_to_f32 = ref_f16_to_f32,
+    .f32_to_f16 = ref_f32_to_f16,
 };

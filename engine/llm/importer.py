@@ -46,7 +46,7 @@ BV_VERSION = 1
 BV_ALIGN = 64
 BV_QK = 128
 BV_NAME_LEN = 48
-HEADER = struct.Struct("<IIIIQ8I8x")  # bv_file_header, 64 bytes
+HEADER = struct.Struct("<IIIIQ8Iff")  # bv_file_header, 64 bytes
 ENTRY = struct.Struct(f"<{BV_NAME_LEN}sIIIfQQ")  # bv_tensor_entry, 80 bytes
 DTYPE_F32, DTYPE_F16, DTYPE_TERNARY = 0, 1, 2
 assert HEADER.size == 64 and ENTRY.size == 80
@@ -87,6 +87,9 @@ class BitNetShapes:
         self.max_ctx = int(cfg.get("max_position_embeddings") or 2048)
         self.head_dim = int(cfg.get("head_dim") or self.hidden // self.n_heads)
         self.tied = bool(cfg.get("tie_word_embeddings", True))
+        rope = cfg.get("rope_parameters") or {}
+        self.rope_theta = float(cfg.get("rope_theta") or rope.get("rope_theta") or 10000.0)
+        self.eps = float(cfg.get("rms_norm_eps") or 1e-6)
 
     def linear_shape(self, suffix: str) -> tuple[int, int]:
         q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
@@ -284,6 +287,7 @@ class _BvmWriter:
             HEADER.pack(
                 BV_MAGIC, BV_VERSION, self.n, HEADER.size, self.pos,
                 s.hidden, s.n_layers, s.n_heads, s.n_kv_heads, s.ffn, s.vocab, s.max_ctx, s.head_dim,
+                s.rope_theta, s.eps,
             )
         )  # fmt: skip
         self.fh.write(b"".join(self.entries))

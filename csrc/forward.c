@@ -1,0 +1,366 @@
+#define _POSIX_C_SOURCE 200809L
+/* forward.c - the BitNet b1.58 forward pass, read top to bottom.
+ *
+ * Each block is commented with the NumPy line of engine/llm/reference.py that
+ * it mirrors. Tokens are processed in chunks of up to BV_MAX_BATCH (prefill
+ * runs the ternary GEMM; a single token runs the GEMV). Linears run on int8
+ * activations quantized per token (absmax, as BitNet trains them) against the
+ * packed ternary weights; integer results are rescaled by
+ * (activation scale * weight scale). The KV cache is f16.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitvoice.h"
+#include "bv_kernels.h"
+
+/* ---- small float helpers (single thread; cheap next to the matmuls) ---------- */
+
+/* o = x / sqrt(mean(x^2) + eps) * w                       (reference.rmsnorm) */
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float inv = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) o[i] = w[i] * (x[i] * inv);
+}
+
+/* q = clip(round(x * 127 / max(|x|max, 1e-5)), -128, 127), zero-padded to npad;
+ * returns the dequantization step 1/s                    (reference.act_quant) */
+static float act_quant(const float *x, int n, int npad, int8_t *q) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float s = 127.0f / fmaxf(amax, 1e-5f);
+    for (int i = 0; i < n; i++) {
+        float v = nearbyintf(x[i] * s);
+        q[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+    }
+    memset(q + n, 0, (size_t)(npad - n));
+    return 1.0f / s;
+}
+
+/* ---- threaded matmuls ------------------------------------------------------ */
+
+#define MAX_FUSED 3 /* q,k,v or gate,up run as one parallel job */
+
+typedef struct {
+    const bv_ternary *w[MAX_FUSED];
+    int n_mats, total_rows;
+    const int8_t *X; /* [n][npad] */
+    int n;
+    int32_t *Y;      /* [n][ldy], matrix j's rows at column offset sum(rows of 0..j-1) */
+    int ldy;
+} matmul_job;
+
+static void matmul_task(void *ctx, int task, int n_tasks) {
+    matmul_job *j = ctx;
+    int lo = (int)((long)j->total_rows * task / n_tasks);
+    int hi = (int)((long)j->total_rows * (task + 1) / n_tasks);
+    int base = 0;
+    for (int mi = 0; mi < j->n_mats; mi++) {
+        const bv_ternary *w = j->w[mi];
+        int r0 = lo - base, r1 = hi - base;
+        if (r0 < 0) r0 = 0;
+        if (r1 > w->rows) r1 = w->rows;
+        if (r0 < r1) {
+            if (j->n == 1)
+                bv_kern.ternary_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
+            else
+                bv_kern.ternary_gemm(w->data, w->nb, j->X, j->n, j->Y + base, j->ldy, r0, r1);
+        }
+        base += w->rows;
+    }
+}
+
+/* Y[t][...] = T_j X[t] for the fused matrices (same input width). */
+static void matmul(bv_model *m, const bv_ternary **w, int n_mats, const int8_t *X, int n, int32_t *Y,
+                   int ldy) {
+    matmul_job j = {.n_mats = n_mats, .X = X, .n = n, .Y = Y, .ldy = ldy};
+    for (int i = 0; i < n_mats; i++) {
+        j.w[i] = w[i];
+        j.total_rows += w[i]->rows;
+    }
+    int threads = bv_pool_threads(m->pool);
+    /* decode is memory-bound: one contiguous slice per thread; prefill takes
+     * more, smaller tasks so an uneven split does not leave a core idle */
+    int tasks = n == 1 ? threads : threads * 4;
+    bv_pool_run(m->pool, matmul_task, &j, tasks);
+}
+
+/* y[t][r] += scale * B (A x[t])      (reference: y += lora.scale * (x @ A.T) @ B.T) */
+static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, int n, float *y, int ldy,
+                       int out) {
+    if (lo->rank == 0) return;
+    int in = ldx;
+    float *tmp = m->s.lora_tmp;
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < lo->rank; i++) {
+            const float *a = lo->a + (size_t)i * in;
+            float acc = 0.0f;
+            for (int k = 0; k < in; k++) acc += a[k] * x[(size_t)t * ldx + k];
+            tmp[i] = acc * lo->scale;
+        }
+        for (int r = 0; r < out; r++) {
+            const float *b = lo->b + (size_t)r * lo->rank;
+            float acc = 0.0f;
+            for (int i = 0; i < lo->rank; i++) acc += b[i] * tmp[i];
+            y[(size_t)t * ldy + r] += acc;
+        }
+    }
+}
+
+/* Quantize n rows of `x` (row width `width`, stride ld) into s->xq / s->xs. */
+static void quantize_rows(bv_state *s, const float *x, int ld, int width, int n) {
+    int npad = bv_pad_cols(width);
+    for (int t = 0; t < n; t++) s->xs[t] = act_quant(x + (size_t)t * ld, width, npad, s->xq + (size_t)t * npad);
+}
+
+/* out[t][r] = acc[t][off + r] * xs[t] * scale          (int32 -> float rescale) */
+static void dequant(const bv_state *s, int n, int ldacc, int off, const bv_ternary *w, float *out, int ldo) {
+    for (int t = 0; t < n; t++) {
+        const int32_t *a = s->acc + (size_t)t * ldacc + off;
+        float k = s->xs[t] * w->scale;
+        for (int r = 0; r < w->rows; r++) out[(size_t)t * ldo + r] = (float)a[r] * k;
+    }
+}
+
+/* ---- attention --------------------------------------------------------------- */
+
+typedef struct {
+    bv_model *m;
+    int layer, n, n_past;
+} attn_job;
+
+/* One task per thread: a contiguous share of the (token, head) pairs. */
+static void attn_task(void *ctx, int task, int n_tasks) {
+    attn_job *j = ctx;
+    bv_model *m = j->m;
+    const bv_config *c = &m->cfg;
+    bv_state *s = &m->s;
+    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
+    int pairs = j->n * c->n_heads;
+    int lo = (int)((long)pairs * task / n_tasks), hi = (int)((long)pairs * (task + 1) / n_tasks);
+    const uint16_t *kc = s->kcache + (size_t)j->layer * s->n_ctx * kv_dim;
+    const uint16_t *vc = s->vcache + (size_t)j->layer * s->n_ctx * kv_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int p = lo; p < hi; p++) {
+        int t = p / c->n_heads, h = p % c->n_heads, kvh = h / group;
+        int n_pos = j->n_past + t + 1; /* causal: the token sees itself and everything before */
+        bv_kern.attn_head(s->q + (size_t)t * c->dim + h * hd, kc + kvh * hd, vc + kvh * hd, n_pos, kv_dim,
+                          hd, scale, s->scores + (size_t)task * s->n_ctx,
+                          s->xb2 + (size_t)t * c->dim + h * hd);
+    }
+}
+
+/* RoPE, rotate-half form:  x1' = x1 cos - x2 sin;  x2' = x2 cos + x1 sin  (reference.rope) */
+static void rope(float *v, int n_heads, int hd, int pos, const float *inv) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float angle = (float)pos * inv[i];
+        float cs = cosf(angle), sn = sinf(angle);
+        for (int h = 0; h < n_heads; h++) {
+            float *x = v + h * hd;
+            float x1 = x[i], x2 = x[i + half];
+            x[i] = x1 * cs - x2 * sn;
+            x[i + half] = x2 * cs + x1 * sn;
+        }
+    }
+}
+
+/* ---- LM head --------------------------------------------------------------------- */
+
+typedef struct {
+    bv_model *m;
+    const float *x;   /* [dim] final-normed hidden state */
+    const int8_t *xq; /* its int8 quantization (quantized heads) */
+    float xs;
+    float *logits;
+    int32_t *acc;
+} head_job;
+
+static void head_task(void *ctx, int task, int n_tasks) {
+    head_job *j = ctx;
+    bv_model *m = j->m;
+    int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim);
+    int r0 = (int)((long)vocab * task / n_tasks), r1 = (int)((long)vocab * (task + 1) / n_tasks);
+    if (m->w.head_quant == BV_HEAD_F16) {
+        bv_kern.f16_gemv(m->w.head, dim, j->x, j->logits, r0, r1);
+        return;
+    }
+    if (m->w.head_quant == BV_HEAD_INT8)
+        bv_kern.int8_gemv((const int8_t *)m->w.head_q, nb, j->xq, j->acc, r0, r1);
+    else
+        bv_kern.int4_gemv((const uint8_t *)m->w.head_q, nb, j->xq, j->acc, r0, r1);
+    for (int r = r0; r < r1; r++) j->logits[r] = (float)j->acc[r] * j->xs * m->w.head_q_scale[r];
+}
+
+static void lm_head(bv_model *m, const float *x, float *logits) {
+    bv_state *s = &m->s;
+    head_job j = {.m = m, .x = x, .logits = logits, .acc = (int32_t *)logits};
+    if (m->w.head_quant != BV_HEAD_F16) {
+        /* int32 partials are written into the logits row then rescaled in place:
+         * same size (4 bytes), and each row is read before it is overwritten */
+        j.xs = act_quant(x, m->cfg.dim, bv_pad_cols(m->cfg.dim), s->xq);
+        j.xq = s->xq;
+    }
+    bv_pool_run(m->pool, head_task, &j, bv_pool_threads(m->pool) * 4);
+}
+
+/* ---- the forward pass over one chunk of n <= BV_MAX_BATCH tokens ------------------ */
+
+static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) {
+    const bv_config *c = &m->cfg;
+    bv_state *s = &m->s;
+    int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
+    int ld_acc = 2 * ffn > dim ? 2 * ffn : dim;
+
+    /* x = embed[tokens] */
+    for (int t = 0; t < n; t++) bv_kern.f16_to_f32(m->w.embed + (size_t)tokens[t] * dim, s->x + (size_t)t * dim, dim);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        if (atomic_load_explicit(&m->cancel, memory_order_relaxed)) return BV_CANCELLED;
+        bv_layer *L = &m->w.layers[l];
+
+        /* h = rmsnorm(x, attn_norm); q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T */
+        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->attn_norm, dim, c->eps);
+        quantize_rows(s, s->xb, dim, dim, n);
+        const bv_ternary *qkv[3] = {&L->lin[BV_Q], &L->lin[BV_K], &L->lin[BV_V]};
+        matmul(m, qkv, 3, s->xq, n, s->acc, ld_acc);
+        dequant(s, n, ld_acc, 0, &L->lin[BV_Q], s->q, dim);
+        dequant(s, n, ld_acc, dim, &L->lin[BV_K], s->k, kv_dim);
+        dequant(s, n, ld_acc, dim + kv_dim, &L->lin[BV_V], s->v, kv_dim);
+        lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim, dim);
+        lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim, kv_dim);
+        lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim, kv_dim);
+
+        /* q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v (f16) */
+        for (int t = 0; t < n; t++) {
+            int pos = n_past + t;
+            rope(s->q + (size_t)t * dim, c->n_heads, hd, pos, s->rope_inv);
+            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos, s->rope_inv);
+            size_t at = ((size_t)l * s->n_ctx + pos) * kv_dim;
+            bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim, s->kcache + at, kv_dim);
+            bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim, s->vcache + at, kv_dim);
+        }
+
+        /* a = softmax(q k.T / sqrt(hd) + causal) v, per head (GQA: kv head = h / group) */
+        attn_job aj = {m, l, n, n_past};
+        bv_pool_run(m->pool, attn_task, &aj, bv_pool_threads(m->pool));
+
+        /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
+        for (int t = 0; t < n; t++)
+            rmsnorm(s->xb + (size_t)t * dim, s->xb2 + (size_t)t * dim, L->attn_sub_norm, dim, c->eps);
+        quantize_rows(s, s->xb, dim, dim, n);
+        const bv_ternary *o[1] = {&L->lin[BV_O]};
+        matmul(m, o, 1, s->xq, n, s->acc, ld_acc);
+        dequant(s, n, ld_acc, 0, &L->lin[BV_O], s->xb2, dim);
+        lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim, dim);
+        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+
+        /* h = rmsnorm(x, ffn_norm); g, u = h @ Wg.T, h @ Wu.T */
+        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->ffn_norm, dim, c->eps);
+        quantize_rows(s, s->xb, dim, dim, n);
+        const bv_ternary *gu[2] = {&L->lin[BV_GATE], &L->lin[BV_UP]};
+        matmul(m, gu, 2, s->xq, n, s->acc, ld_acc);
+        dequant(s, n, ld_acc, 0, &L->lin[BV_GATE], s->hb, ffn);
+        dequant(s, n, ld_acc, ffn, &L->lin[BV_UP], s->hb2, ffn);
+        lora_apply(m, &L->lora[BV_GATE], s->xb, dim, n, s->hb, ffn, ffn);
+        lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn, ffn);
+
+        /* f = relu(g)^2 * u;  x += rmsnorm(f, ffn_sub_norm) @ Wd.T */
+        for (size_t i = 0; i < (size_t)n * ffn; i++) {
+            float g = s->hb[i] > 0.0f ? s->hb[i] : 0.0f;
+            s->hb[i] = g * g * s->hb2[i];
+        }
+        for (int t = 0; t < n; t++)
+            rmsnorm(s->xb + (size_t)t * ffn, s->hb + (size_t)t * ffn, L->ffn_sub_norm, ffn, c->eps);
+        quantize_rows(s, s->xb, ffn, ffn, n);
+        const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
+        matmul(m, d, 1, s->xq, n, s->acc, ld_acc);
+        dequant(s, n, ld_acc, 0, &L->lin[BV_DOWN], s->xb2, dim);
+        lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim, dim);
+        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+    }
+    return BV_OK;
+}
+
+int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all_logits) {
+    bv_state *s = &m->s;
+    const bv_config *c = &m->cfg;
+    if (n <= 0 || n_past < 0 || n_past > s->n_cached || n > s->n_ctx - n_past) return BV_ERR_ARG;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab) return BV_ERR_ARG;
+    int rows = all_logits ? n : 1;
+    if (rows > s->logits_cap) {
+        float *bigger = NULL;
+        if (posix_memalign((void **)&bigger, 64, sizeof(float) * (size_t)rows * c->vocab) != 0) return BV_ERR_NOMEM;
+        free(s->logits);
+        s->logits = bigger;
+        s->logits_cap = rows;
+    }
+    m->eval_calls++;
+    s->n_cached = n_past; /* truncate: what follows n_past is overwritten */
+    float *xf = malloc(sizeof(float) * (size_t)c->dim);
+    if (!xf) return BV_ERR_NOMEM;
+    int rc = BV_OK;
+    for (int done = 0; done < n && rc == BV_OK;) {
+        int chunk = n - done < BV_MAX_BATCH ? n - done : BV_MAX_BATCH;
+        rc = forward_chunk(m, tokens + done, chunk, n_past + done);
+        if (rc != BV_OK) break;
+        /* logits = rmsnorm(x, norm) @ head.T (last token, or every token) */
+        for (int t = 0; t < chunk; t++) {
+            int index = done + t;
+            if (!all_logits && index != n - 1) continue;
+            rmsnorm(xf, s->x + (size_t)t * c->dim, m->w.norm, c->dim, c->eps);
+            lm_head(m, xf, s->logits + (size_t)(all_logits ? index : 0) * c->vocab);
+        }
+        done += chunk;
+        s->n_cached = n_past + done;
+        m->tokens_evaluated += (uint64_t)chunk;
+    }
+    free(xf);
+    if (rc == BV_CANCELLED) {
+        atomic_store(&m->cancel, 0);
+        s->n_cached = n_past; /* a partial chunk leaves nothing usable beyond the prefix */
+        return BV_CANCELLED;
+    }
+    s->n_logits = rows;
+    return rc;
+}
+
+int bv_model_set_lora(bv_model *m, int layer, int which, const float *a, const float *b, int rank,
+                      float scale) {
+    const bv_config *c = &m->cfg;
+    if (layer < 0 || layer >= c->n_layers || which < 0 || which >= BV_N_LINEARS || rank <= 0 || rank > 4096)
+        return BV_ERR_ARG;
+    bv_layer *L = &m->w.layers[layer];
+    int in = L->lin[which].cols, out = L->lin[which].rows;
+    float *ac = malloc(sizeof(float) * (size_t)rank * in), *bc = malloc(sizeof(float) * (size_t)out * rank);
+    float *tmp = malloc(sizeof(float) * (size_t)rank);
+    if (!ac || !bc || !tmp) { free(ac); free(bc); free(tmp); return BV_ERR_NOMEM; }
+    memcpy(ac, a, sizeof(float) * (size_t)rank * in);
+    memcpy(bc, b, sizeof(float) * (size_t)out * rank);
+    bv_lora *lo = &L->lora[which];
+    free(lo->a);
+    free(lo->b);
+    lo->a = ac; lo->b = bc; lo->rank = rank; lo->scale = scale;
+    /* lora_tmp holds one token's rank-sized intermediate; grow to the largest rank */
+    free(m->s.lora_tmp);
+    int max_rank = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < BV_N_LINEARS; j++)
+            if (m->w.layers[l].lora[j].rank > max_rank) max_rank = m->w.layers[l].lora[j].rank;
+    free(tmp);
+    m->s.lora_tmp = malloc(sizeof(float) * (size_t)max_rank);
+    return m->s.lora_tmp ? BV_OK : BV_ERR_NOMEM;
+}
+
+void bv_model_clear_lora(bv_model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int j = 0; j < BV_N_LINEARS; j++) {
+            bv_lora *lo = &m->w.layers[l].lora[j];
+            free(lo->a);
+            free(lo->b);
+            memset(lo, 0, sizeof *lo);
+        }
+}

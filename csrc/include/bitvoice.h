@@ -1,0 +1,136 @@
+/* bitvoice.h - the C ternary engine: a BitNet b1.58 model, its KV cache and
+ * its sampler. Names are bv_<object>_<action>; every *_init / *_load has a
+ * *_free. Errors are returned as a negative code plus a message in `err`.
+ */
+#ifndef BITVOICE_H
+#define BITVOICE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bv_format.h"
+#include "bv_threadpool.h"
+
+#define BV_MAX_BATCH 64   /* prefill processes prompts in chunks of this many tokens */
+#define BV_ERR_LEN 256
+
+enum { BV_OK = 0, BV_ERR_IO = -1, BV_ERR_FORMAT = -2, BV_ERR_NOMEM = -3, BV_ERR_ARG = -4,
+       BV_CANCELLED = 1 };
+
+enum bv_head_quant { BV_HEAD_F16 = 0, BV_HEAD_INT8 = 1, BV_HEAD_INT4 = 2 };
+
+typedef struct {
+    int dim;        /* hidden size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;   /* dim / n_heads */
+    int ffn;        /* intermediate size */
+    int vocab;
+    int max_ctx;    /* max_position_embeddings */
+    float eps;      /* rms_norm_eps */
+    float rope_theta;
+} bv_config;
+
+typedef struct {
+    const uint8_t *data; /* [rows][nb * BV_BLOCK_BYTES] packed ternary */
+    int rows, cols, nb;  /* logical shape; nb = padded cols / BV_QK */
+    float scale;         /* W = T * scale */
+} bv_ternary;
+
+typedef struct {          /* a LoRA delta on one linear: y += scale * B (A x) */
+    float *a;             /* [rank][in] */
+    float *b;             /* [out][rank] */
+    int rank;
+    float scale;
+} bv_lora;
+
+enum { BV_Q, BV_K, BV_V, BV_O, BV_GATE, BV_UP, BV_DOWN, BV_N_LINEARS };
+
+typedef struct {
+    const float *attn_norm;     /* [dim]  input_layernorm */
+    const float *ffn_norm;      /* [dim]  post_attention_layernorm */
+    const float *attn_sub_norm; /* [dim]  before o_proj */
+    const float *ffn_sub_norm;  /* [ffn]  before down_proj */
+    bv_ternary lin[BV_N_LINEARS];
+    bv_lora lora[BV_N_LINEARS];  /* rank 0 = none */
+} bv_layer;
+
+typedef struct {
+    const uint16_t *embed;   /* [vocab][dim] f16, token embeddings */
+    const uint16_t *head;    /* [vocab][dim] f16, LM head (== embed when tied) */
+    const float *norm;       /* [dim] final norm */
+    bv_layer *layers;        /* [n_layers] */
+    /* quantized LM head (unembed_quant), owned, NULL when f16 */
+    void *head_q;            /* int8: [vocab][nb*128]; int4: [vocab][nb*64] */
+    float *head_q_scale;     /* [vocab] */
+    int head_quant;          /* enum bv_head_quant */
+} bv_weights;
+
+typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH tokens */
+    float *x;        /* [B][dim]   residual stream */
+    float *xb;       /* [B][max(dim, ffn)] normalized input of a linear */
+    float *xb2;      /* [B][max(q_dim, dim)] attention output */
+    int8_t *xq;      /* [B][pad(max(dim, ffn))] int8 activations */
+    float *xs;       /* [B] activation scale: x ~ xq * xs */
+    int32_t *acc;    /* [B][max(q_dim, 2*ffn)] int32 matmul results */
+    float *q;        /* [B][q_dim] */
+    float *k;        /* [B][kv_dim] */
+    float *v;        /* [B][kv_dim] */
+    float *hb;       /* [B][ffn] */
+    float *hb2;      /* [B][ffn] */
+    float *scores;   /* [n_threads][max_ctx] attention scratch */
+    float *lora_tmp; /* [B][max lora rank] */
+    float *logits;   /* [n_logits][vocab] */
+    int n_logits;    /* rows valid in logits */
+    float *rope_inv; /* [head_dim/2] inverse frequencies */
+    uint16_t *kcache;/* [n_layers][n_ctx][kv_dim] f16 */
+    uint16_t *vcache;/* [n_layers][n_ctx][kv_dim] f16 */
+    int n_ctx;       /* cache length */
+    int n_cached;    /* positions valid in the cache */
+    int logits_cap;  /* rows allocated in logits */
+} bv_state;
+
+typedef struct {
+    bv_config cfg;
+    bv_weights w;
+    bv_state s;
+    bv_pool *pool;
+    const uint8_t *map;  /* the mmapped model.bvm */
+    size_t map_size;
+    atomic_int cancel;
+    uint64_t tokens_evaluated;
+    uint64_t eval_calls;
+    uint64_t rng;        /* sampler state (xorshift64*) */
+} bv_model;
+
+/* Load model.bvm (mmapped, read-only). n_ctx 0 = cfg.max_ctx. head_quant one of
+ * enum bv_head_quant. On error returns NULL with a message in err. */
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, char err[BV_ERR_LEN]);
+void bv_model_free(bv_model *m);
+
+/* Run `n` tokens at positions n_past.. (the cache is first truncated to
+ * n_past). Keeps logits of the last token, or of all tokens if all_logits.
+ * Returns BV_OK, BV_CANCELLED (cache holds n_past tokens) or BV_ERR_ARG. */
+int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all_logits);
+
+/* Attach a LoRA delta to layer `layer`, linear `which` (BV_Q..BV_DOWN); copies a/b. */
+int bv_model_set_lora(bv_model *m, int layer, int which, const float *a, const float *b, int rank,
+                      float scale);
+void bv_model_clear_lora(bv_model *m);
+
+typedef struct {
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float repetition_penalty; /* 1 = off */
+    const int32_t *history;   /* previous tokens, for the penalty */
+    int n_history;
+    int lookback;             /* penalise the last `lookback` tokens of history */
+} bv_sampling;
+
+/* Pick the next token from logits[vocab] (modified in place by the penalty). */
+int bv_sample(bv_model *m, float *logits, const bv_sampling *p);
+
+#endif

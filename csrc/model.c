@@ -1,0 +1,253 @@
+/* model.c - load a model.bvm bundle: map it, check every header and table
+ * field against the file before any pointer is formed (a truncated or corrupt
+ * file is an error, never an out-of-bounds read), bind the weights, allocate
+ * the run state and KV cache once, and quantize the LM head if asked. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bitvoice.h"
+#include "bv_kernels.h"
+
+#define FAIL(code, ...) do { snprintf(err, BV_ERR_LEN, __VA_ARGS__); rc = code; goto fail; } while (0)
+
+static const char *LINEAR_NAMES[BV_N_LINEARS] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+
+static size_t dtype_bytes(uint32_t dtype, uint32_t rows, uint32_t cols) {
+    switch (dtype) {
+    case BV_DTYPE_F32: return (size_t)rows * cols * 4;
+    case BV_DTYPE_F16: return (size_t)rows * cols * 2;
+    case BV_DTYPE_TERNARY: return (size_t)rows * (size_t)bv_blocks((int)cols) * BV_BLOCK_BYTES;
+    default: return 0;
+    }
+}
+
+static const bv_tensor_entry *find(const bv_tensor_entry *tab, uint32_t n, const char *name) {
+    for (uint32_t i = 0; i < n; i++)
+        if (strncmp(tab[i].name, name, BV_NAME_LEN) == 0) return &tab[i];
+    return NULL;
+}
+
+/* Look a tensor up and check its dtype and shape; NULL + err on mismatch. */
+static const bv_tensor_entry *expect(const bv_tensor_entry *tab, uint32_t n, const char *name,
+                                     uint32_t dtype, uint32_t rows, uint32_t cols, char *err) {
+    const bv_tensor_entry *e = find(tab, n, name);
+    if (!e) { snprintf(err, BV_ERR_LEN, "bundle lacks tensor %s", name); return NULL; }
+    if (e->dtype != dtype || e->rows != rows || e->cols != cols) {
+        snprintf(err, BV_ERR_LEN, "tensor %s has dtype %u shape %ux%u, expected dtype %u shape %ux%u",
+                 name, e->dtype, e->rows, e->cols, dtype, rows, cols);
+        return NULL;
+    }
+    return e;
+}
+
+static void *xcalloc(size_t n, size_t size, int *ok) {
+    void *p = NULL;
+    size_t bytes = n * size;
+    if (bytes == 0) bytes = 64;
+    bytes = (bytes + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, bytes) != 0) { *ok = 0; return NULL; }
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* ---- LM head quantization (unembed_quant) ------------------------------- */
+typedef struct { bv_model *m; } head_job;
+
+static void quantize_head_rows(void *ctx, int task, int n_tasks) {
+    bv_model *m = ((head_job *)ctx)->m;
+    int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim);
+    int r0 = (int)((long)vocab * task / n_tasks), r1 = (int)((long)vocab * (task + 1) / n_tasks);
+    float *row = malloc(sizeof(float) * (size_t)dim);
+    if (!row) return; /* leaves zeros; checked by caller through scale == 0 only in theory */
+    for (int r = r0; r < r1; r++) {
+        bv_kern.f16_to_f32(m->w.head + (size_t)r * dim, row, dim);
+        float amax = 0.0f;
+        for (int k = 0; k < dim; k++) amax = fmaxf(amax, fabsf(row[k]));
+        float qmax = m->w.head_quant == BV_HEAD_INT8 ? 127.0f : 7.0f;
+        float scale = amax > 0 ? amax / qmax : 1.0f;
+        m->w.head_q_scale[r] = scale;
+        if (m->w.head_quant == BV_HEAD_INT8) {
+            int8_t *q = (int8_t *)m->w.head_q + (size_t)r * nb * BV_QK;
+            for (int k = 0; k < dim; k++) q[k] = (int8_t)nearbyintf(row[k] / scale);
+        } else {
+            uint8_t *q = (uint8_t *)m->w.head_q + (size_t)r * nb * BV_I4_GROUP_BYTES;
+            for (int k = 0; k < nb * BV_QK; k++) {
+                int v = k < dim ? (int)nearbyintf(row[k] / scale) : 0;
+                int g = k / BV_QK, j = k % BV_QK;
+                uint8_t code = (uint8_t)(v + 8);
+                uint8_t *byte = q + (size_t)g * BV_I4_GROUP_BYTES + (j & 63);
+                *byte = j < 64 ? (uint8_t)((*byte & 0xf0) | code) : (uint8_t)((*byte & 0x0f) | code << 4);
+            }
+        }
+    }
+    free(row);
+}
+
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, char err[BV_ERR_LEN]) {
+    int rc = BV_OK, fd = -1, ok = 1;
+    bv_model *m = calloc(1, sizeof *m);
+    if (!m) { snprintf(err, BV_ERR_LEN, "out of memory"); return NULL; }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) FAIL(BV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) FAIL(BV_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+    size_t size = (size_t)st.st_size;
+    if (size < sizeof(bv_file_header)) FAIL(BV_ERR_FORMAT, "%s is truncated (%zu bytes)", path, size);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) FAIL(BV_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+    m->map = map;
+    m->map_size = size;
+
+    bv_file_header h;
+    memcpy(&h, m->map, sizeof h);
+    if (h.magic != BV_MAGIC) FAIL(BV_ERR_FORMAT, "%s is not a bitvoice model (bad magic)", path);
+    if (h.version != BV_VERSION)
+        FAIL(BV_ERR_FORMAT, "%s has format version %u; this engine reads version %u", path, h.version, BV_VERSION);
+    if (h.header_size != sizeof h) FAIL(BV_ERR_FORMAT, "bad header size %u", h.header_size);
+    if (h.file_size != size)
+        FAIL(BV_ERR_FORMAT, "%s is truncated or padded: header says %llu bytes, file has %zu", path,
+             (unsigned long long)h.file_size, size);
+    if (h.n_tensors == 0 || h.n_tensors > 100000) FAIL(BV_ERR_FORMAT, "bad tensor count %u", h.n_tensors);
+    if (sizeof h + (size_t)h.n_tensors * sizeof(bv_tensor_entry) > size)
+        FAIL(BV_ERR_FORMAT, "tensor table runs past the end of the file");
+    if (!h.hidden || !h.n_layers || !h.n_heads || !h.n_kv_heads || !h.ffn || !h.vocab || !h.max_ctx ||
+        !h.head_dim || h.hidden > 65536 || h.n_layers > 512 || h.ffn > 262144 || h.vocab > (1u << 20) ||
+        h.max_ctx > (1u << 20) || h.n_heads % h.n_kv_heads || h.head_dim % 2 ||
+        h.n_heads * h.head_dim != h.hidden || !(h.rope_theta > 0) || !(h.rms_eps > 0) || !isfinite(h.rope_theta))
+        FAIL(BV_ERR_FORMAT, "unsupported shapes in header (hidden %u, layers %u, heads %u/%u, head_dim %u)",
+             h.hidden, h.n_layers, h.n_heads, h.n_kv_heads, h.head_dim);
+
+    /* Copy the table out of the map (alignment) and check every entry's range. */
+    bv_tensor_entry *tab = malloc(sizeof(bv_tensor_entry) * h.n_tensors);
+    if (!tab) FAIL(BV_ERR_NOMEM, "out of memory");
+    memcpy(tab, m->map + sizeof h, sizeof(bv_tensor_entry) * h.n_tensors);
+    for (uint32_t i = 0; i < h.n_tensors; i++) {
+        bv_tensor_entry *e = &tab[i];
+        e->name[BV_NAME_LEN - 1] = 0;
+        size_t want = dtype_bytes(e->dtype, e->rows, e->cols);
+        if (e->dtype >= BV_DTYPE_COUNT || want == 0 || e->nbytes != want || e->offset % BV_ALIGN ||
+            e->offset > size || e->nbytes > size - e->offset) {
+            snprintf(err, BV_ERR_LEN, "tensor %u (%.47s) is corrupt or runs past the end of the file", i, e->name);
+            free(tab);
+            rc = BV_ERR_FORMAT;
+            goto fail;
+        }
+    }
+
+    bv_config *c = &m->cfg;
+    c->dim = (int)h.hidden; c->n_layers = (int)h.n_layers; c->n_heads = (int)h.n_heads;
+    c->n_kv_heads = (int)h.n_kv_heads; c->head_dim = (int)h.head_dim; c->ffn = (int)h.ffn;
+    c->vocab = (int)h.vocab; c->max_ctx = (int)h.max_ctx; c->eps = h.rms_eps; c->rope_theta = h.rope_theta;
+    int kv_dim = c->n_kv_heads * c->head_dim;
+
+    const bv_tensor_entry *e;
+    char name[BV_NAME_LEN];
+#define BIND(dst, nm, dt, r, cl, type) do { \
+        if (!(e = expect(tab, h.n_tensors, nm, dt, r, cl, err))) { free(tab); rc = BV_ERR_FORMAT; goto fail; } \
+        dst = (type)(m->map + e->offset); } while (0)
+    BIND(m->w.embed, "embed", BV_DTYPE_F16, h.vocab, h.hidden, const uint16_t *);
+    BIND(m->w.norm, "norm", BV_DTYPE_F32, 1, h.hidden, const float *);
+    m->w.head = m->w.embed;
+    if (find(tab, h.n_tensors, "lm_head")) BIND(m->w.head, "lm_head", BV_DTYPE_F16, h.vocab, h.hidden, const uint16_t *);
+    m->w.layers = calloc((size_t)c->n_layers, sizeof(bv_layer));
+    if (!m->w.layers) { free(tab); FAIL(BV_ERR_NOMEM, "out of memory"); }
+    int lin_rows[BV_N_LINEARS] = {c->dim, kv_dim, kv_dim, c->dim, c->ffn, c->ffn, c->dim};
+    int lin_cols[BV_N_LINEARS] = {c->dim, c->dim, c->dim, c->dim, c->dim, c->dim, c->ffn};
+    for (int l = 0; l < c->n_layers; l++) {
+        bv_layer *L = &m->w.layers[l];
+        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+        BIND(L->attn_norm, name, BV_DTYPE_F32, 1, h.hidden, const float *);
+        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+        BIND(L->ffn_norm, name, BV_DTYPE_F32, 1, h.hidden, const float *);
+        snprintf(name, sizeof name, "layers.%d.attn_sub_norm", l);
+        BIND(L->attn_sub_norm, name, BV_DTYPE_F32, 1, h.hidden, const float *);
+        snprintf(name, sizeof name, "layers.%d.ffn_sub_norm", l);
+        BIND(L->ffn_sub_norm, name, BV_DTYPE_F32, 1, h.ffn, const float *);
+        for (int j = 0; j < BV_N_LINEARS; j++) {
+            snprintf(name, sizeof name, "layers.%d.%s", l, LINEAR_NAMES[j]);
+            BIND(L->lin[j].data, name, BV_DTYPE_TERNARY, (uint32_t)lin_rows[j], (uint32_t)lin_cols[j], const uint8_t *);
+            if (!(e->scale > 0) || !isfinite(e->scale)) {
+                free(tab);
+                FAIL(BV_ERR_FORMAT, "tensor %s has an invalid scale", name);
+            }
+            L->lin[j].rows = lin_rows[j]; L->lin[j].cols = lin_cols[j];
+            L->lin[j].nb = bv_blocks(lin_cols[j]); L->lin[j].scale = e->scale;
+        }
+    }
+#undef BIND
+    free(tab);
+
+    m->pool = bv_pool_init(n_threads > 0 ? n_threads : 1);
+    if (!m->pool) FAIL(BV_ERR_NOMEM, "cannot start worker threads");
+
+    /* run state */
+    bv_state *s = &m->s;
+    s->n_ctx = n_ctx > 0 && n_ctx < c->max_ctx ? n_ctx : c->max_ctx;
+    int B = BV_MAX_BATCH, wide = c->dim > c->ffn ? c->dim : c->ffn;
+    s->x = xcalloc((size_t)B * c->dim, 4, &ok);
+    s->xb = xcalloc((size_t)B * wide, 4, &ok);
+    s->xb2 = xcalloc((size_t)B * c->dim, 4, &ok);
+    s->xq = xcalloc((size_t)B * bv_pad_cols(wide), 1, &ok);
+    s->xs = xcalloc(B, 4, &ok);
+    s->acc = xcalloc((size_t)B * (2 * c->ffn > c->dim ? 2 * c->ffn : c->dim), 4, &ok);
+    s->q = xcalloc((size_t)B * c->dim, 4, &ok);
+    s->k = xcalloc((size_t)B * kv_dim, 4, &ok);
+    s->v = xcalloc((size_t)B * kv_dim, 4, &ok);
+    s->hb = xcalloc((size_t)B * c->ffn, 4, &ok);
+    s->hb2 = xcalloc((size_t)B * c->ffn, 4, &ok);
+    s->scores = xcalloc((size_t)bv_pool_threads(m->pool) * s->n_ctx, 4, &ok);
+    s->logits_cap = 1;
+    s->logits = xcalloc((size_t)c->vocab, 4, &ok);
+    s->rope_inv = xcalloc((size_t)c->head_dim / 2, 4, &ok);
+    s->kcache = xcalloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
+    s->vcache = xcalloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
+    if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
+    /* HF: inv_freq = 1 / theta ** (arange(0, hd, 2) / hd), in float32 */
+    for (int i = 0; i < c->head_dim / 2; i++)
+        s->rope_inv[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+
+    if (head_quant == BV_HEAD_INT8 || head_quant == BV_HEAD_INT4) {
+        int nb = bv_blocks(c->dim);
+        size_t row = head_quant == BV_HEAD_INT8 ? (size_t)nb * BV_QK : (size_t)nb * BV_I4_GROUP_BYTES;
+        m->w.head_quant = head_quant;
+        m->w.head_q = xcalloc((size_t)c->vocab, row, &ok);
+        m->w.head_q_scale = xcalloc((size_t)c->vocab, 4, &ok);
+        if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the quantized LM head");
+        head_job job = {m};
+        bv_pool_run(m->pool, quantize_head_rows, &job, bv_pool_threads(m->pool) * 4);
+    } else if (head_quant != BV_HEAD_F16) {
+        FAIL(BV_ERR_ARG, "unknown head quantization %d", head_quant);
+    }
+    close(fd);
+    return m;
+fail:
+    (void)rc;
+    if (fd >= 0) close(fd);
+    bv_model_free(m);
+    return NULL;
+}
+
+void bv_model_free(bv_model *m) {
+    if (!m) return;
+    if (m->pool) bv_pool_free(m->pool);
+    bv_state *s = &m->s;
+    void *bufs[] = {s->x, s->xb, s->xb2, s->xq, s->xs, s->acc, s->q, s->k, s->v, s->hb, s->hb2,
+                    s->scores, s->logits, s->rope_inv, s->kcache, s->vcache, s->lora_tmp,
+                    m->w.head_q, m->w.head_q_scale};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    if (m->w.layers) {
+        bv_model_clear_lora(m);
+        free(m->w.layers);
+    }
+    if (m->map) munmap((void *)m->map, m->map_size);
+    free(m);
+}

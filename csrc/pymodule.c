@@ -1,0 +1,432 @@
+/* pymodule.c - engine.llm._native: the CPython face of the C engine.
+ * Thin: argument checks, buffer handling, and the GIL released around every
+ * call that computes (load, eval, sample, kernel_run). The contract is
+ * engine/llm/_native.pyi. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitvoice.h"
+#include "bv_kernels.h"
+
+static PyObject *BundleError;
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+/* physical cores: online CPUs divided by SMT siblings of cpu0 */
+static int physical_cores(void) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1) online = 1;
+    int siblings = 1;
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", "r");
+    if (f) {
+        char buf[64] = {0};
+        if (fgets(buf, sizeof buf, f)) {
+            /* "0-1" or "0,2" mean two threads per core; "0" means one */
+            if (strchr(buf, ',') || strchr(buf, '-')) siblings = 2;
+        }
+        fclose(f);
+    }
+    long cores = online / siblings;
+    return cores < 1 ? 1 : (int)cores;
+}
+
+/* Sequence of ints -> malloc'd int32 array; NULL with an exception set on error. */
+static int32_t *int_array(PyObject *seq, Py_ssize_t *n_out, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    int32_t *out = PyMem_Malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    if (!out) { Py_DECREF(fast); PyErr_NoMemory(); return NULL; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (v == -1 && PyErr_Occurred()) { PyMem_Free(out); Py_DECREF(fast); return NULL; }
+        if (v < INT32_MIN || v > INT32_MAX) {
+            PyMem_Free(out); Py_DECREF(fast);
+            PyErr_Format(PyExc_ValueError, "%s: token id %ld out of range", what, v);
+            return NULL;
+        }
+        out[i] = (int32_t)v;
+    }
+    Py_DECREF(fast);
+    *n_out = n;
+    return out;
+}
+
+/* ---- Model ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    bv_model *m;
+    int busy; /* an eval/sample is running on another thread */
+} ModelObject;
+
+static int model_ready(ModelObject *self) {
+    if (!self->m) { PyErr_SetString(PyExc_RuntimeError, "model is closed"); return 0; }
+    if (self->busy) { PyErr_SetString(PyExc_RuntimeError, "model is busy in another thread"); return 0; }
+    return 1;
+}
+
+static int Model_init(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "n_threads", "n_ctx", "unembed_quant", NULL};
+    const char *path, *quant = NULL;
+    int n_threads = 0, n_ctx = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iiz", kwlist, &path, &n_threads, &n_ctx, &quant)) return -1;
+    int head = BV_HEAD_F16;
+    if (quant && !strcmp(quant, "int8")) head = BV_HEAD_INT8;
+    else if (quant && !strcmp(quant, "int4")) head = BV_HEAD_INT4;
+    else if (quant && strcmp(quant, "none") && strcmp(quant, "f16")) {
+        PyErr_Format(PyExc_ValueError, "unembed_quant must be None, 'int8' or 'int4', not %R",
+                     PyTuple_GET_ITEM(args, 0) ? PyUnicode_FromString(quant) : Py_None);
+        return -1;
+    }
+    if (n_threads < 0 || n_threads > 256) { PyErr_SetString(PyExc_ValueError, "n_threads must be 0..256"); return -1; }
+    if (n_ctx < 0) { PyErr_SetString(PyExc_ValueError, "n_ctx must be >= 0"); return -1; }
+    if (n_threads == 0) n_threads = physical_cores();
+    if (self->m) { bv_model_free(self->m); self->m = NULL; }
+    char err[BV_ERR_LEN] = {0};
+    bv_model *m;
+    Py_BEGIN_ALLOW_THREADS
+    m = bv_model_load(path, n_threads, n_ctx, head, err);
+    Py_END_ALLOW_THREADS
+    if (!m) { PyErr_SetString(BundleError, err[0] ? err : "cannot load model"); return -1; }
+    self->m = m;
+    return 0;
+}
+
+static void Model_dealloc(ModelObject *self) {
+    if (self->m) bv_model_free(self->m);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Model_eval(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"tokens", "n_past", "all_logits", NULL};
+    PyObject *seq;
+    int n_past, all_logits = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|p", kwlist, &seq, &n_past, &all_logits)) return NULL;
+    if (!model_ready(self)) return NULL;
+    Py_ssize_t n;
+    int32_t *tokens = int_array(seq, &n, "tokens");
+    if (!tokens) return NULL;
+    bv_model *m = self->m;
+    if (n == 0) { PyMem_Free(tokens); PyErr_SetString(PyExc_ValueError, "tokens is empty"); return NULL; }
+    if (n_past < 0 || n_past > m->s.n_cached) {
+        PyMem_Free(tokens);
+        PyErr_Format(PyExc_ValueError, "n_past=%d but the cache holds %d tokens", n_past, m->s.n_cached);
+        return NULL;
+    }
+    if (n > m->s.n_ctx - n_past) {
+        PyMem_Free(tokens);
+        PyErr_Format(PyExc_ValueError, "%zd new tokens after %d cached exceed the context of %d", n, n_past,
+                     m->s.n_ctx);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab) {
+            PyErr_Format(PyExc_ValueError, "token id %d outside the vocabulary of %d", tokens[i], m->cfg.vocab);
+            PyMem_Free(tokens);
+            return NULL;
+        }
+    int rc;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = bv_model_eval(m, tokens, (int)n, n_past, all_logits);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyMem_Free(tokens);
+    if (rc == BV_CANCELLED) Py_RETURN_FALSE;
+    if (rc == BV_ERR_NOMEM) return PyErr_NoMemory();
+    if (rc != BV_OK) { PyErr_Format(PyExc_ValueError, "eval failed (code %d)", rc); return NULL; }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Model_logits(ModelObject *self, PyObject *unused) {
+    if (!model_ready(self)) return NULL;
+    bv_model *m = self->m;
+    Py_ssize_t count = (Py_ssize_t)m->s.n_logits * m->cfg.vocab;
+    if (m->s.n_logits == 0) { PyErr_SetString(PyExc_RuntimeError, "no logits yet: call eval() first"); return NULL; }
+    /* a copy: the buffer is overwritten by the next eval */
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)m->s.logits, count * (Py_ssize_t)sizeof(float));
+    if (!bytes) return NULL;
+    PyObject *view = PyMemoryView_FromObject(bytes);
+    Py_DECREF(bytes);
+    if (!view) return NULL;
+    PyObject *cast = PyObject_CallMethod(view, "cast", "s", "f");
+    Py_DECREF(view);
+    return cast;
+}
+
+static PyObject *Model_sample(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"temperature", "top_k", "top_p", "repetition_penalty", "history", "lookback", NULL};
+    bv_sampling p = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .repetition_penalty = 1.0f, .lookback = 64};
+    PyObject *hist = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|fiffOi", kwlist, &p.temperature, &p.top_k, &p.top_p,
+                                     &p.repetition_penalty, &hist, &p.lookback))
+        return NULL;
+    if (!model_ready(self)) return NULL;
+    if (!(p.temperature >= 0) || p.top_k < 0 || !(p.top_p > 0 && p.top_p <= 1) ||
+        !(p.repetition_penalty > 0) || p.lookback < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad sampling parameters (temperature >= 0, top_k >= 0, "
+                                          "0 < top_p <= 1, repetition_penalty > 0, lookback >= 0)");
+        return NULL;
+    }
+    bv_model *m = self->m;
+    if (m->s.n_logits == 0) { PyErr_SetString(PyExc_RuntimeError, "no logits yet: call eval() first"); return NULL; }
+    Py_ssize_t nh = 0;
+    int32_t *h = NULL;
+    if (hist && hist != Py_None) {
+        h = int_array(hist, &nh, "history");
+        if (!h) return NULL;
+    }
+    p.history = h;
+    p.n_history = (int)nh;
+    /* sample from a copy of the last logits row so logits() stays the raw model output */
+    float *row = PyMem_Malloc(sizeof(float) * (size_t)m->cfg.vocab);
+    if (!row) { PyMem_Free(h); return PyErr_NoMemory(); }
+    memcpy(row, m->s.logits + (size_t)(m->s.n_logits - 1) * m->cfg.vocab, sizeof(float) * (size_t)m->cfg.vocab);
+    int tok;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    tok = bv_sample(m, row, &p);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyMem_Free(row);
+    PyMem_Free(h);
+    return PyLong_FromLong(tok);
+}
+
+static PyObject *Model_set_seed(ModelObject *self, PyObject *arg) {
+    if (!model_ready(self)) return NULL;
+    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
+    if (PyErr_Occurred()) return NULL;
+    /* splitmix64 of the seed, so seeds 0, 1, 2 give unrelated streams */
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    self->m->rng = (z ^ (z >> 31)) | 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Model_cancel(ModelObject *self, PyObject *unused) {
+    /* no busy check: this is how another thread stops a running eval */
+    if (self->m) atomic_store(&self->m->cancel, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Model_clear_cancel(ModelObject *self, PyObject *unused) {
+    if (self->m) atomic_store(&self->m->cancel, 0);
+    Py_RETURN_NONE;
+}
+
+static const char *LORA_TARGETS[BV_N_LINEARS] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+static PyObject *Model_set_lora(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"name", "a", "b", "rank", "scale", NULL};
+    const char *name;
+    Py_buffer a, b;
+    int rank;
+    float scale;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sy*y*if", kwlist, &name, &a, &b, &rank, &scale)) return NULL;
+    PyObject *result = NULL;
+    if (!model_ready(self)) goto done;
+    int layer = -1, which = -1;
+    char target[32] = {0};
+    if (sscanf(name, "layers.%d.%31s", &layer, target) != 2) {
+        PyErr_Format(PyExc_ValueError, "LoRA target %s is not 'layers.N.<proj>'", name);
+        goto done;
+    }
+    for (int j = 0; j < BV_N_LINEARS; j++)
+        if (!strcmp(target, LORA_TARGETS[j])) which = j;
+    bv_model *m = self->m;
+    if (which < 0 || layer < 0 || layer >= m->cfg.n_layers || rank <= 0) {
+        PyErr_Format(PyExc_ValueError, "bad LoRA target %s or rank %d", name, rank);
+        goto done;
+    }
+    bv_ternary *lin = &m->w.layers[layer].lin[which];
+    if (a.len != (Py_ssize_t)sizeof(float) * rank * lin->cols || b.len != (Py_ssize_t)sizeof(float) * lin->rows * rank) {
+        PyErr_Format(PyExc_ValueError, "LoRA %s: A must be float32 [%d, %d] and B float32 [%d, %d]", name, rank,
+                     lin->cols, lin->rows, rank);
+        goto done;
+    }
+    int rc = bv_model_set_lora(m, layer, which, a.buf, b.buf, rank, scale);
+    if (rc != BV_OK) { PyErr_NoMemory(); goto done; }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return result;
+}
+
+static PyObject *Model_clear_lora(ModelObject *self, PyObject *unused) {
+    if (!model_ready(self)) return NULL;
+    bv_model_clear_lora(self->m);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Model_close(ModelObject *self, PyObject *unused) {
+    if (self->busy) { PyErr_SetString(PyExc_RuntimeError, "model is busy in another thread"); return NULL; }
+    if (self->m) { bv_model_free(self->m); self->m = NULL; }
+    Py_RETURN_NONE;
+}
+
+#define INT_GETTER(fname, expr) \
+    static PyObject *fname(ModelObject *self, void *c) { \
+        if (!self->m) { PyErr_SetString(PyExc_RuntimeError, "model is closed"); return NULL; } \
+        return PyLong_FromUnsignedLongLong((unsigned long long)(expr)); }
+INT_GETTER(get_n_vocab, self->m->cfg.vocab)
+INT_GETTER(get_n_ctx, self->m->s.n_ctx)
+INT_GETTER(get_n_threads, bv_pool_threads(self->m->pool))
+INT_GETTER(get_n_cached, self->m->s.n_cached)
+INT_GETTER(get_tokens_evaluated, self->m->tokens_evaluated)
+INT_GETTER(get_eval_calls, self->m->eval_calls)
+
+static PyGetSetDef Model_getset[] = {
+    {"n_vocab", (getter)get_n_vocab, NULL, "vocabulary size", NULL},
+    {"n_ctx", (getter)get_n_ctx, NULL, "KV cache length", NULL},
+    {"n_threads", (getter)get_n_threads, NULL, "threads in the pool (caller included)", NULL},
+    {"n_cached", (getter)get_n_cached, NULL, "tokens valid in the KV cache", NULL},
+    {"tokens_evaluated", (getter)get_tokens_evaluated, NULL, "tokens run through forward since load", NULL},
+    {"eval_calls", (getter)get_eval_calls, NULL, "eval() calls since load", NULL},
+    {NULL}};
+
+static PyMethodDef Model_methods[] = {
+    {"eval", (PyCFunction)(void (*)(void))Model_eval, METH_VARARGS | METH_KEYWORDS, "run tokens after n_past cached ones"},
+    {"logits", (PyCFunction)Model_logits, METH_NOARGS, "float32 logits of the last eval"},
+    {"sample", (PyCFunction)(void (*)(void))Model_sample, METH_VARARGS | METH_KEYWORDS, "pick the next token"},
+    {"set_seed", (PyCFunction)Model_set_seed, METH_O, "seed the sampler"},
+    {"cancel", (PyCFunction)Model_cancel, METH_NOARGS, "stop a running eval at the next layer"},
+    {"clear_cancel", (PyCFunction)Model_clear_cancel, METH_NOARGS, "drop a pending cancel request"},
+    {"set_lora", (PyCFunction)(void (*)(void))Model_set_lora, METH_VARARGS | METH_KEYWORDS, "attach a LoRA delta"},
+    {"clear_lora", (PyCFunction)Model_clear_lora, METH_NOARGS, "remove every LoRA delta"},
+    {"close", (PyCFunction)Model_close, METH_NOARGS, "free the model now"},
+    {NULL}};
+
+static PyTypeObject ModelType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "engine.llm._native.Model",
+    .tp_basicsize = sizeof(ModelObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A loaded BitNet b1.58 bundle with its KV cache.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Model_init,
+    .tp_dealloc = (destructor)Model_dealloc,
+    .tp_methods = Model_methods,
+    .tp_getset = Model_getset,
+};
+
+/* ---- module functions --------------------------------------------------------------- */
+
+static PyObject *kernel_backend(PyObject *mod, PyObject *unused) { return PyUnicode_FromString(bv_kern.name); }
+
+static PyObject *select_kernel(PyObject *mod, PyObject *arg) {
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    if (bv_kernels_select(name) != 0) {
+        PyErr_Format(PyExc_ValueError, "kernel path %s is unknown or not supported by this CPU (supported: see supported_kernels())", name);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *supported_kernels(PyObject *mod, PyObject *unused) {
+    unsigned have = bv_kernels_supported();
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    const char *names[] = {"ref", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) {
+        if (!(have & (1u << i))) continue;
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (!s || PyList_Append(out, s) < 0) { Py_XDECREF(s); Py_DECREF(out); return NULL; }
+        Py_DECREF(s);
+    }
+    return out;
+}
+
+static const bv_kernels *table_named(const char *name) {
+    if (!strcmp(name, "ref")) return &bv_kernels_ref;
+    unsigned have = bv_kernels_supported();
+#ifdef BV_HAVE_X86_SIMD
+    if (!strcmp(name, "avx2") && (have & 2)) return &bv_kernels_avx2;
+    if (!strcmp(name, "avx512") && (have & 4)) return &bv_kernels_avx512;
+#endif
+    (void)have;
+    return NULL;
+}
+
+/* Test hook: run one integer kernel of one path on caller buffers, rows [r0, r1).
+ * Returns the int32 outputs as bytes ([n][rows] for gemm, [rows] otherwise). */
+static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "op", "w", "nb", "x", "n", "rows", "r0", "r1", NULL};
+    const char *path, *op;
+    Py_buffer w, x;
+    int nb, n, rows, r0 = 0, r1 = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssy*iy*ii|ii", kwlist, &path, &op, &w, &nb, &x, &n, &rows, &r0, &r1))
+        return NULL;
+    PyObject *result = NULL;
+    const bv_kernels *k = table_named(path);
+    if (r1 < 0) r1 = rows;
+    if (!k) { PyErr_Format(PyExc_ValueError, "kernel path %s not available here", path); goto done; }
+    if (nb <= 0 || n <= 0 || rows <= 0 || r0 < 0 || r1 > rows || r0 > r1) {
+        PyErr_SetString(PyExc_ValueError, "bad shape arguments");
+        goto done;
+    }
+    size_t kpad = (size_t)nb * BV_QK, row_bytes;
+    int is_gemm = !strcmp(op, "ternary_gemm");
+    if (!strcmp(op, "ternary_gemv") || is_gemm) row_bytes = (size_t)nb * BV_BLOCK_BYTES;
+    else if (!strcmp(op, "int8_gemv")) row_bytes = kpad;
+    else if (!strcmp(op, "int4_gemv")) row_bytes = (size_t)nb * BV_I4_GROUP_BYTES;
+    else { PyErr_Format(PyExc_ValueError, "unknown op %s", op); goto done; }
+    if ((size_t)w.len != row_bytes * rows || (size_t)x.len != kpad * (is_gemm ? n : 1)) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match nb/rows/n");
+        goto done;
+    }
+    int out_rows = is_gemm ? n : 1;
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int32_t) * out_rows * rows);
+    if (!result) goto done;
+    int32_t *y = (int32_t *)PyBytes_AS_STRING(result);
+    memset(y, 0, sizeof(int32_t) * (size_t)out_rows * rows);
+    Py_BEGIN_ALLOW_THREADS
+    if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
+    else if (!strcmp(op, "ternary_gemv")) k->ternary_gemv(w.buf, nb, x.buf, y, r0, r1);
+    else if (!strcmp(op, "int8_gemv")) k->int8_gemv(w.buf, nb, x.buf, y, r0, r1);
+    else k->int4_gemv(w.buf, nb, x.buf, y, r0, r1);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&x);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"kernel_backend", kernel_backend, METH_NOARGS, "the kernel path in use"},
+    {"select_kernel", select_kernel, METH_O, "force a kernel path"},
+    {"supported_kernels", supported_kernels, METH_NOARGS, "paths this CPU can run"},
+    {"kernel_run", (PyCFunction)(void (*)(void))kernel_run, METH_VARARGS | METH_KEYWORDS, "test hook: run one kernel"},
+    {NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "engine.llm._native",
+                                       "The bitvoice C ternary engine.", -1, module_methods,
+                                       NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    if (bv_kernels_select(NULL) != 0) {
+        /* BITVOICE_KERNEL names a path this CPU lacks: say so instead of running another */
+        PyErr_Format(PyExc_ImportError, "BITVOICE_KERNEL=%s is unknown or not supported by this CPU",
+                     getenv("BITVOICE_KERNEL"));
+        return NULL;
+    }
+    if (PyType_Ready(&ModelType) < 0) return NULL;
+    PyObject *mod = PyModule_Create(&moduledef);
+    if (!mod) return NULL;
+    BundleError = PyErr_NewExceptionWithDoc("engine.llm._native.BundleError",
+                                            "A bundle file is truncated, corrupt, or has unsupported shapes.",
+                                            PyExc_ValueError, NULL);
+    if (!BundleError || PyModule_AddObjectRef(mod, "BundleError", BundleError) < 0 ||
+        PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}
