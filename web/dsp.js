@@ -206,6 +206,7 @@ export class JitterBuffer {
     this.ended = false; // the current turn will send no more audio
     this.paused = false;
     this.turn = -1; // turn of the audio now accepted; older pushes are dropped
+    this.turnPlayed = 0; // samples of `turn` played so far (for `bitvoice.playback`)
     // Counters read by the UI and by the browser tests.
     this.chunksPlayed = 0;
     this.samplesPlayed = 0;
@@ -228,6 +229,7 @@ export class JitterBuffer {
     if (turn > this.turn) {
       this.flush();
       this.turn = turn;
+      this.turnPlayed = 0;
     }
     if (samples.length === 0) return;
     this.chunks.push({ samples, turn });
@@ -265,7 +267,18 @@ export class JitterBuffer {
    */
   advanceTo(turn) {
     this.flush();
-    if (turn > this.turn) this.turn = turn;
+    if (turn > this.turn) {
+      this.turn = turn;
+      this.turnPlayed = 0;
+    }
+  }
+
+  /** A new connection: turn numbers start again, so forget the turn as well as the audio. */
+  reset() {
+    this.flush();
+    this.turn = -1;
+    this.turnPlayed = 0;
+    this.paused = false;
   }
 
   /**
@@ -301,6 +314,7 @@ export class JitterBuffer {
       }
     }
     this.samplesPlayed += w;
+    this.turnPlayed += w;
     if (w < out.length) {
       out.fill(0, w);
       // Ran dry: an underrun if the turn is still streaming, the natural end otherwise.

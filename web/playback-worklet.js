@@ -1,7 +1,8 @@
 // AudioWorklet: playback of the server's 24 kHz PCM16 through a small jitter
 // buffer. Runs in an AudioContext created at 24 kHz, so no resampling here.
 // Messages in: {type:"push", pcm:ArrayBuffer, turn}, {type:"end", turn},
-// {type:"flush", turn, id}, {type:"pause"}, {type:"resume"}.
+// {type:"flush", turn, id} (drop all, accept only `turn` and later), {type:"reset"}
+// (new connection), {type:"pause"}, {type:"resume"}.
 // Messages out: {type:"stats", ...counters} a few times a second and at once
 // after a flush ({type:"flushed", id, ...}), so the page can show and the
 // tests can read how much audio really left the speaker.
@@ -31,9 +32,22 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       case "end":
         if (msg.turn === this.jb.turn) this.jb.end();
         break;
-      case "flush":
+      case "flush": {
+        // What was heard of the flushed turn, for `bitvoice.playback`.
+        const flushedTurn = this.jb.turn;
+        const flushedPlayed = this.jb.turnPlayed;
         this.jb.advanceTo(msg.turn);
-        this.port.postMessage({ type: "flushed", id: msg.id, ...this.stats() });
+        this.port.postMessage({
+          type: "flushed",
+          id: msg.id,
+          flushedTurn,
+          flushedPlayed,
+          ...this.stats(),
+        });
+        break;
+      }
+      case "reset":
+        this.jb.reset();
         break;
       case "pause":
         this.jb.paused = true;
@@ -50,6 +64,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     const jb = this.jb;
     return {
       turn: jb.turn,
+      turnPlayed: jb.turnPlayed,
       chunksPlayed: jb.chunksPlayed,
       samplesPlayed: jb.samplesPlayed,
       queuedSamples: jb.queued,

@@ -1,0 +1,199 @@
+// Microphone capture and reply playback, each through its own AudioWorklet.
+//
+// Capture runs in a context at the device's rate (Firefox cannot connect a
+// microphone to a context of another rate) and the worklet resamples to
+// 16 kHz. Playback runs in a context created at 24 kHz, the server's rate, so
+// the browser does the one resampling to the device on output.
+
+import { OUTPUT_RATE } from "./protocol.js";
+
+/** How long `flush()` waits for the worklet's acknowledgement before giving up. */
+const FLUSH_ACK_TIMEOUT_MS = 50;
+
+export class AudioEngine {
+  /**
+   * @param {{onFrame: (pcm: ArrayBuffer) => void, onLevel: (dbfs: number) => void,
+   *          onStats: (stats: object) => void}} handlers
+   */
+  constructor(handlers) {
+    this.h = handlers;
+    this.captureCtx = null;
+    this.stream = null;
+    this.captureNode = null;
+    this.playCtx = null;
+    this.playNode = null;
+    this.playReady = null;
+    this.muted = true;
+    this.flushSeq = 0;
+    this.flushWaiters = new Map();
+    this.stats = null;
+  }
+
+  get micOn() {
+    return this.stream !== null;
+  }
+
+  /**
+   * Ask for the microphone and start capturing (muted until `setMuted(false)`).
+   * Must run from a user gesture (browsers require one for audio).
+   * @throws {DOMException} NotAllowedError / NotFoundError from getUserMedia
+   */
+  async startMic() {
+    if (this.stream) return;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new Error("this browser cannot capture audio here (a secure origin is needed)");
+    }
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: {
+        echoCancellation: true,
+        noiseSuppression: true,
+        autoGainControl: true,
+        channelCount: 1,
+      },
+    });
+    const ctx = new AudioContext({ latencyHint: "interactive" });
+    try {
+      await ctx.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
+      const node = new AudioWorkletNode(ctx, "bitvoice-capture", {
+        numberOfInputs: 1,
+        numberOfOutputs: 1,
+        outputChannelCount: [1],
+      });
+      node.port.onmessage = (event) => {
+        const msg = event.data;
+        if (msg.type === "frame") this.h.onFrame(msg.pcm);
+        if (msg.type === "frame" || msg.type === "level") this.h.onLevel(msg.level);
+      };
+      node.port.postMessage({ type: "mute", muted: this.muted });
+      // The worklet writes nothing to its output; a silent gain to the
+      // destination keeps the graph pulled in every browser.
+      const sink = new GainNode(ctx, { gain: 0 });
+      ctx.createMediaStreamSource(stream).connect(node).connect(sink).connect(ctx.destination);
+      await ctx.resume();
+      this.captureCtx = ctx;
+      this.captureNode = node;
+      this.stream = stream;
+    } catch (err) {
+      for (const t of stream.getTracks()) t.stop();
+      await ctx.close();
+      throw err;
+    }
+  }
+
+  /** Stop the microphone (the browser's recording indicator goes off). */
+  async stopMic() {
+    if (!this.stream) return;
+    for (const t of this.stream.getTracks()) t.stop();
+    this.stream = null;
+    this.captureNode = null;
+    const ctx = this.captureCtx;
+    this.captureCtx = null;
+    if (ctx) await ctx.close();
+    this.h.onLevel(-100);
+  }
+
+  /** Muted: the worklet still measures the level but posts no frames. */
+  setMuted(muted) {
+    this.muted = muted;
+    if (this.captureNode) this.captureNode.port.postMessage({ type: "mute", muted });
+  }
+
+  /** The capture context's rate (for display), or null. */
+  get captureRate() {
+    return this.captureCtx ? this.captureCtx.sampleRate : null;
+  }
+
+  /**
+   * Create (once) and resume the playback context. Call from a user gesture;
+   * before one, browsers keep the context suspended.
+   */
+  ensurePlayback() {
+    if (!this.playReady) {
+      this.playReady = (async () => {
+        const ctx = new AudioContext({ sampleRate: OUTPUT_RATE, latencyHint: "interactive" });
+        await ctx.audioWorklet.addModule(new URL("./playback-worklet.js", import.meta.url));
+        const node = new AudioWorkletNode(ctx, "bitvoice-playback", {
+          numberOfInputs: 0,
+          numberOfOutputs: 1,
+          outputChannelCount: [1],
+        });
+        node.port.onmessage = (event) => this.onPlaybackMessage(event.data);
+        node.connect(ctx.destination);
+        this.playCtx = ctx;
+        this.playNode = node;
+        return node;
+      })();
+    }
+    if (this.playCtx && this.playCtx.state === "suspended") this.playCtx.resume();
+    return this.playReady;
+  }
+
+  /** Resume the playback context after a user gesture (autoplay rules). */
+  unlock() {
+    this.ensurePlayback().then(() => {
+      if (this.playCtx && this.playCtx.state !== "running") return this.playCtx.resume();
+      return undefined;
+    });
+  }
+
+  onPlaybackMessage(msg) {
+    if (msg.type === "stats" || msg.type === "flushed") {
+      this.stats = msg;
+      this.h.onStats(msg);
+    }
+    if (msg.type === "flushed") {
+      const resolve = this.flushWaiters.get(msg.id);
+      if (resolve) {
+        this.flushWaiters.delete(msg.id);
+        resolve(msg);
+      }
+    }
+  }
+
+  post(msg, transfer) {
+    if (this.playNode) this.playNode.port.postMessage(msg, transfer || []);
+    else this.ensurePlayback().then((node) => node.port.postMessage(msg, transfer || []));
+  }
+
+  /** Queue reply PCM (16-bit LE, 24 kHz) of response number `turn`. */
+  push(turn, pcm) {
+    this.post({ type: "push", turn, pcm }, [pcm]);
+  }
+
+  /** Response `turn` sends no more audio: play out what is queued. */
+  end(turn) {
+    this.post({ type: "end", turn });
+  }
+
+  /**
+   * Stop playing now and drop everything queued; afterwards only audio of a
+   * turn after `turn` is accepted. Resolves with the worklet's counters once it
+   * has flushed (one render quantum, a few ms), or null after 50 ms.
+   * @param {number} turn
+   */
+  flush(turn) {
+    this.flushSeq += 1;
+    const id = this.flushSeq;
+    const acked = new Promise((resolve) => {
+      this.flushWaiters.set(id, resolve);
+      setTimeout(() => {
+        if (this.flushWaiters.delete(id)) resolve(null);
+      }, FLUSH_ACK_TIMEOUT_MS);
+    });
+    this.post({ type: "flush", turn: turn + 1, id });
+    return acked;
+  }
+
+  /** A new connection: response numbers restart, so forget the old turn entirely. */
+  reset() {
+    this.post({ type: "reset" });
+  }
+
+  pause() {
+    this.post({ type: "pause" });
+  }
+
+  resume() {
+    this.post({ type: "resume" });
+  }
+}
