@@ -1,0 +1,60 @@
+"""Every limit of the realtime server in one place: sizes, rates, queue sizes, timeouts.
+
+Values are named constants; the server's command line overrides the few marked "default".
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- audio formats ---------------------------------------------------------------------------
+INPUT_RATE: Final = 16_000  # microphone PCM16 LE mono
+OUTPUT_RATE: Final = 24_000  # reply PCM16 LE mono
+INPUT_BYTES_PER_SECOND: Final = INPUT_RATE * 2
+OUTPUT_BYTES_PER_SECOND: Final = OUTPUT_RATE * 2
+
+# --- message sizes ---------------------------------------------------------------------------
+# A frame above MAX_MESSAGE_BYTES gets a `message_too_large` error and is dropped; the
+# connection stays. websockets itself closes (1009) above HARD_MAX_FRAME_BYTES, so a client
+# cannot make the server buffer unbounded data.
+MAX_MESSAGE_BYTES: Final = 256 * 1024
+HARD_MAX_FRAME_BYTES: Final = 1024 * 1024
+
+# --- microphone rate ---------------------------------------------------------------------------
+# Token bucket in seconds of audio: a client may burst AUDIO_BURST_S ahead, then at most
+# AUDIO_RATE_FACTOR x real time. Excess audio is dropped with `audio_rate_exceeded` (at most one
+# error per AUDIO_RATE_ERROR_INTERVAL_S so the error itself cannot flood).
+AUDIO_BURST_S: Final = 2.0
+AUDIO_RATE_FACTOR: Final = 1.5
+AUDIO_RATE_ERROR_INTERVAL_S: Final = 1.0
+# A user turn longer than this is cut and answered (Whisper's streaming cap is 120 s).
+MAX_TURN_AUDIO_S: Final = 60.0
+
+# --- VAD -------------------------------------------------------------------------------------
+# Speech starts (and barge-in happens) after realtime.vad.limits.START_SPEECH_MS of voiced
+# frames in a row, so a click or a short noise neither starts a turn nor interrupts.
+
+# --- reply audio -------------------------------------------------------------------------------
+AUDIO_FRAME_MS: Final = 40  # reply audio is sent in frames of this length
+AUDIO_FRAME_SAMPLES: Final = OUTPUT_RATE * AUDIO_FRAME_MS // 1000
+PLAYBACK_LEAD_MS: Final = 250  # how far ahead of real time the pacer may send
+# Frames buffered between TTS and the pacer: while paused, TTS (and then the LLM) stop once
+# this is full ("pause stops generation once a small buffer is full").
+AUDIO_QUEUE_FRAMES: Final = 50  # 2 s
+SENTENCE_QUEUE: Final = 4  # sentences waiting for TTS
+TOKEN_QUEUE: Final = 64  # LLM text deltas waiting for the chunker
+MIN_SEGMENT_CHARS: Final = 12  # a sentence shorter than this is joined with the next
+MAX_SEGMENT_CHARS: Final = 220  # a run-on sentence is cut at a comma/space near this length
+SPEED_MIN: Final = 0.5
+SPEED_MAX: Final = 2.0
+
+# --- connections ---------------------------------------------------------------------------------
+DEFAULT_MAX_CONVERSATIONS: Final = 8  # default for --max-conversations
+DEFAULT_IDLE_TIMEOUT_S: Final = 300.0  # default for --idle-timeout
+DEFAULT_MAX_SESSION_S: Final = 3600.0  # default for --max-session
+DRAIN_TIMEOUT_S: Final = 10.0  # SIGTERM: how long running turns may finish
+TURN_CANCEL_TIMEOUT_S: Final = 5.0  # how long a cancelled turn may take to unwind
+CLOSE_TIMEOUT_S: Final = 2.0  # websockets close handshake
+PING_INTERVAL_S: Final = 20.0  # websockets keepalive
+MAX_CONTROL_BACKLOG: Final = 256  # queued outgoing control messages before a slow client is cut
+STATIC_MAX_BYTES: Final = 8 * 1024 * 1024  # largest static file served

@@ -1,0 +1,141 @@
+"""`VadSegmenter`: webrtcvad over a PCM16 stream, cut into speech segments.
+
+Sans-I/O and synchronous (webrtcvad costs microseconds per frame, so it runs inline on
+whatever thread feeds it):
+
+    seg = VadSegmenter(VadConfig(aggressiveness=2, frame_ms=30))
+    for event in seg.feed(pcm16_16k_bytes):   # any length; partial frames are carried over
+        ...  # SpeechStarted(start_ms, audio) | SpeechAudio(audio) | SpeechStopped(end_ms)
+
+`SpeechStarted.audio` holds the prefix padding plus the voiced frames that triggered the
+start; `SpeechAudio` carries the rest of the segment as it arrives (trailing silence
+included, up to the stop). Times are ms of audio since the segmenter was created (or reset).
+`feed()` raises `InvalidRequestError` for an odd byte count.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import webrtcvad
+
+from engine.errors import InvalidRequestError
+from realtime.vad import limits
+
+__all__ = ["SpeechAudio", "SpeechStarted", "SpeechStopped", "VadConfig", "VadEvent", "VadSegmenter"]
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    """Settings; `check()` (called by the segmenter) raises `InvalidRequestError` when bad."""
+
+    aggressiveness: int = 2
+    frame_ms: int = 30
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    start_speech_ms: int = limits.START_SPEECH_MS
+
+    def check(self) -> None:
+        lo, hi = limits.AGGRESSIVENESS_RANGE
+        if not lo <= self.aggressiveness <= hi:
+            raise InvalidRequestError(f"VAD aggressiveness must be {lo}..{hi}")
+        if self.frame_ms not in limits.FRAME_MS_CHOICES:
+            raise InvalidRequestError(f"VAD frame_ms must be one of {limits.FRAME_MS_CHOICES}")
+        if not 0 <= self.prefix_padding_ms <= limits.MAX_PREFIX_PADDING_MS:
+            raise InvalidRequestError("VAD prefix_padding_ms out of range")
+        if self.silence_duration_ms < self.frame_ms or self.start_speech_ms < self.frame_ms:
+            raise InvalidRequestError("VAD durations must be at least one frame")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    start_ms: int
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechAudio:
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    end_ms: int
+
+
+VadEvent = SpeechStarted | SpeechAudio | SpeechStopped
+
+
+class VadSegmenter:
+    """Stateful speech/silence segmentation of one microphone stream (single consumer)."""
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        self.config = config or VadConfig()
+        self.config.check()
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)
+        self._frame_bytes = limits.SAMPLE_RATE * self.config.frame_ms // 1000 * 2
+        self._start_frames = -(-self.config.start_speech_ms // self.config.frame_ms)
+        self._stop_frames = -(-self.config.silence_duration_ms // self.config.frame_ms)
+        pad_frames = self.config.prefix_padding_ms // self.config.frame_ms
+        self._ring: collections.deque[bytes] = collections.deque(
+            maxlen=pad_frames + self._start_frames
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state (new stream); times restart at 0."""
+        self._carry = b""
+        self._frames = 0  # frames processed since reset
+        self._ring.clear()
+        self._voiced_run = 0
+        self._silent_run = 0
+        self.in_speech = False
+        self._last_voiced_end = 0
+
+    @property
+    def position_ms(self) -> int:
+        """Audio processed so far, in ms."""
+        return self._frames * self.config.frame_ms
+
+    def feed(self, pcm: bytes) -> list[VadEvent]:
+        """Run VAD over `pcm` (PCM16 LE mono 16 kHz) and return the events it caused."""
+        if len(pcm) % 2:
+            raise InvalidRequestError("VAD audio must be whole PCM16 samples")
+        data = self._carry + pcm
+        usable = len(data) - len(data) % self._frame_bytes
+        self._carry = data[usable:]
+        events: list[VadEvent] = []
+        speech = bytearray()
+        fb = self._frame_bytes
+        for off in range(0, usable, fb):
+            frame = data[off : off + fb]
+            voiced = self._vad.is_speech(frame, limits.SAMPLE_RATE)
+            self._frames += 1
+            if not self.in_speech:
+                self._ring.append(frame)
+                self._voiced_run = self._voiced_run + 1 if voiced else 0
+                if self._voiced_run >= self._start_frames:
+                    self.in_speech = True
+                    self._silent_run = 0
+                    self._last_voiced_end = self.position_ms
+                    start = self.position_ms - len(self._ring) * self.config.frame_ms
+                    events.append(SpeechStarted(start, b"".join(self._ring)))
+                    self._ring.clear()
+                continue
+            speech += frame
+            if voiced:
+                self._silent_run = 0
+                self._last_voiced_end = self.position_ms
+                continue
+            self._silent_run += 1
+            if self._silent_run >= self._stop_frames:
+                if speech:
+                    events.append(SpeechAudio(bytes(speech)))
+                    speech.clear()
+                events.append(SpeechStopped(self._last_voiced_end))
+                self.in_speech = False
+                self._voiced_run = 0
+        if speech:
+            events.append(SpeechAudio(bytes(speech)))
+        return events
