@@ -173,3 +173,17 @@ test("the queue is capped: the oldest audio goes first", () => {
   jb.pull(out);
   assert.ok(out[0] >= 0.25, `oldest left ${out[0]}`);
 });
+
+test("turnPlayed counts the current turn only; reset forgets the turn number", () => {
+  const jb = new JitterBuffer(0, 100000);
+  jb.push(new Float32Array(300).fill(0.1), 5);
+  pullAll(jb, 2);
+  assert.equal(jb.turnPlayed, 256);
+  jb.push(new Float32Array(100).fill(0.1), 6);
+  pullAll(jb, 1);
+  assert.equal(jb.turnPlayed, 100);
+  jb.reset();
+  jb.push(new Float32Array(100).fill(0.1), 1); // a new connection counts from 1 again
+  assert.equal(jb.queued, 100);
+  assert.equal(jb.turnPlayed, 0);
+});
