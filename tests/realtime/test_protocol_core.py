@@ -94,7 +94,7 @@ def test_bad_frames_are_errors_and_the_session_goes_on() -> None:
 def test_vad_turn_starts_a_response_with_the_speech_audio() -> None:
     p = make()
     speech = speech_pcm16k("what is the capital of france")
-    out, t = feed_audio(p, silence_pcm16k(0.4) + speech + silence_pcm16k(0.8), 0.0)
+    out, _ = feed_audio(p, silence_pcm16k(0.4) + speech + silence_pcm16k(0.8), 0.0)
     assert types(out)[:1] == ["input_audio_buffer.speech_started"]
     assert "input_audio_buffer.speech_stopped" in types(out)
     assert "input_audio_buffer.committed" in types(out)
@@ -169,7 +169,7 @@ def test_audio_offsets_are_contiguous_and_the_lead_is_modelled() -> None:
     p = make()
     start = start_text_turn(p, 0.0)
     offsets = []
-    for i in range(5):
+    for _ in range(5):
         frame = p.audio_frame(start.turn, b"\x00\x00" * 960, 1.0)[0]
         assert isinstance(frame, SendAudio)
         parsed = m.unpack_audio_frame(frame.frame)
