@@ -1,0 +1,361 @@
+"""`LLM`: the async component that owns one loaded model (the C engine).
+
+One worker thread per loaded model runs every engine call (the C code
+releases the GIL); the event loop only moves tokens. The component's lock
+serializes start and swap_model; stop() does not wait behind them, it wins:
+in-flight work is discarded and the component ends stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine._component import Component, ComponentState
+from engine.errors import ComponentLifecycleError, InvalidRequestError
+from engine.llm import bundle, limits, store
+from engine.llm.sampling import SamplingOptions, defaults_from_generation_config
+from engine.llm.search import SearchProvider, make_provider
+from engine.llm.session import ChatSession
+from engine.llm.tokenizer import ChatTokenizer
+
+__all__ = ["LLM", "LLMOptions"]
+
+T = TypeVar("T")
+QUANTS = (None, "int8", "int4")
+HARNESSES = ("default", "search")
+
+
+def _quant(name: str, value: object) -> str | None:
+    if value == "none":
+        return None
+    if value not in QUANTS:
+        raise InvalidRequestError(f"{name} must be None, 'none', 'int8' or 'int4'; got {value!r}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """Everything `LLM(...)` and `swap_model(...)` accept, validated (see LLM)."""
+
+    model_id: str
+    num_threads: int = 0
+    lora_dir: str | None = None
+    lora_quant: str | None = None
+    unembed_quant: str | None = None
+    trust_remote_code: bool = False
+    harness_name: str = "default"
+    search_provider: str | SearchProvider = "ddgs"
+    search_token_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        store.validate_store_id(self.model_id)
+        if self.lora_dir is not None:
+            store.validate_store_id(self.lora_dir)
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int):
+            raise InvalidRequestError(f"num_threads must be an int, got {self.num_threads!r}")
+        if not 0 <= self.num_threads <= 1024:
+            raise InvalidRequestError(f"num_threads must be in [0, 1024], got {self.num_threads}")
+        object.__setattr__(self, "lora_quant", _quant("lora_quant", self.lora_quant))
+        object.__setattr__(self, "unembed_quant", _quant("unembed_quant", self.unembed_quant))
+        if not isinstance(self.trust_remote_code, bool):
+            raise InvalidRequestError("trust_remote_code must be True or False")
+        if self.harness_name not in HARNESSES:
+            raise InvalidRequestError(
+                f"harness_name must be 'default' or 'search', got {self.harness_name!r}"
+            )
+        if not isinstance(self.search_provider, SearchProvider) and self.search_provider not in (
+            "ddgs",
+            "brave",
+        ):
+            raise InvalidRequestError(
+                f"search_provider must be 'ddgs' or 'brave', got {self.search_provider!r}"
+            )
+        budget = self.search_token_budget
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+        ):
+            raise InvalidRequestError(f"search_token_budget must be a positive int, got {budget!r}")
+
+
+@dataclass(eq=False)
+class Engine:
+    """One loaded model: the native Model, its worker thread, tokenizer and defaults.
+
+    `cache` mirrors the KV cache (the tokens whose keys/values it holds, in
+    order) and `owner` is the turn that last wrote it; both are only touched
+    from the worker thread.
+    """
+
+    model: Any
+    executor: concurrent.futures.ThreadPoolExecutor
+    tokenizer: ChatTokenizer
+    defaults: SamplingOptions
+    bundle_dir: Path
+    provider: SearchProvider | None
+    search_budget: int
+    cache: list[int] = field(default_factory=list)
+    owner: object = None
+    closed: bool = False
+    in_flight: int = 0  # steps submitted and not finished (cancel() only then)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.model.n_ctx)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn on this model's worker thread."""
+        if self.closed:
+            raise ComponentLifecycleError("the model was unloaded (stopped or swapped)")
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def cancel(self) -> None:
+        """Thread-safe: stop a running eval at its next layer boundary."""
+        with self.lock:
+            if self.in_flight:
+                self.model.cancel()
+
+    async def close(self) -> None:
+        """Cancel what runs, free the model after it, and end the worker thread."""
+        if self.closed:
+            return
+        self.closed = True
+        self.cancel()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.model.close)
+        self.executor.shutdown(wait=False)
+
+
+def _load_engine(opts: LLMOptions, bundle_dir: Path, adapter_dir: Path | None) -> Engine:
+    """Blocking: everything that reads files or builds the model (worker thread)."""
+    from engine.llm import _native  # the C extension; imported late so the SDK imports without it
+
+    tokenizer = ChatTokenizer.from_bundle(bundle_dir, trust_remote_code=opts.trust_remote_code)
+    bundle.load_bundle_config(bundle_dir)  # checks the bundle format version
+    gen_path = bundle_dir / bundle.GENERATION_CONFIG
+    gen: dict[str, Any] = {}
+    if gen_path.is_file():
+        import json
+
+        try:
+            loaded = json.loads(gen_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InvalidRequestError(f"bad {gen_path}: {exc}") from None
+        gen = loaded if isinstance(loaded, dict) else {}
+    defaults = defaults_from_generation_config(gen)
+    provider = make_provider(opts.search_provider) if opts.harness_name == "search" else None
+    try:
+        model = _native.Model(
+            str(bundle_dir / bundle.MODEL_FILE),
+            n_threads=opts.num_threads,
+            unembed_quant=opts.unembed_quant,
+        )
+    except _native.BundleError as exc:
+        raise InvalidRequestError(f"cannot load {opts.model_id!r}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidRequestError(f"cannot load {opts.model_id!r}: {exc}") from None
+    try:
+        if adapter_dir is not None:
+            from engine.llm.lora import apply_adapter
+
+            apply_adapter(model, adapter_dir, bundle_dir, opts.lora_quant)
+        if tokenizer.vocab_size > model.n_vocab:
+            raise InvalidRequestError(
+                f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.n_vocab}"
+            )
+    except BaseException:
+        model.close()
+        raise
+    budget = opts.search_token_budget or limits.DEFAULT_SEARCH_TOKEN_BUDGET
+    budget = max(1, min(budget, int(model.n_ctx * limits.SEARCH_BUDGET_CONTEXT_FRACTION)))
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bitvoice-llm")
+    return Engine(model, executor, tokenizer, defaults, bundle_dir, provider, budget)
+
+
+class LLM(Component):
+    """The ternary BitNet LLM on bitvoice's C engine.
+
+    LLM(model_id, *, num_threads=0, lora_dir=None, lora_quant=None,
+        unembed_quant=None, trust_remote_code=False, harness_name="default",
+        search_provider="ddgs", search_token_budget=None)
+
+    model_id and lora_dir are store IDs (`org/name`). Options are validated
+    here (InvalidRequestError); the store is read at `start()`, which raises
+    InvalidRequestError for an unknown ID, saying how to pull or import it.
+    """
+
+    role = "llm"
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        num_threads: int = 0,
+        lora_dir: str | None = None,
+        lora_quant: str | None = None,
+        unembed_quant: str | None = None,
+        trust_remote_code: bool = False,
+        harness_name: str = "default",
+        search_provider: str | SearchProvider = "ddgs",
+        search_token_budget: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._options = LLMOptions(
+            model_id,
+            num_threads=num_threads,
+            lora_dir=lora_dir,
+            lora_quant=lora_quant,
+            unembed_quant=unembed_quant,
+            trust_remote_code=trust_remote_code,
+            harness_name=harness_name,
+            search_provider=search_provider,
+            search_token_budget=search_token_budget,
+        )
+        self._engine: Engine | None = None
+        self._lock = asyncio.Lock()
+        self._epoch = 0  # bumped by stop(): in-flight start/swap compare and discard
+        self.generation = 0  # bumped at each hand-off: sessions of older ones are stale
+
+    # -- introspection ----------------------------------------------------------
+    @property
+    def options(self) -> LLMOptions:
+        return self._options
+
+    @property
+    def model_id(self) -> str:
+        return self._options.model_id
+
+    def engine(self) -> Engine:
+        """The loaded engine; ComponentLifecycleError unless running on this loop."""
+        self._check_running()
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def native_model(self) -> Any:
+        """The loaded native Model (counters such as tokens_evaluated), or None."""
+        return None if self._engine is None else self._engine.model
+
+    # -- lifecycle --------------------------------------------------------------
+    async def _load(self, opts: LLMOptions, epoch: int) -> Engine:
+        bundle_dir = store.resolve(opts.model_id)
+        adapter_dir = store.resolve(opts.lora_dir, kind="adapter") if opts.lora_dir else None
+        engine = await asyncio.to_thread(_load_engine, opts, bundle_dir, adapter_dir)
+        if self._epoch != epoch:
+            await engine.close()
+            raise ComponentLifecycleError("LLM was stopped while loading; the model was discarded")
+        return engine
+
+    async def start(self) -> None:
+        """Load the model. No-op if already running. Raises InvalidRequestError for
+        an unknown store ID or a bad bundle (state: unavailable) and
+        ComponentLifecycleError if stop() is called meanwhile."""
+        self._bind_loop()
+        async with self._lock:
+            if self.state is ComponentState.RUNNING:
+                return
+            epoch = self._epoch
+            self.state = ComponentState.STARTING
+            try:
+                engine = await self._load(self._options, epoch)
+            except BaseException:
+                if self._epoch == epoch:
+                    self.state = ComponentState.UNAVAILABLE
+                raise
+            self._engine = engine
+            self.state = ComponentState.RUNNING
+
+    async def stop(self) -> None:
+        """Unload the model; sessions then raise ComponentLifecycleError. Wins over an
+        in-flight start or swap (their work is discarded). Idempotent."""
+        self._check_loop()
+        self._epoch += 1
+        self.generation += 1
+        self.state = ComponentState.STOPPING
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()
+        async with self._lock:  # let an in-flight start/swap see the new epoch and discard
+            engine, self._engine = self._engine, None
+            if engine is not None:
+                await engine.close()
+            self.state = ComponentState.STOPPED
+
+    async def swap_model(
+        self,
+        model_id: str,
+        *,
+        num_threads: int = 0,
+        lora_dir: str | None = None,
+        lora_quant: str | None = None,
+        unembed_quant: str | None = None,
+        trust_remote_code: bool = False,
+        harness_name: str = "default",
+        search_provider: str | SearchProvider = "ddgs",
+        search_token_budget: int | None = None,
+    ) -> None:
+        """Replace the running model. Options not given take their defaults (they
+        are not inherited from the current model).
+
+        Raises ComponentLifecycleError unless running (or unavailable after a
+        failed swap). Bad options or unknown store IDs raise InvalidRequestError
+        before anything changes. Then existing sessions become stale, the old
+        engine is stopped, and the new one loaded; if that fails the LLM stays
+        unavailable until another swap or a restart.
+        """
+        self._check_loop()
+        opts = LLMOptions(
+            model_id,
+            num_threads=num_threads,
+            lora_dir=lora_dir,
+            lora_quant=lora_quant,
+            unembed_quant=unembed_quant,
+            trust_remote_code=trust_remote_code,
+            harness_name=harness_name,
+            search_provider=search_provider,
+            search_token_budget=search_token_budget,
+        )
+        store.resolve(opts.model_id)
+        if opts.lora_dir:
+            store.resolve(opts.lora_dir, kind="adapter")
+        async with self._lock:
+            if self.state not in (ComponentState.RUNNING, ComponentState.UNAVAILABLE):
+                raise ComponentLifecycleError(
+                    f"swap_model needs a running LLM; it is {self.state.value}"
+                )
+            epoch = self._epoch
+            self.generation += 1  # hand-off: every existing session is stale from here
+            self.state = ComponentState.STARTING
+            old, self._engine = self._engine, None
+            if old is not None:
+                await old.close()  # the old engine stops before the new one starts
+            if self._epoch != epoch:
+                raise ComponentLifecycleError("LLM was stopped during swap_model")
+            try:
+                engine = await self._load(opts, epoch)
+            except BaseException:
+                if self._epoch == epoch:
+                    self.state = ComponentState.UNAVAILABLE
+                raise
+            self._engine = engine
+            self._options = replace(opts)
+            self.state = ComponentState.RUNNING
+
+    # -- sessions ---------------------------------------------------------------
+    def open_session(
+        self,
+        *,
+        max_lifetime_tokens: int = limits.SESSION_LIFETIME_TOKENS,
+        progress_timeout_s: float = limits.DEFAULT_PROGRESS_TIMEOUT_S,
+    ) -> ChatSession:
+        """A new ChatSession (use `async with`). ComponentLifecycleError unless running."""
+        self._check_running()
+        return ChatSession(
+            self, max_lifetime_tokens=max_lifetime_tokens, progress_timeout_s=progress_timeout_s
+        )

@@ -1,0 +1,497 @@
+"""`ChatSession`: one multi-turn conversation on an LLM, and its token stream.
+
+The session keeps its history as tokens (exactly what the model saw). Each
+turn makes the KV cache hold `history + new message + generation prompt`,
+reusing the longest prefix the cache already has, so a follow-up turn only
+runs its new tokens. Every engine call runs on the model's worker thread,
+one step (prefill, or one token) at a time; the stream computes the next
+token while the consumer handles the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import (
+    ComponentLifecycleError,
+    ContextOverflowError,
+    ProgressTimeoutError,
+    SessionBusyError,
+    SessionClosedError,
+    SessionExhaustedError,
+    SessionStaleError,
+)
+from engine.llm import limits
+from engine.llm.events import ChatDoneEvent, ChatEvent, ChatFinalTextEvent, ChatTokenEvent, Usage
+from engine.llm.sampling import SamplingOptions, resolve_sampling
+from engine.llm.search import SearchError, SearchTagScanner, format_results
+from engine.llm.tokenizer import IncrementalDecoder, check_message
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from engine.llm.component import LLM, Engine
+
+__all__ = ["ChatSession", "ChatStream"]
+
+IDLE, STREAMING, DONE, STALE = "idle", "streaming", "done", "stale"
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _ensure_cache(engine: Engine, seq: list[int], owner: object, cancel: threading.Event) -> bool:
+    """Worker thread: make the KV cache hold exactly `seq` with the logits of its
+    last token, running only what the cache lacks. False when cancelled."""
+    model, cache = engine.model, engine.cache
+    if engine.owner is owner and len(cache) == len(seq) - 1:
+        common = len(cache)  # the usual decode step: one new token
+    else:
+        common = min(_common_prefix(cache, seq), len(seq) - 1, int(model.n_cached))
+    todo = seq[common:]
+    while True:
+        if cancel.is_set():
+            return False
+        with engine.lock:
+            engine.in_flight += 1
+        try:
+            ok = model.eval(todo, common)
+        finally:
+            with engine.lock:
+                engine.in_flight -= 1
+        if ok:
+            del cache[common:]
+            cache.extend(todo)
+            engine.owner = owner
+            return True
+        del cache[common:]  # a cancelled eval keeps only the prefix before it
+        if cancel.is_set():
+            return False
+        # A cancel() meant for an earlier step landed on this one: run it again.
+
+
+@dataclass(eq=False)
+class _Turn:
+    """The state of one generate() call, shared by the loop and the worker thread."""
+
+    session: ChatSession
+    engine: Engine
+    user_message: str
+    options: SamplingOptions
+    prompt: list[int]
+    decoder: IncrementalDecoder
+    scanner: SearchTagScanner
+    started: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    generated: list[int] = field(default_factory=list)
+    completion: int = 0  # generated tokens in earlier search segments
+    cached: int = -1  # cache hit of the first prefill (-1 until known)
+    prefilled: int = 0
+    first_token_at: float | None = None
+    visible: list[str] = field(default_factory=list)
+    segments: list[tuple[str, str]] = field(default_factory=list)
+    searches: list[str] = field(default_factory=list)
+    finished: bool = False
+    finish_reason: str = "stop"
+
+    # -- worker thread -----------------------------------------------------------
+    def step(self) -> tuple[str, str | None, str | None]:
+        """Bring the cache up to date, sample one token. Returns (visible text,
+        search query or None, finish reason or None)."""
+        seq = self.prompt + self.generated
+        before = self.engine.model.tokens_evaluated
+        if not _ensure_cache(self.engine, seq, self, self.cancel):
+            return "", None, "cancelled"
+        ran = int(self.engine.model.tokens_evaluated - before)
+        if self.cached < 0:
+            self.cached = len(seq) - ran
+        if not self.generated:
+            self.prefilled += ran
+        o = self.options
+        history = seq[-o.lookback :] if o.lookback else []
+        token = int(
+            self.engine.model.sample(
+                temperature=o.temperature,
+                top_k=o.top_k,
+                top_p=o.top_p,
+                repetition_penalty=o.repetition_penalty,
+                history=history,
+                lookback=o.lookback,
+            )
+        )
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if token in self.engine.tokenizer.stop_ids:
+            return "", None, "stop"
+        self.generated.append(token)
+        visible, query = self.scanner.feed(self.decoder.push(token))
+        if query is not None:
+            return visible, query, None
+        total = self.completion + len(self.generated)
+        lifetime = self.session._lifetime + self.prefilled + total
+        if (
+            total >= o.max_tokens
+            or len(seq) + 1 >= self.engine.n_ctx
+            or lifetime >= self.session._max_lifetime
+        ):
+            return visible, None, "length"
+        return visible, None, None
+
+
+class ChatStream:
+    """The async iterator that `ChatSession.generate()` returns.
+
+    Yields ChatTokenEvent* then ChatFinalTextEvent then ChatDoneEvent. Leaving
+    early (break, aclose(), task cancellation, or dropping it) stops the
+    engine within one token; the partial reply is kept in the history and
+    the session is idle again.
+    """
+
+    def __init__(self, turn: _Turn, progress_timeout_s: float) -> None:
+        self._turn = turn
+        self._timeout = progress_timeout_s
+        self._out: collections.deque[ChatEvent] = collections.deque()
+        self._next: asyncio.Future[tuple[str, str | None, str | None]] | None = None
+        self._done = False
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatEvent:
+        if not self._out and not self._done:
+            try:
+                await self._advance()
+            except BaseException:
+                await self._abort()
+                raise
+        if self._out:
+            return self._out.popleft()
+        raise StopAsyncIteration
+
+    def _submit(self) -> None:
+        self._next = asyncio.ensure_future(self._turn.engine.run(self._turn.step))
+
+    async def _advance(self) -> None:
+        turn = self._turn
+        while not self._out:
+            turn.session._check_usable(turn)
+            if self._next is None:
+                self._submit()
+            assert self._next is not None
+            fut = self._next
+            try:
+                visible, query, finish = await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+            except TimeoutError:
+                raise ProgressTimeoutError(
+                    f"the engine made no progress for {self._timeout:g} s; generation cancelled"
+                ) from None
+            self._next = None
+            if finish is None and query is None:
+                self._submit()  # compute the next token while the consumer handles this one
+            if visible:
+                turn.visible.append(visible)
+                self._out.append(ChatTokenEvent(visible))
+            if finish == "cancelled":
+                turn.session._check_usable(turn)
+                raise ComponentLifecycleError("the generation was cancelled by the engine")
+            if query is not None:
+                await self._search(query)
+            elif finish is not None:
+                self._finish(finish)
+
+    async def _search(self, query: str) -> None:
+        turn, engine = self._turn, self._turn.engine
+        tok = engine.tokenizer
+        turn.searches.append(query)
+        raw = tok.decode(turn.generated)
+        turn.segments.append(("assistant", raw))
+        assert engine.provider is not None
+        try:
+            results = await engine.provider.search(query, limits.MAX_SEARCH_RESULTS)
+            text = format_results(query, results)
+        except SearchError as exc:
+            text = f'Search for "{query}" failed: {exc}'
+        ids = tok.encode(text)
+        if len(ids) > engine.search_budget:
+            text = tok.decode(ids[: engine.search_budget]).rstrip("\ufffd")
+        turn.segments.append(("search", text))
+        new_prompt = [
+            *turn.prompt,
+            *turn.generated,
+            tok.eot_id,
+            *tok.message("search", text),
+            *tok.generation_prompt(),
+        ]
+        turn.session._turn_check_fits(new_prompt)
+        turn.completion += len(turn.generated)
+        turn.prompt, turn.generated = new_prompt, []
+        turn.decoder = tok.decoder()
+        turn.scanner.reset()
+        turn.scanner.enabled = len(turn.searches) < limits.MAX_SEARCH_ROUNDS
+
+    def _finish(self, reason: str) -> None:
+        turn = self._turn
+        tail = turn.scanner.feed(turn.decoder.flush())[0] + turn.scanner.flush()
+        if tail:
+            turn.visible.append(tail)
+            self._out.append(ChatTokenEvent(tail))
+        turn.finish_reason = reason
+        usage = turn.session._commit(turn)
+        self._out.append(ChatFinalTextEvent("".join(turn.visible)))
+        self._out.append(ChatDoneEvent(usage))
+        self._done = True
+
+    async def _abort(self) -> None:
+        """Stop the engine, wait for the step in flight, keep the partial reply."""
+        if self._done:
+            return
+        self._done = True
+        turn = self._turn
+        turn.cancel.set()
+        turn.engine.cancel()
+        fut, self._next = self._next, None
+        if fut is not None:
+            try:
+                await asyncio.shield(fut)
+            except BaseException:  # the step's outcome no longer matters, only that it ended
+                pass
+        turn.finish_reason = "cancelled"
+        turn.session._commit(turn)
+
+    async def aclose(self) -> None:
+        """Stop early (idempotent)."""
+        await self._abort()
+
+    def __del__(self) -> None:
+        # Dropped without finishing (e.g. `break` out of `async for`): stop the
+        # engine now and commit, so the session is idle before the next call.
+        if not self._done:
+            self._done = True
+            turn = self._turn
+            turn.cancel.set()
+            turn.engine.cancel()
+            if self._next is not None:
+                self._next.add_done_callback(_retrieve)
+            turn.finish_reason = "cancelled"
+            turn.session._commit(turn)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class ChatSession:
+    """A multi-turn chat on an LLM. Made by `LLM.open_session()`, never directly.
+
+    States: "idle" (ready), "streaming" (a turn runs), "done" (closed: every
+    call raises SessionClosedError) and "stale" (the LLM swapped its model:
+    every call raises SessionStaleError). Must be used from the LLM's loop.
+    """
+
+    def __init__(self, llm: LLM, *, max_lifetime_tokens: int, progress_timeout_s: float) -> None:
+        self._llm = llm
+        self._generation = llm.generation
+        self._max_lifetime = max_lifetime_tokens
+        self._timeout = progress_timeout_s
+        self._tokens: list[int] = []
+        self._messages: list[tuple[str, str]] = []
+        self._lifetime = 0
+        self._turn: _Turn | None = None
+        self._stream: weakref.ref[ChatStream] | None = None
+        self._closed = False
+
+    # -- state ------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        if self._closed:
+            return DONE
+        if self._generation != self._llm.generation:
+            return STALE
+        return STREAMING if self._busy() else IDLE
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        """Committed history as (role, content) pairs (a copy)."""
+        return list(self._messages)
+
+    @property
+    def lifetime_tokens(self) -> int:
+        return self._lifetime
+
+    def _busy(self) -> bool:
+        return self._turn is not None and not self._turn.finished
+
+    def _check_usable(self, turn: _Turn | None = None) -> Engine:
+        self._llm._check_loop()
+        if self._closed:
+            raise SessionClosedError("this chat session is closed; open a new one")
+        if self._generation != self._llm.generation:
+            raise SessionStaleError(
+                "the LLM swapped or restarted its model; this session is stale, open a new one"
+            )
+        engine = self._llm.engine()
+        if turn is not None and turn.engine is not engine:
+            raise SessionStaleError("the model changed during this generation")
+        return engine
+
+    def _check_idle(self) -> Engine:
+        engine = self._check_usable()
+        if self._busy():
+            raise SessionBusyError("this session already has a generation running")
+        return engine
+
+    def _history(self, engine: Engine) -> list[int]:
+        return list(self._tokens) if self._tokens else engine.tokenizer.begin()
+
+    def _turn_check_fits(self, prompt: list[int]) -> None:
+        n_ctx = self._llm.engine().n_ctx
+        if len(prompt) + 1 > n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt)} tokens; the context window is {n_ctx} "
+                "(including one token to generate). Start a new chat or shorten the input."
+            )
+
+    # -- public API -------------------------------------------------------------
+    def append_message(self, role: str, content: str) -> None:
+        """Add a system, user, assistant or search message to the history; it is
+        run with the next generated turn. Only while idle (SessionBusyError)."""
+        engine = self._check_idle()
+        check_message(role, content)
+        self._tokens = self._history(engine) + engine.tokenizer.message(role, content)
+        self._messages.append((role, content))
+
+    def new_chat(self) -> None:
+        """Forget the history (idle sessions only). The lifetime count is kept."""
+        self._check_idle()
+        self._tokens, self._messages = [], []
+
+    def generate(
+        self,
+        user_message: str,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
+        lookback: int | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> ChatStream:
+        """Start an assistant turn answering `user_message`; returns its event stream.
+
+        Options not given come from the bundle's generation_config.json.
+        Raises at once: SessionClosedError, SessionStaleError, SessionBusyError,
+        SessionExhaustedError, InvalidRequestError (bad option or message),
+        ContextOverflowError (prompt too long), ComponentLifecycleError.
+        While streaming: ProgressTimeoutError when a step takes longer than the
+        session's progress timeout.
+        """
+        engine = self._check_idle()
+        if self._lifetime >= self._max_lifetime:
+            raise SessionExhaustedError(
+                f"this session used {self._lifetime} of its {self._max_lifetime} lifetime tokens; "
+                "open a new session"
+            )
+        options = resolve_sampling(
+            engine.defaults,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            lookback=lookback,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+        tok = engine.tokenizer
+        prompt = self._history(engine) + tok.message("user", user_message) + tok.generation_prompt()
+        self._turn_check_fits(prompt)
+        if options.seed is not None:
+            engine.model.set_seed(options.seed)  # no step runs now: the session is idle
+        turn = _Turn(
+            session=self,
+            engine=engine,
+            user_message=user_message,
+            options=options,
+            prompt=prompt,
+            decoder=tok.decoder(),
+            scanner=SearchTagScanner(enabled=engine.provider is not None),
+            started=time.perf_counter(),
+        )
+        turn.segments.append(("user", user_message))
+        self._turn = turn
+        stream = ChatStream(turn, self._timeout)
+        self._stream = weakref.ref(stream)
+        return stream
+
+    async def collect(self, user_message: str, **options: Any) -> str:
+        """Run a whole turn and return the final assistant text (same errors as generate)."""
+        stream = self.generate(user_message, **options)
+        text = ""
+        async for event in stream:
+            if isinstance(event, ChatFinalTextEvent):
+                text = event.text
+        return text
+
+    async def close(self) -> None:
+        """Stop any running turn and close the session (state "done"). Idempotent."""
+        stream = self._stream() if self._stream is not None else None
+        if stream is not None:
+            await stream.aclose()
+        self._closed = True
+
+    async def __aenter__(self) -> ChatSession:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- bookkeeping ------------------------------------------------------------
+    def _commit(self, turn: _Turn) -> Usage:
+        """Close a turn: its tokens join the history, the session is idle again."""
+        if turn.finished:
+            return _usage(turn)
+        turn.finished = True
+        tok = turn.engine.tokenizer
+        generated = list(turn.generated)
+        self._tokens = [*turn.prompt, *generated, tok.eot_id]
+        self._messages.append(("user", turn.user_message))
+        self._messages.extend(turn.segments[1:])
+        self._messages.append(("assistant", tok.decode(generated)))
+        self._lifetime += turn.prefilled + turn.completion + len(generated)
+        return _usage(turn)
+
+
+def _usage(turn: _Turn) -> Usage:
+    completion = turn.completion + len(turn.generated)
+    cached = max(turn.cached, 0)
+    prompt = len(turn.prompt) - turn.completion if turn.searches else len(turn.prompt)
+    ttft = None if turn.first_token_at is None else turn.first_token_at - turn.started
+    tps = None
+    if turn.first_token_at is not None and completion > 1:
+        elapsed = time.perf_counter() - turn.first_token_at
+        tps = (completion - 1) / elapsed if elapsed > 0 else None
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        cached_tokens=cached,
+        prefill_tokens=turn.prefilled,
+        time_to_first_token_s=ttft,
+        tokens_per_second=tps,
+        finish_reason=turn.finish_reason,
+        search_queries=tuple(turn.searches),
+    )
