@@ -36,7 +36,7 @@ def _quant(name: str, value: object) -> str | None:
         return None
     if value not in QUANTS:
         raise InvalidRequestError(f"{name} must be None, 'none', 'int8' or 'int4'; got {value!r}")
-    return str(value)
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
