@@ -184,10 +184,12 @@ class _SafetensorsFile:
         count = int(np.prod(shape)) if shape else 1
         if end > self.size or end - start != count * np.dtype(dtype).itemsize:
             raise InvalidRequestError(f"{self.path.name}: tensor {name} is truncated or corrupt")
+        # A copy of one tensor at a time (never a view): the map must be
+        # closable even while an error's traceback still holds arrays.
         arr = np.frombuffer(self.mm, dtype=dtype, count=count, offset=start).reshape(shape)
         if info["dtype"] == "BF16":  # bf16 is the top half of an f32
             return (arr.astype(np.uint32) << 16).view(np.float32)
-        return arr
+        return arr.copy()
 
 
 class _Checkpoint:

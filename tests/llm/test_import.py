@@ -1,0 +1,156 @@
+"""The importer and the bundle loader: format agreement with the C header,
+bad input as typed errors, and a fuzz of the loader's header parsing."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.errors import InvalidRequestError
+from engine.llm import _native
+from engine.llm.importer import (
+    BV_MAGIC, BV_VERSION, ENTRY, HEADER, import_hf_model, pack_ternary, quantize_absmean,
+)  # fmt: skip
+from engine.llm.reference import unpack_ternary
+from engine.llm.tiny import write_tiny_hf_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_python_mirrors_the_c_format_header() -> None:
+    header = (ROOT / "csrc/include/bv_format.h").read_text()
+    assert int(re.search(r"#define BV_MAGIC (0x[0-9a-fA-F]+)u", header)[1], 16) == BV_MAGIC  # type: ignore[index]
+    assert int(re.search(r"#define BV_VERSION (\d+)u", header)[1]) == BV_VERSION  # type: ignore[index]
+    assert "sizeof(bv_file_header) == 64" in header and HEADER.size == 64
+    assert "sizeof(bv_tensor_entry) == 80" in header and ENTRY.size == 80
+
+
+def test_pack_roundtrip_over_odd_widths() -> None:
+    rng = np.random.default_rng(0)
+    for cols in (1, 3, 7, 31, 33, 127, 129, 4097):
+        t = rng.integers(-1, 2, size=(5, cols)).astype(np.int8)
+        packed = pack_ternary(t)
+        assert packed.shape == (5, (cols + 127) // 128 * 32)
+        np.testing.assert_array_equal(unpack_ternary(packed, cols), t)
+
+
+def test_absmean_rule() -> None:
+    w = np.array([[0.5, -0.1, 0.02, -2.0]], dtype=np.float32)
+    t, scale = quantize_absmean(w)
+    assert scale == pytest.approx(np.abs(w).mean())
+    np.testing.assert_array_equal(t, [[1, 0, 0, -1]])
+
+
+def hf(tmp_path: Path, **kw: object) -> Path:
+    return write_tiny_hf_model(tmp_path / "hf", seed=1, **kw)  # type: ignore[arg-type]
+
+
+def test_unsupported_architecture(tmp_path: Path) -> None:
+    src = hf(tmp_path)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.update(model_type="llama", architectures=["LlamaForCausalLM"])
+    (src / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRequestError, match="unsupported architecture"):
+        import_hf_model(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_key_value_heads": 3}, "multiple of num_key_value_heads"),
+        ({"hidden_size": -64}, "hidden_size=-64"),
+        ({"hidden_act": "silu"}, "hidden_act"),
+        ({"vocab_size": 10}, "tokenizer has"),
+        ({"intermediate_size": 200}, "shape|values"),
+    ],
+)
+def test_bad_config_is_a_typed_error(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    src = hf(tmp_path)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.update(change)
+    (src / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRequestError, match=message):
+        import_hf_model(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "a failed import leaves nothing behind"
+
+
+def test_missing_and_corrupt_files(tmp_path: Path) -> None:
+    src = hf(tmp_path)
+    with pytest.raises(InvalidRequestError, match="no config.json"):
+        import_hf_model(tmp_path / "nowhere", tmp_path / "o1")
+    st_file = src / "model.safetensors"
+    st_file.write_bytes(st_file.read_bytes()[:-1000])
+    with pytest.raises(InvalidRequestError, match="truncated|corrupt"):
+        import_hf_model(src, tmp_path / "o2")
+    st_file.write_bytes(b"\xff" * 16)
+    with pytest.raises(InvalidRequestError, match="corrupt|JSON"):
+        import_hf_model(src, tmp_path / "o3")
+    (src / "tokenizer.json").unlink()
+    with pytest.raises(InvalidRequestError, match="tokenizer"):
+        import_hf_model(src, tmp_path / "o4")
+
+
+@pytest.fixture(scope="module")
+def bvm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    tmp = tmp_path_factory.mktemp("fz")
+    import_hf_model(write_tiny_hf_model(tmp / "hf", seed=2), tmp / "b")
+    return (tmp / "b" / "model.bvm").read_bytes()
+
+
+def load(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    m = _native.Model(str(path), n_threads=1, n_ctx=8)
+    m.eval([1, 2], 0)  # if it loaded, it must also run without reading out of bounds
+    m.close()
+
+
+def test_truncated_bundle(tmp_path: Path, bvm: bytes) -> None:
+    for cut in (0, 10, 63, 64, 500, len(bvm) // 2, len(bvm) - 1):
+        with pytest.raises(_native.BundleError):
+            load(tmp_path / "m.bvm", bvm[:cut])
+
+
+def test_version_and_magic_are_checked(tmp_path: Path, bvm: bytes) -> None:
+    with pytest.raises(_native.BundleError, match="magic"):
+        load(tmp_path / "m.bvm", b"XXXX" + bvm[4:])
+    with pytest.raises(_native.BundleError, match="version"):
+        load(tmp_path / "m.bvm", bvm[:4] + (99).to_bytes(4, "little") + bvm[8:])
+
+
+def test_missing_bundle_file(tmp_path: Path) -> None:
+    with pytest.raises(_native.BundleError, match="cannot open"):
+        _native.Model(str(tmp_path / "absent.bvm"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_header_and_table(tmp_path: Path, bvm: bytes, data: st.DataObject) -> None:
+    """Random byte edits in the header and tensor table: the loader either
+    rejects the file with BundleError or loads something it can run safely."""
+    table_end = HEADER.size + ENTRY.size * int.from_bytes(bvm[8:12], "little")
+    raw = bytearray(bvm)
+    for _ in range(data.draw(st.integers(1, 6))):
+        pos = data.draw(st.integers(0, table_end - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    try:
+        load(tmp_path / "f.bvm", bytes(raw))
+    except (_native.BundleError, ValueError):
+        pass
+
+
+def test_requires_remote_code_is_recorded(tmp_path: Path) -> None:
+    src = hf(tmp_path)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "custom.Config"}
+    (src / "config.json").write_text(json.dumps(cfg))
+    import_hf_model(src, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "bundle.json").read_text())["requires_remote_code"] is True
+    shutil.rmtree(tmp_path / "out")

@@ -1,0 +1,240 @@
+"""The C engine against the NumPy reference (engine/llm/reference.py), on a
+tiny seeded model, on every kernel path this CPU can run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.llm import _native
+from engine.llm.importer import import_hf_model
+from engine.llm.reference import LoraDelta, ReferenceModel
+from engine.llm.tiny import write_tiny_hf_model
+
+# C vs NumPy: same integer matmuls, float32 elsewhere; differences come from
+# float summation order only (plus, rarely, an int8 rounding flip).
+REF_LOGIT_ATOL = 1e-3
+PATHS = _native.supported_kernels()
+PROMPT = [5, 17, 33, 2, 250, 100, 7, 9, 41, 42, 43]
+
+
+@pytest.fixture(params=PATHS)
+def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    before = _native.kernel_backend()
+    _native.select_kernel(request.param)
+    yield request.param
+    _native.select_kernel(before)
+
+
+@pytest.fixture(scope="module")
+def packed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = write_tiny_hf_model(tmp_path_factory.mktemp("hfp") / "m", seed=3, packed=True)
+    dest = tmp_path_factory.mktemp("bp") / "b"
+    import_hf_model(src, dest)
+    return dest
+
+
+def c_logits(bundle: Path, tokens: list[int], **kw: object) -> np.ndarray:
+    m = _native.Model(str(bundle / "model.bvm"), **kw)  # type: ignore[arg-type]
+    assert m.eval(tokens, 0, all_logits=True)
+    out = np.array(m.logits(), dtype=np.float32).reshape(len(tokens), m.n_vocab)
+    m.close()
+    return out
+
+
+@pytest.mark.parametrize("unembed_quant", [None, "int8", "int4"])
+def test_logits_match_reference(kernel: str, tiny_bundle: Path, unembed_quant: str | None) -> None:
+    c = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant)
+    r = ReferenceModel(tiny_bundle / "model.bvm", unembed_quant=unembed_quant).forward(PROMPT)
+    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * max(1.0, float(np.abs(r).max())))
+    assert (c.argmax(1) == r.argmax(1)).all()
+
+
+def test_packed_import_matches_reference(kernel: str, packed_bundle: Path) -> None:
+    c = c_logits(packed_bundle, PROMPT, n_threads=2)
+    r = ReferenceModel(packed_bundle / "model.bvm").forward(PROMPT)
+    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+
+
+def test_every_path_gives_identical_logits(tiny_bundle: Path) -> None:
+    """Integer kernels are exact, so every path computes the same bits up to
+    the float kernels; compare each SIMD path against ref."""
+    before = _native.kernel_backend()
+    results = {}
+    try:
+        for path in PATHS:
+            _native.select_kernel(path)
+            results[path] = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant="int8")
+    finally:
+        _native.select_kernel(before)
+    for path, logits in results.items():
+        np.testing.assert_allclose(logits, results["ref"], atol=1e-4, err_msg=path)
+
+
+def test_thread_count_does_not_change_results(tiny_bundle: Path) -> None:
+    one = c_logits(tiny_bundle, PROMPT, n_threads=1)
+    three = c_logits(tiny_bundle, PROMPT, n_threads=3)
+    np.testing.assert_array_equal(one, three)
+
+
+def test_incremental_decode_equals_full_prefill(kernel: str, tiny_bundle: Path) -> None:
+    full = c_logits(tiny_bundle, PROMPT, n_threads=2)
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    m.eval(PROMPT[:4], 0)
+    for i in range(4, len(PROMPT)):
+        assert m.eval([PROMPT[i]], i)
+        np.testing.assert_allclose(np.array(m.logits()), full[i], atol=1e-3)
+    assert m.n_cached == len(PROMPT)
+
+
+def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path) -> None:
+    tokens = [int(t) for t in np.random.default_rng(7).integers(0, 384, size=150)]
+    c = c_logits(tiny_bundle, tokens, n_threads=2)
+    r = ReferenceModel(tiny_bundle / "model.bvm").forward(tokens)
+    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+
+
+def test_kv_cache_reuse_runs_only_new_tokens(tiny_bundle: Path) -> None:
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    m.eval(PROMPT[:6], 0)
+    assert m.tokens_evaluated == 6
+    m.eval(PROMPT[6:], 6)  # the follow-up only runs what is new
+    assert m.tokens_evaluated == len(PROMPT)
+    reused = np.array(m.logits())
+    # rewinding: truncate to 3 and run a different continuation
+    m.eval([99, 98], 3)
+    assert m.n_cached == 5
+    expected = c_logits(tiny_bundle, PROMPT, n_threads=2)[-1]
+    np.testing.assert_allclose(reused, expected, atol=1e-4)
+    fresh = c_logits(tiny_bundle, [*PROMPT[:3], 99, 98], n_threads=2)[-1]
+    np.testing.assert_allclose(np.array(m.logits()), fresh, atol=1e-4)
+
+
+def test_lora_matches_reference(kernel: str, tiny_bundle: Path) -> None:
+    rng = np.random.default_rng(11)
+    ref = ReferenceModel(tiny_bundle / "model.bvm")
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    dims = {"q_proj": (64, 64), "v_proj": (32, 64), "down_proj": (64, 160), "up_proj": (160, 64)}
+    for layer in range(2):
+        for target, (out, inp) in dims.items():
+            a = rng.normal(0, 0.1, (4, inp)).astype(np.float32)
+            b = rng.normal(0, 0.1, (out, 4)).astype(np.float32)
+            name = f"layers.{layer}.{target}"
+            m.set_lora(name, a.tobytes(), b.tobytes(), 4, 2.0)
+            ref.set_lora(name, LoraDelta(a, b, 2.0))
+    m.eval(PROMPT, 0, all_logits=True)
+    c = np.array(m.logits()).reshape(len(PROMPT), -1)
+    r = ref.forward(PROMPT)
+    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+    base = c_logits(tiny_bundle, PROMPT, n_threads=2)
+    assert np.abs(c - base).max() > 1e-2, "the adapter must change the output"
+    m.clear_lora()
+    m.eval(PROMPT, 0, all_logits=True)
+    np.testing.assert_allclose(np.array(m.logits()).reshape(len(PROMPT), -1), base, atol=1e-5)
+
+
+def test_sampling(tiny_bundle: Path) -> None:
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    m.eval(PROMPT, 0)
+    logits = np.array(m.logits())
+    assert m.sample() == int(logits.argmax())  # greedy
+    assert m.sample(temperature=1.0, top_k=1) == int(logits.argmax())
+    draws = []
+    for _ in range(2):
+        m.set_seed(42)
+        draws.append([m.sample(temperature=10.0, top_p=0.95) for _ in range(20)])
+    assert draws[0] == draws[1], "a seed reproduces a sample sequence"
+    assert len(set(draws[0])) > 1, "temperature sampling varies"
+    top5 = set(np.argsort(logits)[-5:].tolist())
+    assert {m.sample(temperature=50.0, top_k=5) for _ in range(50)} <= top5
+    # repetition penalty steers greedy away from a penalised argmax
+    best = int(logits.argmax())
+    assert m.sample(repetition_penalty=1e6, history=[best], lookback=4) != best
+    # ...but only within the lookback window
+    assert m.sample(repetition_penalty=1e6, history=[best, 1, 2, 3, 4], lookback=4) == best
+    with pytest.raises(ValueError):
+        m.sample(top_p=0.0)
+
+
+def test_cancel_stops_eval_and_keeps_prefix(tiny_bundle: Path) -> None:
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    m.eval(PROMPT[:3], 0)
+    m.cancel()
+    assert m.eval(PROMPT[3:], 3) is False
+    assert m.n_cached == 3
+    assert m.eval(PROMPT[3:], 3) is True  # the flag is consumed; the model is usable
+    m.cancel()
+    m.clear_cancel()
+    assert m.eval([1], len(PROMPT)) is True
+
+
+def test_gil_released_during_eval(tmp_path: Path) -> None:
+    """Another Python thread keeps running while eval computes."""
+    src = write_tiny_hf_model(tmp_path / "hf", seed=5, hidden_size=256, intermediate_size=1024,
+                              num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4,
+                              max_position_embeddings=1024)  # fmt: skip
+    import_hf_model(src, tmp_path / "b")
+    m = _native.Model(str(tmp_path / "b" / "model.bvm"), n_threads=1)
+    ticks = 0
+    done = threading.Event()
+
+    def spin() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    start = time.perf_counter()
+    m.eval(list(range(300)), 0)
+    elapsed = time.perf_counter() - start
+    done.set()
+    t.join()
+    assert elapsed > 0.005
+    assert ticks > 10, f"the other thread only ran {ticks} times in {elapsed:.3f}s"
+
+
+def test_bad_calls_raise(tiny_bundle: Path) -> None:
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=1, n_ctx=16)
+    assert m.n_ctx == 16
+    with pytest.raises(ValueError, match="exceed the context"):
+        m.eval(list(range(17)), 0)
+    with pytest.raises(ValueError, match="vocabulary"):
+        m.eval([384], 0)
+    with pytest.raises(ValueError, match="cache holds"):
+        m.eval([1], 5)
+    with pytest.raises(ValueError):
+        m.eval([], 0)
+    with pytest.raises(ValueError, match="unembed_quant"):
+        _native.Model(str(tiny_bundle / "model.bvm"), unembed_quant="int3")
+    with pytest.raises(ValueError, match="not supported|unknown"):
+        _native.select_kernel("neon")
+    m.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        m.eval([1], 0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment_override_forces_path(path: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "from engine.llm import _native; print(_native.kernel_backend())"],
+        env={**os.environ, "BITVOICE_KERNEL": path}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == path
+
+
+def test_environment_override_rejects_unknown_path() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import engine.llm._native"],
+        env={**os.environ, "BITVOICE_KERNEL": "sparc"}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode != 0 and "BITVOICE_KERNEL=sparc" in out.stderr
