@@ -109,6 +109,7 @@ window.bitvoice = {
   },
   audio,
   socket,
+  captureTap: null,
 };
 
 // --- sending ---------------------------------------------------------------------------------
@@ -120,6 +121,9 @@ function send(msg) {
 }
 
 function sendMicFrame(pcm) {
+  // Tests set `window.bitvoice.captureTap` to an array to see exactly what the worklet made.
+  const tap = window.bitvoice.captureTap;
+  if (Array.isArray(tap)) tap.push(Array.from(new Int16Array(pcm)));
   if (!S.started || !socket.isOpen) return;
   const wanted = S.mode === "vad" ? S.micLive : S.pttHeld;
   if (!wanted) return;
