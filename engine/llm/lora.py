@@ -1,0 +1,242 @@
+"""LoRA adapters: import PEFT adapters into adapter bundles, apply them to a model.
+
+    <store>/<org>/<name>/          (an adapter bundle)
+        adapter.json               {"format", "base", "base_config_hash", "rank", "alpha",
+                                    "use_rslora", "scale", "targets"}
+        adapter.safetensors        float32 "layers.N.<proj>.lora_A" [r, in], ".lora_B" [out, r]
+
+The delta y += scale * B @ (A @ x) runs at run time on top of the ternary
+base (scale = alpha / r, or alpha / sqrt(r) with rsLoRA). An adapter is bound
+to its base by a hash of the base's config.json: applying it to a model with
+another config is refused. `lora_quant` ("int8"/"int4") rounds A and B to a
+symmetric per-row integer grid before they are handed to the engine; the
+engine stores the rounded values as float32, so this models the precision of
+a quantized adapter (what the reference test checks) but does not save memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from safetensors.numpy import load_file, save_file
+
+from engine.errors import InvalidRequestError
+from engine.llm import bundle
+
+__all__ = [
+    "ADAPTER_FILE",
+    "ADAPTER_FORMAT",
+    "TARGETS",
+    "apply_adapter",
+    "base_config_hash",
+    "import_peft_adapter",
+    "load_adapter",
+    "quantize_lora",
+]
+
+ADAPTER_FORMAT = 1
+ADAPTER_FILE = "adapter.safetensors"
+ADAPTER_META = "adapter.json"
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_KEY = re.compile(
+    r"layers\.(\d+)\.(?:self_attn|mlp)\.("
+    + "|".join(TARGETS)
+    + r")\.lora_([AB])(?:\.[\w-]+)?\.weight$"
+)
+# Config keys that do not change what the weights mean (tooling, dtype of the source).
+_VOLATILE = {"_name_or_path", "transformers_version", "torch_dtype", "auto_map"}
+MAX_RANK = 4096
+
+F32 = npt.NDArray[np.float32]
+
+
+def base_config_hash(bundle_dir: Path) -> str:
+    """sha256 of the base bundle's config.json, canonical (sorted keys, volatile keys dropped)."""
+    cfg = bundle.load_bundle_config(bundle_dir)
+    canonical = {k: v for k, v in cfg.items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _linear_shape(cfg: dict[str, Any], target: str) -> tuple[int, int]:
+    h, f = int(cfg["hidden_size"]), int(cfg["intermediate_size"])
+    hd = int(cfg.get("head_dim") or h // int(cfg["num_attention_heads"]))
+    q, kv = int(cfg["num_attention_heads"]) * hd, int(cfg["num_key_value_heads"]) * hd
+    return {
+        "q_proj": (q, h),
+        "k_proj": (kv, h),
+        "v_proj": (kv, h),
+        "o_proj": (h, q),
+        "gate_proj": (f, h),
+        "up_proj": (f, h),
+        "down_proj": (h, f),
+    }[target]
+
+
+def _read_safetensors(path: Path) -> dict[str, F32]:
+    """Tensors as float32. NumPy has no bfloat16, so BF16 is widened by hand."""
+    try:
+        return {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+    except (TypeError, ValueError, KeyError):
+        pass  # bf16 or an unknown dtype: read the header ourselves
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        if "bf16" not in str(exc).lower() and "dtype" not in str(exc).lower():
+            raise InvalidRequestError(f"cannot read {path}: {exc}") from None
+    try:
+        raw = path.read_bytes()
+        (n,) = struct.unpack_from("<Q", raw, 0)
+        header = json.loads(raw[8 : 8 + n])
+    except (OSError, struct.error, ValueError) as exc:
+        raise InvalidRequestError(f"cannot read {path}: {exc}") from None
+    out: dict[str, F32] = {}
+    base = 8 + n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        buf = raw[base + start : base + end]
+        shape = tuple(info["shape"])
+        if info["dtype"] == "BF16":
+            bits = np.frombuffer(buf, "<u2").astype(np.uint32) << np.uint32(16)
+            out[name] = bits.view(np.float32).reshape(shape)
+        elif info["dtype"] in ("F32", "F16"):
+            out[name] = (
+                np.frombuffer(buf, "<f4" if info["dtype"] == "F32" else "<f2")
+                .astype(np.float32)
+                .reshape(shape)
+            )
+        else:
+            raise InvalidRequestError(
+                f"{path}: tensor {name} has unsupported dtype {info['dtype']}"
+            )
+    return out
+
+
+def import_peft_adapter(src: Path, dest: Path, base_dir: Path, base_id: str) -> None:
+    """Convert a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors)
+    into an adapter bundle at `dest` (created), bound to the base bundle at `base_dir`.
+
+    Raises InvalidRequestError for unsupported options (targets outside
+    q/k/v/o/gate/up/down, biases, fan_in_fan_out, per-module alpha), missing
+    tensors or shapes that do not fit the base."""
+    try:
+        acfg = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidRequestError(f"cannot read {src / 'adapter_config.json'}: {exc}") from None
+    if not isinstance(acfg, dict) or acfg.get("peft_type", "LORA") != "LORA":
+        raise InvalidRequestError(f"{src} is not a PEFT LoRA adapter")
+    targets = acfg.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    bad = [t for t in targets if t.split(".")[-1] not in TARGETS]
+    if bad:
+        raise InvalidRequestError(f"unsupported LoRA target modules {bad}; supported: {TARGETS}")
+    if acfg.get("bias", "none") != "none" or acfg.get("fan_in_fan_out"):
+        raise InvalidRequestError("LoRA adapters with biases or fan_in_fan_out are not supported")
+    if acfg.get("alpha_pattern") or acfg.get("modules_to_save"):
+        raise InvalidRequestError("LoRA alpha_pattern / modules_to_save are not supported")
+    rank, alpha = acfg.get("r"), acfg.get("lora_alpha", acfg.get("r"))
+    if not isinstance(rank, int) or not 0 < rank <= MAX_RANK or not isinstance(alpha, int | float):
+        raise InvalidRequestError(f"bad LoRA r={rank!r} / lora_alpha={alpha!r}")
+    rslora = bool(acfg.get("use_rslora", False))
+    weights = src / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise InvalidRequestError(f"missing {weights} (only safetensors adapters are supported)")
+    tensors = _read_safetensors(weights)
+    cfg = bundle.load_bundle_config(base_dir)
+    n_layers = int(cfg["num_hidden_layers"])
+    pairs: dict[str, dict[str, F32]] = {}
+    for key, value in tensors.items():
+        m = _KEY.search(key)
+        if m is None:
+            raise InvalidRequestError(f"unexpected tensor {key!r} in the LoRA adapter")
+        layer, target, ab = int(m.group(1)), m.group(2), m.group(3)
+        if layer >= n_layers:
+            raise InvalidRequestError(f"LoRA tensor {key!r}: the base has {n_layers} layers")
+        pairs.setdefault(f"layers.{layer}.{target}", {})[ab] = value
+    if not pairs:
+        raise InvalidRequestError(f"{weights} holds no LoRA tensors")
+    out: dict[str, F32] = {}
+    ranks: dict[str, int] = {}
+    for name, ab in sorted(pairs.items()):
+        if set(ab) != {"A", "B"}:
+            raise InvalidRequestError(f"LoRA {name} needs both lora_A and lora_B")
+        a, b = ab["A"], ab["B"]
+        rows, cols = _linear_shape(cfg, name.split(".")[-1])
+        r = a.shape[0]
+        if a.shape != (r, cols) or b.shape != (rows, r):
+            raise InvalidRequestError(
+                f"LoRA {name}: A {a.shape} / B {b.shape} do not fit the base linear [{rows}, {cols}]"
+            )
+        out[name + ".lora_A"] = np.ascontiguousarray(a, dtype=np.float32)
+        out[name + ".lora_B"] = np.ascontiguousarray(b, dtype=np.float32)
+        ranks[name] = int(r)
+    dest.mkdir(parents=True)
+    save_file(out, str(dest / ADAPTER_FILE))
+    meta = {
+        "format": ADAPTER_FORMAT,
+        "base": base_id,
+        "base_config_hash": base_config_hash(base_dir),
+        "rank": rank,
+        "alpha": alpha,
+        "use_rslora": rslora,
+        "scale": alpha / math.sqrt(rank) if rslora else alpha / rank,
+        "ranks": ranks,
+        "targets": sorted(pairs),
+    }
+    (dest / ADAPTER_META).write_text(json.dumps(meta, indent=2))
+
+
+def load_adapter(adapter_dir: Path) -> tuple[dict[str, Any], dict[str, tuple[F32, F32]]]:
+    """(adapter.json, {"layers.N.proj": (A, B)}) of an adapter bundle."""
+    try:
+        meta = json.loads((adapter_dir / ADAPTER_META).read_text(encoding="utf-8"))
+        tensors = load_file(str(adapter_dir / ADAPTER_FILE))
+    except Exception as exc:  # OSError, JSON or safetensors errors
+        raise InvalidRequestError(f"adapter bundle unreadable: {adapter_dir}: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != ADAPTER_FORMAT:
+        raise InvalidRequestError(f"adapter bundle {adapter_dir} has an unknown format")
+    pairs = {
+        name: (tensors[name + ".lora_A"], tensors[name + ".lora_B"]) for name in meta["targets"]
+    }
+    return meta, pairs
+
+
+def quantize_lora(x: F32, quant: str | None) -> F32:
+    """Round each row to a symmetric int8 (127 levels) or int4 (7 levels) grid;
+    returns float32 values on that grid (None: unchanged)."""
+    if quant is None:
+        return x
+    qmax = np.float32(127.0 if quant == "int8" else 7.0)
+    amax = np.abs(x).max(axis=1, keepdims=True)
+    step = np.where(amax > 0, amax / qmax, np.float32(1.0)).astype(np.float32)
+    return (np.clip(np.round(x / step), -qmax, qmax) * step).astype(np.float32)
+
+
+def apply_adapter(
+    model: Any, adapter_dir: Path, base_dir: Path, quant: str | None
+) -> dict[str, Any]:
+    """Attach an adapter bundle to a loaded native Model (blocking).
+
+    Raises InvalidRequestError when the adapter was made for another base
+    config. Returns the adapter's metadata."""
+    meta, pairs = load_adapter(adapter_dir)
+    if meta.get("base_config_hash") != base_config_hash(base_dir):
+        raise InvalidRequestError(
+            f"LoRA adapter {adapter_dir.name!r} was made for base {meta.get('base')!r} "
+            "with another config; it cannot be applied to this model"
+        )
+    scale = float(meta["scale"])
+    for name, (a, b) in pairs.items():
+        qa, qb = quantize_lora(a, quant), quantize_lora(b, quant)
+        try:
+            model.set_lora(name, qa.tobytes(), qb.tobytes(), int(a.shape[0]), scale)
+        except ValueError as exc:
+            raise InvalidRequestError(f"cannot apply LoRA {name}: {exc}") from None
+    return meta

@@ -1,0 +1,156 @@
+"""LoRA: PEFT adapters imported into the store and applied by the C engine,
+checked against the NumPy reference model with the same adapter."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.errors import InvalidRequestError
+from engine.llm import LLM, store
+from engine.llm.importer import import_hf_model
+from engine.llm.lora import load_adapter, quantize_lora
+from engine.llm.reference import LoraDelta, ReferenceModel
+from engine.llm.tiny import write_tiny_hf_model
+
+REF_LOGIT_ATOL = 1e-3  # relative to the largest logit, as the engine's own reference tests
+TOKENS = [1, 40, 41, 42, 43, 44, 45, 46]
+
+
+def write_peft(
+    dest: Path,
+    *,
+    targets: tuple[str, ...] = ("q_proj", "v_proj", "down_proj"),
+    rank: int = 4,
+    alpha: int = 8,
+    rslora: bool = False,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 3,
+) -> Path:
+    """A PEFT LoRA folder for the tiny config (hidden 64, ffn 160, 4 heads / 2 kv)."""
+    shapes = {"q_proj": (64, 64), "k_proj": (32, 64), "v_proj": (32, 64), "o_proj": (64, 64),
+              "gate_proj": (160, 64), "up_proj": (160, 64), "down_proj": (64, 160)}  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(2):
+        for t in targets:
+            out, inp = shapes[t]
+            group = "mlp" if t in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            key = f"base_model.model.model.layers.{layer}.{group}.{t}"
+            tensors[f"{key}.lora_A.weight"] = (torch.randn(rank, inp, generator=gen) * 0.3).to(
+                dtype
+            )
+            tensors[f"{key}.lora_B.weight"] = (torch.randn(out, rank, generator=gen) * 0.3).to(
+                dtype
+            )
+    dest.mkdir(parents=True)
+    save_file(tensors, str(dest / "adapter_model.safetensors"))
+    (dest / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": rank,
+                "lora_alpha": alpha,
+                "target_modules": list(targets),
+                "use_rslora": rslora,
+                "bias": "none",
+                "base_model_name_or_path": "local/tiny",
+            }
+        )  # fmt: skip
+    )
+    return dest
+
+
+async def engine_logits(llm: LLM) -> np.ndarray:
+    eng = llm.engine()
+
+    def run() -> np.ndarray:
+        eng.model.eval(TOKENS, 0, all_logits=True)
+        eng.cache.clear()
+        eng.owner = None
+        return np.array(eng.model.logits(), dtype=np.float32).reshape(len(TOKENS), -1)
+
+    return await eng.run(run)
+
+
+def reference_logits(home: Path, adapter_id: str | None, quant: str | None = None) -> np.ndarray:
+    ref = ReferenceModel(store.resolve("local/tiny") / "model.bvm")
+    if adapter_id is not None:
+        meta, pairs = load_adapter(store.resolve(adapter_id, kind="adapter"))
+        for name, (a, b) in pairs.items():
+            ref.set_lora(
+                name, LoraDelta(quantize_lora(a, quant), quantize_lora(b, quant), meta["scale"])
+            )
+    return ref.forward(TOKENS)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rslora", "quant"),
+    [
+        (torch.float32, False, None),
+        (torch.bfloat16, True, None),
+        (torch.float32, False, "int8"),
+        (torch.float32, False, "int4"),
+    ],  # fmt: skip
+)
+async def test_adapter_matches_numpy_reference(
+    home: Path, tmp_path: Path, dtype: torch.dtype, rslora: bool, quant: str | None
+) -> None:
+    src = write_peft(tmp_path / "peft", dtype=dtype, rslora=rslora)
+    store.import_local(src, "local/ad", base_id="local/tiny")
+    meta, _ = load_adapter(store.resolve("local/ad", kind="adapter"))
+    assert meta["scale"] == (8 / math.sqrt(4) if rslora else 8 / 4)
+    base = LLM("local/tiny")
+    await base.start()
+    plain = await engine_logits(base)
+    await base.stop()
+    llm = LLM("local/tiny", lora_dir="local/ad", lora_quant=quant)
+    await llm.start()
+    got = await engine_logits(llm)
+    await llm.stop()
+    want = reference_logits(home, "local/ad", quant)
+    np.testing.assert_allclose(got, want, atol=REF_LOGIT_ATOL * float(np.abs(want).max()))
+    assert np.abs(got - plain).max() > 1e-2  # the adapter really changed the model
+
+
+async def test_adapter_for_another_base_is_refused(home: Path, tmp_path: Path) -> None:
+    src = write_peft(tmp_path / "peft")
+    store.import_local(src, "local/ad", base_id="local/tiny")
+    other = write_tiny_hf_model(tmp_path / "other", seed=1, rms_norm_eps=1e-6)
+    store.publish("local/other", lambda d: import_hf_model(other, d))
+    llm = LLM("local/other", lora_dir="local/ad")
+    with pytest.raises(InvalidRequestError, match="another config"):
+        await llm.start()
+
+
+def test_import_validation(home: Path, tmp_path: Path) -> None:
+    src = write_peft(tmp_path / "peft")
+    with pytest.raises(InvalidRequestError, match="--base"):
+        store.import_local(src, "local/ad")
+    cfg = json.loads((src / "adapter_config.json").read_text())
+    cfg["target_modules"] = ["embed_tokens"]
+    (src / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRequestError, match="unsupported LoRA target"):
+        store.import_local(src, "local/ad", base_id="local/tiny")
+    wrong = write_peft(tmp_path / "wrong", targets=("q_proj",))
+    t = wrong / "adapter_model.safetensors"
+    from safetensors.torch import load_file
+
+    data = load_file(str(t))
+    key = next(k for k in data if k.endswith("lora_A.weight"))
+    data[key] = torch.zeros(4, 65)
+    save_file(data, str(t))
+    with pytest.raises(InvalidRequestError, match="do not fit"):
+        store.import_local(wrong, "local/ad", base_id="local/tiny")
+    assert not store.store_path("local/ad").exists()
+
+
+async def test_unknown_adapter_id_says_how_to_import(home: Path) -> None:
+    with pytest.raises(InvalidRequestError, match="bitvoice import ADAPTER_DIR"):
+        await LLM("local/tiny", lora_dir="local/nope").start()
