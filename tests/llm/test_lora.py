@@ -62,7 +62,7 @@ def write_peft(
                 "bias": "none",
                 "base_model_name_or_path": "local/tiny",
             }
-        )  # fmt: skip
+        )
     )
     return dest
 
@@ -97,7 +97,7 @@ def reference_logits(home: Path, adapter_id: str | None, quant: str | None = Non
         (torch.bfloat16, True, None),
         (torch.float32, False, "int8"),
         (torch.float32, False, "int4"),
-    ],  # fmt: skip
+    ],
 )
 async def test_adapter_matches_numpy_reference(
     home: Path, tmp_path: Path, dtype: torch.dtype, rslora: bool, quant: str | None
