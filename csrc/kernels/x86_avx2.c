@@ -1,0 +1,353 @@
+/* x86_avx2.c - AVX2 kernels. Compiled alone with -mavx2 -mfma -mf16c
+ * (setup.py); dispatch.c only selects this table when cpuid and XGETBV say
+ * the CPU and the OS support it. Every result is exact and equal to
+ * kernels/ref.c bit for bit.
+ *
+ * AVX2 has no u8 x s8 -> int32 dot product; vpmaddubsw (u8 x s8, pairs added
+ * into int16 with saturation) is the workhorse. Saturation never happens here
+ * because the unsigned operand is always small: a ternary code c = w + 1 is
+ * 0..2 (|pair| <= 2*2*128 = 512 even for x = -128), an int4 code is 0..15
+ * (|pair| <= 3840). Where int16 sums are carried across blocks, each comment
+ * gives the bound that keeps them inside [-32768, 32767]. As on AVX-512:
+ *     sum_k w[k] * x[k] = sum_k c[k] * x[k] - sum_k x[k].
+ * int8 x int8 has no small operand, so it widens to int16 and uses vpmaddwd.
+ */
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if !defined(__AVX2__)
+#error "x86_avx2.c must be compiled with -mavx2"
+#endif
+
+#include <immintrin.h>
+
+#include "bv_kernels.h"
+
+#define BV_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Tile sizes, in one place. GEMV_ROWS rows per iteration share activation
+ * loads from L1. GEMM: GEMM_ROWS x GEMM_TOKENS int16 accumulators (12 of the
+ * 16 ymm). A K chunk is GEMM_KC_BLOCKS blocks = 2048 columns: the unpacked
+ * codes of 4 rows (8 KB) stay in L1, and 64 steps of 32 columns is exactly
+ * what an int16 accumulator holds (64 * 512 = 32768, see gemm_tile). */
+#define GEMV_ROWS 4
+#define GEMV_FLUSH_BLOCKS 8
+#define GEMM_ROWS 4
+#define GEMM_TOKENS 3
+#define GEMM_KC_BLOCKS 16
+#define GEMM_TOKEN_GROUP 240
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* sum of n int8 values (n a multiple of 32) */
+static int32_t sum_i8(const int8_t *x, size_t n) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256i acc = _mm256_setzero_si256();
+    for (size_t k = 0; k < n; k += 32) {
+        const __m256i p = _mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(x + k)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones16));
+    }
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+BV_ALWAYS_INLINE int32_t hsum8(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* four vectors of 8 int32 lanes -> their four lane sums, in order */
+BV_ALWAYS_INLINE __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* ---- ternary GEMV (decode) -----------------------------------------------
+ * A 32-byte block b and b >> 4 (per 16-bit lane; the bits shifted in from the
+ * next byte are masked off) masked with 0x03 and 0x0C give four code vectors
+ * that line up with x[0..31], x[32..63], x[64..95], x[96..127]:
+ *   b & 0x03 = c0, b & 0x0C = 4*c1, (b>>4) & 0x03 = c2, (b>>4) & 0x0C = 4*c3.
+ * The x1 and x4 products go to two int16 accumulators, flushed to int32 every
+ * GEMV_FLUSH_BLOCKS blocks, when the x4 one is shifted back (exact: it is a
+ * multiple of 4). Bounds per block and int16 lane: x1 in [-1024, 1016], x4 in
+ * [-4096, 4064]; over 8 blocks [-32768, 32512]. */
+typedef struct {
+    __m256i s1, s4, acc;
+} tern_acc;
+
+BV_ALWAYS_INLINE void tern_block(tern_acc *a, const uint8_t *p, const int8_t *xb, __m256i m03,
+                                 __m256i m0c) {
+    const __m256i b = _mm256_loadu_si256((const __m256i *)p);
+    const __m256i b4 = _mm256_srli_epi16(b, 4);
+    const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb);
+    const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb + 32));
+    const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xb + 64));
+    const __m256i x3 = _mm256_loadu_si256((const __m256i *)(xb + 96));
+    a->s1 = _mm256_add_epi16(a->s1, _mm256_maddubs_epi16(_mm256_and_si256(b, m03), x0));
+    a->s4 = _mm256_add_epi16(a->s4, _mm256_maddubs_epi16(_mm256_and_si256(b, m0c), x1));
+    a->s1 = _mm256_add_epi16(a->s1, _mm256_maddubs_epi16(_mm256_and_si256(b4, m03), x2));
+    a->s4 = _mm256_add_epi16(a->s4, _mm256_maddubs_epi16(_mm256_and_si256(b4, m0c), x3));
+}
+
+BV_ALWAYS_INLINE void tern_flush(tern_acc *a, __m256i ones16) {
+    a->acc = _mm256_add_epi32(a->acc, _mm256_madd_epi16(a->s1, ones16));
+    a->acc = _mm256_add_epi32(a->acc, _mm256_srai_epi32(_mm256_madd_epi16(a->s4, ones16), 2));
+    a->s1 = a->s4 = _mm256_setzero_si256();
+}
+
+static void avx2_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32_t *y, int r0,
+                              int r1) {
+    const size_t rb = (size_t)nb * BV_BLOCK_BYTES;
+    const int32_t sx = sum_i8(x, (size_t)nb * BV_QK);
+    const __m256i m03 = _mm256_set1_epi8(0x03), m0c = _mm256_set1_epi8(0x0C);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    int r = r0;
+    for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
+        const uint8_t *wr = w + (size_t)r * rb;
+        tern_acc a[GEMV_ROWS];
+        for (int i = 0; i < GEMV_ROWS; i++) a[i].s1 = a[i].s4 = a[i].acc = _mm256_setzero_si256();
+        for (int k0 = 0; k0 < nb; k0 += GEMV_FLUSH_BLOCKS) {
+            const int k1 = nb - k0 < GEMV_FLUSH_BLOCKS ? nb : k0 + GEMV_FLUSH_BLOCKS;
+            for (int k = k0; k < k1; k++) {
+#pragma GCC unroll 4
+                for (int i = 0; i < GEMV_ROWS; i++)
+                    tern_block(&a[i], wr + (size_t)i * rb + (size_t)k * BV_BLOCK_BYTES,
+                               x + (size_t)k * BV_QK, m03, m0c);
+            }
+            for (int i = 0; i < GEMV_ROWS; i++) tern_flush(&a[i], ones16);
+        }
+        const __m128i s = reduce4(a[0].acc, a[1].acc, a[2].acc, a[3].acc);
+        _mm_storeu_si128((__m128i *)(y + r), _mm_sub_epi32(s, _mm_set1_epi32(sx)));
+    }
+    for (; r < r1; r++) {
+        const uint8_t *wr = w + (size_t)r * rb;
+        tern_acc a = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int k0 = 0; k0 < nb; k0 += GEMV_FLUSH_BLOCKS) {
+            const int k1 = nb - k0 < GEMV_FLUSH_BLOCKS ? nb : k0 + GEMV_FLUSH_BLOCKS;
+            for (int k = k0; k < k1; k++)
+                tern_block(&a, wr + (size_t)k * BV_BLOCK_BYTES, x + (size_t)k * BV_QK, m03, m0c);
+            tern_flush(&a, ones16);
+        }
+        y[r] = hsum8(a.acc) - sx;
+    }
+}
+
+/* ---- ternary GEMM (prefill) ----------------------------------------------
+ * unpack_codes: rows [r, r + nrows) (the rest of the GEMM_ROWS rows are zero
+ * codes, computed but never stored), blocks [kb0, kb0 + nkb) -> buf, one plain
+ * code byte (0..2) per weight in column order, row i at i * nkb * 128. */
+static void unpack_codes(const uint8_t *w, size_t rb, int r, int nrows, int kb0, int nkb,
+                         uint8_t *buf) {
+    const __m256i three = _mm256_set1_epi8(3);
+    for (int i = 0; i < GEMM_ROWS; i++) {
+        uint8_t *dst = buf + (size_t)i * nkb * BV_QK;
+        if (i >= nrows) {
+            for (int k = 0; k < nkb * BV_QK; k += 32)
+                _mm256_store_si256((__m256i *)(dst + k), _mm256_setzero_si256());
+            continue;
+        }
+        const uint8_t *src = w + (size_t)(r + i) * rb + (size_t)kb0 * BV_BLOCK_BYTES;
+        for (int k = 0; k < nkb; k++) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES));
+            __m256i *d = (__m256i *)(dst + (size_t)k * BV_QK);
+            _mm256_store_si256(d + 0, _mm256_and_si256(b, three));
+            _mm256_store_si256(d + 1, _mm256_and_si256(_mm256_srli_epi16(b, 2), three));
+            _mm256_store_si256(d + 2, _mm256_and_si256(_mm256_srli_epi16(b, 4), three));
+            _mm256_store_si256(d + 3, _mm256_and_si256(_mm256_srli_epi16(b, 6), three));
+        }
+    }
+}
+
+/* One register tile: 4 rows of unpacked codes (stride ldb) x 3 tokens
+ * (x0..x2 already offset to this K chunk) over ncols <= 2048 columns, in 12
+ * int16 accumulators. Per 32 columns an accumulator gains one vpmaddubsw pair
+ * sum in [-512, 508]; 64 steps stay in [-32768, 32512], hence the 2048-column
+ * chunk. Fewer than 3 tokens: pointers repeat, only T are stored; rows beyond
+ * nr are zero codes and are not stored. first: store partial - sum(x), else
+ * add the partial to Y. Named variables, not arrays, so that GCC keeps all 12
+ * accumulators in registers. */
+#define TILE_ROW(i)                                                                           \
+    do {                                                                                      \
+        const __m256i wv = _mm256_load_si256((const __m256i *)(buf + (size_t)(i) * ldb + k)); \
+        a##i##0 = _mm256_add_epi16(a##i##0, _mm256_maddubs_epi16(wv, _mm256_loadu_si256(       \
+                                                                     (const __m256i *)(x0 + k)))); \
+        a##i##1 = _mm256_add_epi16(a##i##1, _mm256_maddubs_epi16(wv, _mm256_loadu_si256(       \
+                                                                     (const __m256i *)(x1 + k)))); \
+        a##i##2 = _mm256_add_epi16(a##i##2, _mm256_maddubs_epi16(wv, _mm256_loadu_si256(       \
+                                                                     (const __m256i *)(x2 + k)))); \
+    } while (0)
+
+BV_ALWAYS_INLINE void tile_store(__m256i a0, __m256i a1, __m256i a2, __m256i a3, int nr,
+                                 int32_t *y, int first, int32_t sx) {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m128i s = reduce4(_mm256_madd_epi16(a0, ones16), _mm256_madd_epi16(a1, ones16),
+                        _mm256_madd_epi16(a2, ones16), _mm256_madd_epi16(a3, ones16));
+    if (nr == GEMM_ROWS) {
+        s = first ? _mm_sub_epi32(s, _mm_set1_epi32(sx))
+                  : _mm_add_epi32(s, _mm_loadu_si128((const __m128i *)y));
+        _mm_storeu_si128((__m128i *)y, s);
+    } else {
+        int32_t v[4];
+        _mm_storeu_si128((__m128i *)v, s);
+        for (int i = 0; i < nr; i++) y[i] = first ? v[i] - sx : y[i] + v[i];
+    }
+}
+
+__attribute__((noinline)) static void gemm_tile(const uint8_t *buf, size_t ldb, const int8_t *x0,
+                                                const int8_t *x1, const int8_t *x2, size_t ncols,
+                                                int T, int nr, int32_t *Y, int ldy, int first,
+                                                const int32_t *sx) {
+    __m256i a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = a30 = a31 = a32 = _mm256_setzero_si256();
+    for (size_t k = 0; k < ncols; k += 32) {
+        TILE_ROW(0);
+        TILE_ROW(1);
+        TILE_ROW(2);
+        TILE_ROW(3);
+    }
+    tile_store(a00, a10, a20, a30, nr, Y, first, sx[0]);
+    if (T > 1) tile_store(a01, a11, a21, a31, nr, Y + ldy, first, sx[1]);
+    if (T > 2) tile_store(a02, a12, a22, a32, nr, Y + 2 * (size_t)ldy, first, sx[2]);
+}
+
+static void avx2_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
+                              int ldy, int r0, int r1) {
+    if (n <= 2) {
+        /* Too few tokens to pay for unpacking: stream the packed rows per token. */
+        for (int t = 0; t < n; t++)
+            avx2_ternary_gemv(w, nb, X + (size_t)t * nb * BV_QK, Y + (size_t)t * ldy, r0, r1);
+        return;
+    }
+    const size_t rb = (size_t)nb * BV_BLOCK_BYTES;
+    const size_t ldx = (size_t)nb * BV_QK;
+    _Alignas(32) uint8_t buf[GEMM_ROWS * GEMM_KC_BLOCKS * BV_QK];
+    int32_t sx[GEMM_TOKEN_GROUP];
+    /* equal K chunks of at most GEMM_KC_BLOCKS: a short last chunk would pay
+     * the per-tile reduction for little work */
+    const int n_chunks = (nb + GEMM_KC_BLOCKS - 1) / GEMM_KC_BLOCKS;
+    const int kc = (nb + n_chunks - 1) / n_chunks;
+    for (int tg = 0; tg < n; tg += GEMM_TOKEN_GROUP) {
+        const int ng = n - tg < GEMM_TOKEN_GROUP ? n - tg : GEMM_TOKEN_GROUP;
+        const int8_t *Xg = X + (size_t)tg * ldx;
+        int32_t *Yg = Y + (size_t)tg * ldy;
+        for (int t = 0; t < ng; t++) sx[t] = sum_i8(Xg + (size_t)t * ldx, ldx);
+        for (int r = r0; r < r1; r += GEMM_ROWS) {
+            const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
+            for (int kb0 = 0; kb0 < nb; kb0 += kc) {
+                const int nkb = nb - kb0 < kc ? nb - kb0 : kc;
+                const size_t ldb = (size_t)nkb * BV_QK;
+                unpack_codes(w, rb, r, nr, kb0, nkb, buf);
+                for (int t0 = 0; t0 < ng; t0 += GEMM_TOKENS) {
+                    const int T = ng - t0 < GEMM_TOKENS ? ng - t0 : GEMM_TOKENS;
+                    const int8_t *x0 = Xg + (size_t)t0 * ldx + (size_t)kb0 * BV_QK;
+                    const int8_t *x1 = T > 1 ? x0 + ldx : x0;
+                    const int8_t *x2 = T > 2 ? x0 + 2 * ldx : x0;
+                    gemm_tile(buf, ldb, x0, x1, x2, ldb, T, nr, Yg + (size_t)t0 * ldy + r, ldy,
+                              kb0 == 0, sx + t0);
+                }
+            }
+        }
+    }
+}
+
+/* ---- int8 GEMV (LM head) ---------------------------------------------------
+ * No small operand, so no vpmaddubsw (its u8 x s8 pairs would saturate, and
+ * the |x| sign trick breaks on -128): both sides widen to int16 and vpmaddwd
+ * adds exact products pairwise into int32. The widened x is shared by
+ * GEMV_ROWS rows. */
+BV_ALWAYS_INLINE __m256i i8_dot32(__m256i acc, const int8_t *q, __m256i xl, __m256i xh) {
+    const __m256i ql = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+    const __m256i qh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(ql, xl));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(qh, xh));
+}
+
+static void avx2_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
+    const size_t cols = (size_t)nb * BV_QK;
+    int r = r0;
+    for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
+        const int8_t *qr = q + (size_t)r * cols;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t k = 0; k < cols; k += 32) {
+            const __m256i xl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + k)));
+            const __m256i xh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + k + 16)));
+            a0 = i8_dot32(a0, qr + k, xl, xh);
+            a1 = i8_dot32(a1, qr + cols + k, xl, xh);
+            a2 = i8_dot32(a2, qr + 2 * cols + k, xl, xh);
+            a3 = i8_dot32(a3, qr + 3 * cols + k, xl, xh);
+        }
+        _mm_storeu_si128((__m128i *)(y + r), reduce4(a0, a1, a2, a3));
+    }
+    for (; r < r1; r++) {
+        const int8_t *qr = q + (size_t)r * cols;
+        __m256i a = _mm256_setzero_si256();
+        for (size_t k = 0; k < cols; k += 32) {
+            const __m256i xl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + k)));
+            const __m256i xh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + k + 16)));
+            a = i8_dot32(a, qr + k, xl, xh);
+        }
+        y[r] = hsum8(a);
+    }
+}
+
+/* ---- int4 GEMV (LM head) ---------------------------------------------------
+ * A 64-byte group: low nibbles of bytes 0..31 and 32..63 are the codes
+ * (v + 8, 0..15) of columns 0..31 and 32..63, high nibbles of 64..127; the
+ * four vpmaddubsw of one group sum to [-15360, 15240] per int16 lane, then
+ * widen. sum v*x = sum code*x - 8 * sum x. */
+BV_ALWAYS_INLINE __m256i i4_group(__m256i acc, const uint8_t *p, const int8_t *xg, __m256i lo4,
+                                  __m256i ones16) {
+    const __m256i b0 = _mm256_loadu_si256((const __m256i *)p);
+    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+    __m256i s = _mm256_maddubs_epi16(_mm256_and_si256(b0, lo4),
+                                     _mm256_loadu_si256((const __m256i *)xg));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(b1, lo4),
+                                                 _mm256_loadu_si256((const __m256i *)(xg + 32))));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(b0, 4), lo4),
+                                                 _mm256_loadu_si256((const __m256i *)(xg + 64))));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(b1, 4), lo4),
+                                                 _mm256_loadu_si256((const __m256i *)(xg + 96))));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(s, ones16));
+}
+
+static void avx2_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y, int r0,
+                           int r1) {
+    const size_t rb = (size_t)nb * BV_I4_GROUP_BYTES;
+    const int32_t sx8 = 8 * sum_i8(x, (size_t)nb * BV_QK);
+    const __m256i lo4 = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
+    int r = r0;
+    for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
+        const uint8_t *qr = q + (size_t)r * rb;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int g = 0; g < nb; g++) {
+            const size_t o = (size_t)g * BV_I4_GROUP_BYTES;
+            const int8_t *xg = x + (size_t)g * BV_QK;
+            a0 = i4_group(a0, qr + o, xg, lo4, ones16);
+            a1 = i4_group(a1, qr + rb + o, xg, lo4, ones16);
+            a2 = i4_group(a2, qr + 2 * rb + o, xg, lo4, ones16);
+            a3 = i4_group(a3, qr + 3 * rb + o, xg, lo4, ones16);
+        }
+        _mm_storeu_si128((__m128i *)(y + r),
+                         _mm_sub_epi32(reduce4(a0, a1, a2, a3), _mm_set1_epi32(sx8)));
+    }
+    for (; r < r1; r++) {
+        const uint8_t *qr = q + (size_t)r * rb;
+        __m256i a = _mm256_setzero_si256();
+        for (int g = 0; g < nb; g++)
+            a = i4_group(a, qr + (size_t)g * BV_I4_GROUP_BYTES, x + (size_t)g * BV_QK, lo4, ones16);
+        y[r] = hsum8(a) - sx8;
+    }
+}
+
+const bv_kernels bv_kernels_avx2 = {
+    .name = "avx2",
+    .ternary_gemv = avx2_ternary_gemv,
+    .ternary_gemm = avx2_ternary_gemm,
+    .int8_gemv = avx2_int8_gemv,
+    .int4_gemv = avx2_int4_gemv,
+};
+
+#endif /* x86-64 */
