@@ -151,15 +151,25 @@ function onConnState(state, detail) {
   } else if (state === "open") {
     el.connText.textContent = "Connected, starting session…";
   } else if (state === "waiting") {
-    const secs = Math.max(1, Math.round(detail.delayMs / 1000));
-    const why = closeInWords(detail.code, detail.reason);
-    el.connText.textContent = `${why} Retrying in ${secs} s.`;
+    retryAt = performance.now() + detail.delayMs;
+    retryWhy = closeInWords(detail.code, detail.reason);
+    showRetryCountdown();
     onDisconnected();
   } else {
     el.connText.textContent = "Disconnected.";
     onDisconnected();
   }
 }
+
+let retryAt = 0;
+let retryWhy = "";
+
+function showRetryCountdown() {
+  if (S.connState !== "waiting") return;
+  const secs = Math.max(1, Math.ceil((retryAt - performance.now()) / 1000));
+  el.connText.textContent = `${retryWhy} Retrying in ${secs} s.`;
+}
+setInterval(showRetryCountdown, 500);
 
 function closeInWords(code, reason) {
   if (code === 1013) return "The server is busy.";
@@ -404,6 +414,12 @@ async function toggleMic() {
     setMicLive(S.mode === "vad");
     return;
   }
+  if (S.mode === "ptt") {
+    // Push to talk sends only while the talk button is held; this button turns the mic off.
+    await audio.stopMic();
+    setMicLive(false);
+    return;
+  }
   setMicLive(!S.micLive);
 }
 
@@ -416,8 +432,8 @@ function setMicLive(live) {
     el.mic.textContent = "Start microphone";
     el.micState.textContent = "Off";
   } else if (S.mode === "ptt") {
-    el.mic.textContent = S.micLive ? "Mute" : "Microphone ready";
-    el.micState.textContent = S.pttHeld ? "Sending" : "Hold to talk";
+    el.mic.textContent = "Turn microphone off";
+    el.micState.textContent = S.pttHeld ? "Sending…" : "Ready";
   } else {
     el.mic.textContent = S.micLive ? "Mute" : "Unmute";
     el.micState.textContent = S.micLive ? "Listening" : "Muted";
