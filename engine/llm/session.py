@@ -104,6 +104,10 @@ class _Turn:
     searches: list[str] = field(default_factory=list)
     finished: bool = False
     finish_reason: str = "stop"
+    # Tokens emitted instead of sampled, first to last. Only tests set it (via
+    # ChatSession._force_reply) to make a random tiny model write a search tag;
+    # they still run through the engine like sampled tokens.
+    forced: list[int] = field(default_factory=list)
 
     # -- worker thread -----------------------------------------------------------
     def step(self) -> tuple[str, str | None, str | None]:
@@ -120,16 +124,19 @@ class _Turn:
             self.prefilled += ran
         o = self.options
         history = seq[-o.lookback :] if o.lookback else []
-        token = int(
-            self.engine.model.sample(
-                temperature=o.temperature,
-                top_k=o.top_k,
-                top_p=o.top_p,
-                repetition_penalty=o.repetition_penalty,
-                history=history,
-                lookback=o.lookback,
+        if self.forced:
+            token = self.forced.pop(0)
+        else:
+            token = int(
+                self.engine.model.sample(
+                    temperature=o.temperature,
+                    top_k=o.top_k,
+                    top_p=o.top_p,
+                    repetition_penalty=o.repetition_penalty,
+                    history=history,
+                    lookback=o.lookback,
+                )
             )
-        )
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         if token in self.engine.tokenizer.stop_ids:
@@ -311,6 +318,11 @@ class ChatSession:
         self._turn: _Turn | None = None
         self._stream: weakref.ref[ChatStream] | None = None
         self._closed = False
+        self._forced: list[int] = []
+
+    def _force_reply(self, text: str) -> None:
+        """Test seam: the next turn starts with these tokens instead of sampled ones."""
+        self._forced = self._llm.engine().tokenizer.encode(text)
 
     # -- state ------------------------------------------------------------------
     @property
@@ -430,6 +442,7 @@ class ChatSession:
             started=time.perf_counter(),
         )
         turn.segments.append(("user", user_message))
+        turn.forced, self._forced = self._forced, []
         self._turn = turn
         stream = ChatStream(turn, self._timeout)
         self._stream = weakref.ref(stream)

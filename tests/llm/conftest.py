@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_search_server import FakeBraveServer, serve_fake_brave
 
 from engine.llm.importer import import_hf_model
 from engine.llm.tiny import write_tiny_hf_model
@@ -36,3 +37,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_bundle: Path) -> 
     shutil.copytree(tiny_bundle, root / "models" / "local" / "tiny")
     monkeypatch.setenv("BITVOICE_HOME", str(root))
     yield root
+
+
+@pytest.fixture
+def brave() -> Iterator[FakeBraveServer]:
+    """A Brave-compatible search API on loopback (key: fake_search_server.API_KEY)."""
+    with serve_fake_brave() as server:
+        yield server

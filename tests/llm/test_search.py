@@ -1,12 +1,7 @@
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
-
 import pytest
+from fake_search_server import FakeBraveServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,68 +16,15 @@ from engine.llm.search import (
 )
 
 
-class FakeBrave(BaseHTTPRequestHandler):
-    """Speaks Brave's web-search API on loopback; records queries."""
-
-    queries: list[str] = []  # noqa: RUF012 (shared by the handler instances of one server)
-    status = 200
-
-    def do_GET(self) -> None:
-        q = parse_qs(urlparse(self.path).query)
-        if self.headers.get("X-Subscription-Token") != "test-key":
-            self.send_response(401)
-            self.end_headers()
-            return
-        query = q["q"][0]
-        type(self).queries.append(query)
-        count = int(q.get("count", ["5"])[0])
-        body = {
-            "web": {
-                "results": [
-                    {
-                        "title": f"Result {i} for {query}",
-                        "url": f"http://r{i}.test/",
-                        "description": f"snippet {i} " * 30,
-                    }
-                    for i in range(count)
-                ]
-            }
-        }
-        data = json.dumps(body).encode()
-        self.send_response(type(self).status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def brave_url() -> Iterator[str]:
-    FakeBrave.queries = []
-    FakeBrave.status = 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBrave)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/res/v1/web/search"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-async def test_brave_provider_against_loopback_server(brave_url: str) -> None:
-    results = await BraveProvider("test-key", brave_url).search("weather in Paris", 3)
-    assert FakeBrave.queries == ["weather in Paris"]
+async def test_brave_provider_against_loopback_server(brave: FakeBraveServer) -> None:
+    results = await BraveProvider("test-key", brave.url).search("weather in Paris", 3)
+    assert brave.queries == ["weather in Paris"]
     assert [r.title for r in results] == [f"Result {i} for weather in Paris" for i in range(3)]
 
 
-async def test_brave_errors_become_search_errors(brave_url: str) -> None:
+async def test_brave_errors_become_search_errors(brave: FakeBraveServer) -> None:
     with pytest.raises(SearchError, match="HTTP 401"):
-        await BraveProvider("wrong", brave_url).search("x", 1)
+        await BraveProvider("wrong", brave.url).search("x", 1)
     with pytest.raises(SearchError, match="failed"):
         await BraveProvider("k", "http://127.0.0.1:9/nothing").search("x", 1)
 
