@@ -1,0 +1,234 @@
+"""The real server on loopback with the real websockets client (no mocks).
+
+The LLM is the seeded demo bundle (its replies are not language), Whisper is tiny.en, and the
+TTS is the offline voice from the registry packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from conftest import SERVER_MAX_CONVERSATIONS, silence_pcm16k, speech_pcm16k
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from realtime import limits
+from realtime import messages as m
+from realtime.server import RealtimeServer, ServerConfig
+
+FAST = {"sampling": {"max_output_tokens": 24}}
+
+
+def url(server: RealtimeServer, path: str = "/v1/realtime") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def recv_until(ws: ClientConnection, tag: str, limit_s: float = 30.0) -> list[Any]:
+    """Every message (decoded JSON or audio frames) up to and including the first `tag`."""
+    got: list[Any] = []
+    async with asyncio.timeout(limit_s):
+        while True:
+            raw = await ws.recv()
+            if isinstance(raw, bytes):
+                got.append(m.unpack_audio_frame(raw))
+                continue
+            msg = m.decode_server(raw)
+            got.append(msg)
+            if msg.__struct_config__.tag == tag:
+                return got
+
+
+def tags(msgs: list[Any]) -> list[str]:
+    return [x.__struct_config__.tag for x in msgs if not isinstance(x, m.AudioFrame)]
+
+
+async def start_session(ws: ClientConnection, session: dict[str, Any] | None = None) -> None:
+    await recv_until(ws, "session.created")
+    await ws.send(json.dumps({"type": "session.update", "session": session or FAST}))
+    await recv_until(ws, "session.updated")
+
+
+def http_get(server: RealtimeServer, path: str, **headers: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def test_healthz_and_static_client(rt_server: RealtimeServer) -> None:
+    status, body = await asyncio.to_thread(http_get, rt_server, "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok"
+    assert set(health["components"]) == {"llm", "stt", "tts"}
+    assert health["components"]["stt"]["state"] == "running"
+    status, body = await asyncio.to_thread(http_get, rt_server, "/")
+    assert status == 200 and b"<html" in body.lower()
+    status, _ = await asyncio.to_thread(http_get, rt_server, "/no-such-file.js")
+    assert status == 404
+    status, body = await asyncio.to_thread(http_get, rt_server, "/../pyproject.toml")
+    assert status == 404 and b"bitvoice" not in body
+    status, body = await asyncio.to_thread(http_get, rt_server, "/%2e%2e/pyproject.toml")
+    assert status == 404 and b"[project]" not in body
+
+
+async def test_foreign_origin_is_refused_and_token_is_required_beyond_loopback(
+    rt_server: RealtimeServer,
+) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url(rt_server), origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+    async with connect(url(rt_server), origin=f"http://127.0.0.1:{rt_server.port}") as ws:  # type: ignore[arg-type]
+        await recv_until(ws, "session.created")
+    with pytest.raises(Exception, match="--token"):
+        ServerConfig(host="0.0.0.0").check()
+    ServerConfig(host="0.0.0.0", token="t").check()
+
+
+async def test_bad_frames_are_errors_and_every_connection_keeps_working(
+    rt_server: RealtimeServer,
+) -> None:
+    async with connect(url(rt_server)) as ws, connect(url(rt_server)) as other:
+        await recv_until(ws, "session.created")
+        await start_session(other)
+        await ws.send(b"\x00\x00" * 160)  # binary before session start
+        await ws.send("{nope")
+        await ws.send('{"type":"made.up","event_id":"u1"}')
+        await ws.send('{"type":"bitvoice.set_speed","speed":"fast","event_id":"f1"}')
+        await ws.send("x" * (limits.MAX_MESSAGE_BYTES + 10))  # oversized (but under the hard cap)
+        await ws.send(b"\x01" * 3)
+        codes: list[tuple[str, str | None]] = []
+        async with asyncio.timeout(10):
+            while len(codes) < 6:
+                msg = m.decode_server(await ws.recv())
+                assert isinstance(msg, m.Error)
+                codes.append((msg.error.code, msg.error.event_id))
+        assert codes == [
+            ("session_not_started", None),
+            ("invalid_json", None),
+            ("unknown_type", "u1"),
+            ("invalid_field", "f1"),
+            ("message_too_large", None),
+            ("session_not_started", None),  # odd-length audio, still before the session start
+        ]
+        # still working, both of them
+        await ws.send('{"type":"bitvoice.ping","event_id":"p"}')
+        pong = (await recv_until(ws, "bitvoice.pong"))[-1]
+        assert pong.client_event_id == "p"
+        await other.send('{"type":"bitvoice.ping","event_id":"q"}')
+        assert (await recv_until(other, "bitvoice.pong"))[-1].client_event_id == "q"
+
+
+async def test_text_turn_with_every_control_mid_turn(rt_server: RealtimeServer) -> None:
+    async with connect(url(rt_server)) as ws:
+        await start_session(ws)
+        await ws.send('{"type":"response.create","input_text":"Tell me a story."}')
+        await recv_until(ws, "response.created")
+        for msg, ack in [
+            ('{"type":"bitvoice.set_speed","speed":1.5,"event_id":"s"}', "bitvoice.speed_set"),
+            ('{"type":"bitvoice.pause","event_id":"p"}', "bitvoice.paused"),
+            ('{"type":"bitvoice.resume","event_id":"r"}', "bitvoice.resumed"),
+            ('{"type":"bitvoice.ping","event_id":"g"}', "bitvoice.pong"),
+            ('{"type":"session.update","session":{"speed":1.0}}', "session.updated"),
+        ]:
+            await ws.send(msg)
+            got = await recv_until(ws, ack, limit_s=5)
+            assert got[-1].__struct_config__.tag == ack
+        await ws.send('{"type":"response.cancel","event_id":"c"}')
+        got = await recv_until(ws, "response.done", limit_s=15)
+        done = got[-1]
+        assert isinstance(done, m.ResponseDone)
+        # a fast demo reply may complete before the cancel arrives; then cancel is an error
+        errs = [x.error.code for x in got if isinstance(x, m.Error)]
+        if done.response.status == "cancelled":
+            assert done.response.reason == "client_cancelled"
+        else:
+            assert done.response.status == "completed"
+        assert not [e for e in errs if e not in {"no_active_response"}]
+        # the connection serves the next turn
+        await ws.send('{"type":"response.create","input_text":"And then?"}')
+        assert (await recv_until(ws, "response.done", limit_s=30))[-1].response.id == "resp_2"
+
+
+@pytest.mark.slow
+async def test_full_speech_turn_from_espeak_audio(rt_server: RealtimeServer) -> None:
+    async with connect(url(rt_server)) as ws:
+        await start_session(ws, {**FAST, "partial_transcripts": False})
+        audio = (
+            silence_pcm16k(0.3)
+            + speech_pcm16k("what is the capital of france")
+            + silence_pcm16k(1.0)
+        )
+        for i in range(0, len(audio), 640):  # 20 ms frames, a bit faster than real time
+            await ws.send(audio[i : i + 640])
+            await asyncio.sleep(0.01)
+        got = await recv_until(ws, "response.done", limit_s=60)
+        t = tags(got)
+        for tag in (
+            "input_audio_buffer.speech_started",
+            "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed",
+            "conversation.item.input_audio_transcription.completed",
+            "response.created",
+            "bitvoice.metrics",
+        ):
+            assert tag in t
+        final = next(
+            x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionCompleted)
+        )
+        assert "capital" in final.transcript.lower() and "france" in final.transcript.lower()
+        done = got[-1]
+        assert isinstance(done, m.ResponseDone) and done.response.status == "completed"
+        assert done.metrics.stt_final_ms is not None and done.metrics.stt_final_ms >= 0
+        assert done.metrics.first_token_ms is not None
+        assert done.metrics.first_token_ms >= done.metrics.stt_final_ms
+        frames = [x for x in got if isinstance(x, m.AudioFrame)]
+        offsets = [f.offset for f in frames]
+        assert offsets == sorted(offsets)
+        if frames:  # the demo LLM may reply with no speakable text
+            assert all(f.turn == 1 for f in frames)
+            assert done.response.audio_samples == offsets[-1] + len(frames[-1].pcm) // 2
+
+
+async def test_vanished_client_mid_turn_leaves_nothing_behind(rt_server: RealtimeServer) -> None:
+    ws = await connect(url(rt_server))
+    await start_session(ws)
+    await ws.send('{"type":"response.create","input_text":"Talk for a long time."}')
+    await recv_until(ws, "response.created")
+    ws.transport.abort()  # vanish: no close handshake
+    async with asyncio.timeout(10):
+        while rt_server.conversations:  # noqa: ASYNC110  (state owned by the server's thread)
+            await asyncio.sleep(0.05)
+    _, body = await asyncio.to_thread(http_get, rt_server, "/healthz")
+    assert json.loads(body)["conversations"] == 0
+    assert json.loads(body)["components"]["tts"]["active_sessions"] == 0
+
+
+async def test_twenty_concurrent_connections_and_admission_beyond_the_limit(
+    rt_server: RealtimeServer,
+) -> None:
+    conns = [await connect(url(rt_server)) for _ in range(SERVER_MAX_CONVERSATIONS)]
+    try:
+        await asyncio.gather(*(start_session(ws) for ws in conns[:20]))
+        await asyncio.gather(
+            *(ws.send(f'{{"type":"bitvoice.ping","event_id":"{i}"}}') for i, ws in enumerate(conns))
+        )
+        pongs = await asyncio.gather(*(recv_until(ws, "bitvoice.pong") for ws in conns))
+        assert [p[-1].client_event_id for p in pongs] == [str(i) for i in range(len(conns))]
+        # one more is rejected with a clear error, never a hang
+        async with asyncio.timeout(10):
+            extra = await connect(url(rt_server))
+            err = m.decode_server(await extra.recv())
+            assert isinstance(err, m.Error) and err.error.code == "admission_rejected"
+            with pytest.raises(ConnectionClosed):
+                await extra.recv()
+            assert extra.close_code == 1013
+    finally:
+        await asyncio.gather(*(ws.close() for ws in conns))
