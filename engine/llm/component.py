@@ -272,11 +272,11 @@ class LLM(Component):
             self.state = ComponentState.RUNNING
 
     async def stop(self) -> None:
-        """Unload the model; sessions then raise ComponentLifecycleError. Wins over an
-        in-flight start or swap (their work is discarded). Idempotent."""
+        """Unload the model; sessions then raise ComponentLifecycleError (after a
+        restart of the same model they work again, their history re-run). Wins
+        over an in-flight start or swap (their work is discarded). Idempotent."""
         self._check_loop()
         self._epoch += 1
-        self.generation += 1
         self.state = ComponentState.STOPPING
         engine, self._engine = self._engine, None
         if engine is not None:

@@ -333,3 +333,18 @@ async def test_stop_wins_over_in_flight_start(home: Path, yields: int) -> None:
     await llm.start()  # a restart works
     assert llm.state is ComponentState.RUNNING
     await llm.stop()
+
+
+async def test_sessions_after_stop_and_restart(home: Path) -> None:
+    llm = LLM("local/tiny")
+    await llm.start()
+    s = llm.open_session()
+    first = await s.collect("Hi", **GREEDY)
+    await llm.stop()
+    with pytest.raises(ComponentLifecycleError, match="stopped"):
+        await s.collect("again")
+    await llm.start()
+    again = await s.collect("again", **GREEDY)  # history re-run on the fresh engine
+    assert isinstance(first, str) and isinstance(again, str)
+    assert s.messages[0] == ("user", "Hi")
+    await llm.stop()
