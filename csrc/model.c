@@ -224,6 +224,13 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
         if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the quantized LM head");
         head_job job = {m};
         bv_pool_run(m->pool, quantize_head_rows, &job, bv_pool_threads(m->pool) * 4);
+        /* The f16 head pages were read once to quantize; drop them from this
+         * process so they do not count against resident memory. Embedding
+         * rows still fault back in (read-only file pages) as tokens use them. */
+        long page = sysconf(_SC_PAGESIZE);
+        uintptr_t lo = ((uintptr_t)m->w.head + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+        uintptr_t hi = ((uintptr_t)m->w.head + (size_t)c->vocab * c->dim * 2) & ~((uintptr_t)page - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
     } else if (head_quant != BV_HEAD_F16) {
         FAIL(BV_ERR_ARG, "unknown head quantization %d", head_quant);
     }

@@ -2,7 +2,9 @@
 # The contract the Python SDK builds on. Every call that computes releases the
 # GIL; eval() checks the cancel flag between layers and returns False when it
 # was cancelled (the KV cache then holds only the prefix before this call).
-from collections.abc import Buffer, Sequence
+from collections.abc import Sequence
+
+from typing_extensions import Buffer
 
 class BundleError(ValueError):
     """A bundle file is truncated, corrupt, or has unsupported shapes."""
