@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 __all__ = [
     "DEMO_STORE_ID",
@@ -69,6 +70,8 @@ DEMO_CONFIG: dict[str, Any] = {
     "max_position_embeddings": 2048,
 }
 
+DEMO_EMBED_STD = 0.12
+
 _CORPUS = """
 The quick brown fox jumps over the lazy dog. Hello, how are you today?
 I am a small voice assistant that runs on your own computer, with no cloud.
@@ -79,6 +82,21 @@ Numbers: one two three four five six seven eight nine ten 0 1 2 3 4 5 6 7 8 9.
 Search the web for the latest news. The answer is forty-two.
 Thank you! You're welcome. Goodbye, see you soon. Café, naïve, déjà vu, 你好, 🙂.
 """
+
+
+def word_tokenizer() -> Tokenizer:
+    """A word-level tokenizer over the corpus's words and punctuation.
+
+    The demo model uses it: a random model then strings real words together
+    (nonsense, but speakable, with full stops the TTS segmenter can cut at),
+    where a byte-level vocabulary would emit stray bytes."""
+    words = sorted({w.lower() for w in re.findall(r"[A-Za-z']+", _CORPUS)})
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, "[UNK]", ".", ",", "?", "!", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return tok
 
 
 def train_tiny_tokenizer(vocab_size: int = 384) -> Tokenizer:
@@ -129,7 +147,13 @@ def _linear_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 def write_tiny_hf_model(
-    dest: Path, *, seed: int = 0, packed: bool = False, **config_overrides: Any
+    dest: Path,
+    *,
+    seed: int = 0,
+    packed: bool = False,
+    embed_std: float = 1.0,
+    words: bool = False,
+    **config_overrides: Any,
 ) -> Path:
     """Write a tiny random BitNet model in the HF format into `dest` (created).
 
@@ -137,12 +161,16 @@ def write_tiny_hf_model(
     importer applies the absmean rule); packed=True writes HF's packed uint8
     ternary weights with a `weight_scale` per linear (quantization_mode
     "offline", linear_class "autobitlinear": W = T * weight_scale).
+    embed_std: spread of the (tied) embedding; logits scale with it, so a small
+    value gives a soft next-token distribution (the demo model uses one, so that
+    sampling wanders over the vocabulary instead of repeating one token).
+    words=True uses the word-level tokenizer (see `word_tokenizer`).
     Returns `dest`.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    tok = train_tiny_tokenizer()
+    tok = word_tokenizer() if words else train_tiny_tokenizer()
     cfg = {**TINY_CONFIG, **config_overrides}
     cfg["vocab_size"] = int(config_overrides.get("vocab_size", tok.get_vocab_size()))
     bos, eos, eot = (tok.token_to_id(t) for t in SPECIAL_TOKENS[:3])
@@ -156,7 +184,7 @@ def write_tiny_hf_model(
     h, n_layers = cfg["hidden_size"], cfg["num_hidden_layers"]
     f32 = np.float32
     tensors: dict[str, np.ndarray] = {
-        "model.embed_tokens.weight": rng.normal(0, 1.0, (cfg["vocab_size"], h)).astype(f32),
+        "model.embed_tokens.weight": rng.normal(0, embed_std, (cfg["vocab_size"], h)).astype(f32),
         "model.norm.weight": (1 + 0.1 * rng.standard_normal(h)).astype(f32),
     }
     for layer in range(n_layers):
@@ -220,7 +248,12 @@ def ensure_demo_bundle(store_id: str = DEMO_STORE_ID) -> str:
         return store_id
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=".tmp-") as tmp:
-        src = write_tiny_hf_model(Path(tmp) / "hf", seed=1234, **DEMO_CONFIG)
+        src = write_tiny_hf_model(
+            Path(tmp) / "hf", seed=1234, embed_std=DEMO_EMBED_STD, words=True, **DEMO_CONFIG
+        )
+        gen = json.loads((src / "generation_config.json").read_text())
+        gen.update(temperature=1.0, top_p=0.95, repetition_penalty=1.8, max_new_tokens=48)
+        (src / "generation_config.json").write_text(json.dumps(gen, indent=2))
         staged = Path(tmp) / "bundle"
         import_hf_model(src, staged)
         try:
