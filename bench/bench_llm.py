@@ -29,8 +29,12 @@ from engine.llm.importer import BV_ALIGN, BV_MAGIC, BV_VERSION, ENTRY, HEADER, L
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(os.environ.get("BITVOICE_BENCH_CACHE", Path.home() / ".cache" / "bitvoice-bench"))
 
-SHAPES_2B = dict(hidden=2560, n_layers=30, n_heads=20, n_kv_heads=5, ffn=6912, vocab=128256, max_ctx=4096)
-SHAPES_QUICK = dict(hidden=1024, n_layers=4, n_heads=8, n_kv_heads=2, ffn=2816, vocab=32000, max_ctx=1024)
+SHAPES_2B = dict(
+    hidden=2560, n_layers=30, n_heads=20, n_kv_heads=5, ffn=6912, vocab=128256, max_ctx=4096
+)
+SHAPES_QUICK = dict(
+    hidden=1024, n_layers=4, n_heads=8, n_kv_heads=2, ffn=2816, vocab=32000, max_ctx=1024
+)
 PROMPT_TOKENS = 128
 DECODE_TOKENS = 128
 N_CTX = 512  # cache for the benchmark: prompt + decode fit with room to spare
@@ -76,7 +80,10 @@ def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
     lin_shapes = {"q_proj": (hidden, hidden), "k_proj": (kv, hidden), "v_proj": (kv, hidden),
                   "o_proj": (hidden, hidden), "gate_proj": (ffn, hidden), "up_proj": (ffn, hidden),
                   "down_proj": (hidden, ffn)}  # fmt: skip
-    plan: list[tuple[str, int, int, int]] = [("embed", 1, s["vocab"], hidden), ("norm", 0, 1, hidden)]
+    plan: list[tuple[str, int, int, int]] = [
+        ("embed", 1, s["vocab"], hidden),
+        ("norm", 0, 1, hidden),
+    ]
     for layer in range(s["n_layers"]):
         for ours in NORMS.values():
             plan.append((f"layers.{layer}.{ours}", 0, 1, ffn if ours == "ffn_sub_norm" else hidden))
@@ -84,7 +91,13 @@ def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
             plan.append((f"layers.{layer}.{ours}", 2, *lin_shapes[ours]))
 
     def nbytes(dtype: int, rows: int, cols: int) -> int:
-        return rows * cols * 4 if dtype == 0 else rows * cols * 2 if dtype == 1 else rows * ((cols + 127) // 128) * 32
+        return (
+            rows * cols * 4
+            if dtype == 0
+            else rows * cols * 2
+            if dtype == 1
+            else rows * ((cols + 127) // 128) * 32
+        )
 
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
@@ -99,13 +112,15 @@ def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
         fh.write(HEADER.pack(BV_MAGIC, BV_VERSION, len(plan), HEADER.size, pos, hidden, s["n_layers"],
                              s["n_heads"], s["n_kv_heads"], ffn, s["vocab"], s["max_ctx"], hd, 500000.0, 1e-5))  # fmt: skip
         fh.write(b"".join(entries))
-        for (name, dtype, rows, cols), entry in zip(plan, entries, strict=True):
+        for (_name, dtype, rows, cols), entry in zip(plan, entries, strict=True):
             offset = ENTRY.unpack(entry)[5]
             fh.write(b"\0" * (offset - fh.tell()))
             if dtype == 0:
                 fh.write(np.ones(cols, dtype="<f4").tobytes())
             elif dtype == 1:
-                for r0 in range(0, rows, 8192):  # the embedding in slices, not 1.3 GB of float32 at once
+                for r0 in range(
+                    0, rows, 8192
+                ):  # the embedding in slices, not 1.3 GB of float32 at once
                     part = rng.normal(0, 0.02, size=(min(8192, rows - r0), cols)).astype("<f2")
                     fh.write(part.tobytes())
             else:
@@ -114,7 +129,9 @@ def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
 
 
 def model_path(shapes: dict[str, int]) -> Path:
-    tag = "x".join(str(shapes[k]) for k in ("hidden", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab"))
+    tag = "x".join(
+        str(shapes[k]) for k in ("hidden", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab")
+    )
     path = CACHE / f"random-ternary-{tag}.bvm"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -156,7 +173,9 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     rss, hwm = rss_gb()
     hidden, ffn = shapes["hidden"], shapes["ffn"]
     kv = shapes["n_kv_heads"] * hidden // shapes["n_heads"]
-    ternary_bytes = shapes["n_layers"] * (2 * hidden * hidden + 2 * kv * hidden + 3 * ffn * hidden) // 4
+    ternary_bytes = (
+        shapes["n_layers"] * (2 * hidden * hidden + 2 * kv * hidden + 3 * ffn * hidden) // 4
+    )
     head_bytes = shapes["vocab"] * hidden * {"int8": 1.0, "int4": 0.5, None: 2.0}[head]
     bytes_per_token = ternary_bytes + head_bytes
     decode_tps = DECODE_TOKENS / decode_s
@@ -185,7 +204,9 @@ def memory_bandwidth_gb_s() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heads", default="int4,int8", help="LM head formats: none,int8,int4")
     ap.add_argument("--quick", action="store_true", help="a small model instead of the 2B shapes")
@@ -199,7 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for head in args.heads.split(","):
-        cmd = [sys.executable, "-m", "bench.bench_llm", "--threads", str(args.threads), "--child", head]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.bench_llm",
+            "--threads",
+            str(args.threads),
+            "--child",
+            head,
+        ]
         if args.quick:
             cmd.append("--quick")
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -113,7 +113,9 @@ def validate_config(cfg: dict[str, Any]) -> BitNetShapes:
             "BitNet b1.58 models (model_type 'bitnet', BitNetForCausalLM)"
         )
     if cfg.get("hidden_act", "relu2") != "relu2":
-        raise InvalidRequestError(f"unsupported hidden_act {cfg.get('hidden_act')!r}; expected relu2")
+        raise InvalidRequestError(
+            f"unsupported hidden_act {cfg.get('hidden_act')!r}; expected relu2"
+        )
     if cfg.get("rope_scaling"):
         raise InvalidRequestError("rope_scaling is not supported by the bitvoice engine yet")
     if cfg.get("attention_bias"):
@@ -151,13 +153,19 @@ def validate_config(cfg: dict[str, Any]) -> BitNetShapes:
 
 
 # --- safetensors, read lazily through mmap -------------------------------------
-_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "U8": np.uint8, "I8": np.int8}
+_ST_DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,
+    "U8": np.uint8,
+    "I8": np.int8,
+}
 
 
 class _SafetensorsFile:
     def __init__(self, path: Path, stack: ExitStack) -> None:
         self.path = path
-        fh: BinaryIO = stack.enter_context(open(path, "rb"))  # noqa: SIM115
+        fh: BinaryIO = stack.enter_context(open(path, "rb"))
         size = path.stat().st_size
         if size < 8:
             raise InvalidRequestError(f"{path.name} is truncated")
@@ -168,7 +176,9 @@ class _SafetensorsFile:
         try:
             header = json.loads(bytes(self.mm[8 : 8 + n]))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidRequestError(f"{path.name}: safetensors header is not JSON: {exc}") from None
+            raise InvalidRequestError(
+                f"{path.name}: safetensors header is not JSON: {exc}"
+            ) from None
         header.pop("__metadata__", None)
         self.header: dict[str, Any] = header
         self.data_start = 8 + n
@@ -269,13 +279,17 @@ class _BvmWriter:
     def _align(x: int) -> int:
         return (x + BV_ALIGN - 1) // BV_ALIGN * BV_ALIGN
 
-    def add(self, name: str, dtype: int, rows: int, cols: int, scale: float, data: np.ndarray) -> None:
+    def add(
+        self, name: str, dtype: int, rows: int, cols: int, scale: float, data: np.ndarray
+    ) -> None:
         raw = np.ascontiguousarray(data).tobytes()
         pad = self._align(self.pos) - self.pos
         self.fh.write(b"\0" * pad)
         self.pos += pad
         self.entries.append(
-            ENTRY.pack(name.encode()[: BV_NAME_LEN - 1], dtype, rows, cols, scale, self.pos, len(raw))
+            ENTRY.pack(
+                name.encode()[: BV_NAME_LEN - 1], dtype, rows, cols, scale, self.pos, len(raw)
+            )
         )
         self.fh.write(raw)
         self.pos += len(raw)
@@ -295,7 +309,9 @@ class _BvmWriter:
         self.fh.write(b"".join(self.entries))
 
 
-def _iter_tensors(ck: _Checkpoint, cfg: dict[str, Any], s: BitNetShapes) -> Iterator[tuple[str, int, int, int, float, np.ndarray]]:
+def _iter_tensors(
+    ck: _Checkpoint, cfg: dict[str, Any], s: BitNetShapes
+) -> Iterator[tuple[str, int, int, int, float, np.ndarray]]:
     """Yield (name, dtype, rows, cols, scale, data) in the order the C loader reads."""
     qc = cfg.get("quantization_config") or {}
     divide_scale = qc.get("linear_class", "bitlinear") == "bitlinear"  # BitLinear: y / weight_scale
@@ -308,7 +324,9 @@ def _iter_tensors(ck: _Checkpoint, cfg: dict[str, Any], s: BitNetShapes) -> Iter
 
     emb = ck.get("model.embed_tokens.weight")
     if emb.shape != (s.vocab, s.hidden):
-        raise InvalidRequestError(f"embed_tokens has shape {emb.shape}, config implies {(s.vocab, s.hidden)}")
+        raise InvalidRequestError(
+            f"embed_tokens has shape {emb.shape}, config implies {(s.vocab, s.hidden)}"
+        )
     yield "embed", DTYPE_F16, s.vocab, s.hidden, 1.0, _to_f16(emb)
     yield "norm", DTYPE_F32, 1, s.hidden, 1.0, f32_vector("model.norm.weight", s.hidden)
     for layer in range(s.n_layers):
@@ -321,11 +339,17 @@ def _iter_tensors(ck: _Checkpoint, cfg: dict[str, Any], s: BitNetShapes) -> Iter
             w = ck.get(p + hf + ".weight")
             if w.dtype == np.uint8:
                 if w.shape != (rows // 4, cols):
-                    raise InvalidRequestError(f"{p + hf}: packed shape {w.shape}, expected {(rows // 4, cols)}")
+                    raise InvalidRequestError(
+                        f"{p + hf}: packed shape {w.shape}, expected {(rows // 4, cols)}"
+                    )
                 t = unpack_hf_ternary(w)
-                ws = float(np.asarray(ck.get(p + hf + ".weight_scale"), dtype=np.float32).reshape(-1)[0])
+                ws = float(
+                    np.asarray(ck.get(p + hf + ".weight_scale"), dtype=np.float32).reshape(-1)[0]
+                )
                 if not np.isfinite(ws) or ws <= 0:
-                    raise InvalidRequestError(f"{p + hf}.weight_scale = {ws} is not a positive number")
+                    raise InvalidRequestError(
+                        f"{p + hf}.weight_scale = {ws} is not a positive number"
+                    )
                 scale = 1.0 / ws if divide_scale else ws
             else:
                 if w.shape != (rows, cols):
@@ -335,7 +359,9 @@ def _iter_tensors(ck: _Checkpoint, cfg: dict[str, Any], s: BitNetShapes) -> Iter
     if not s.tied:
         head = ck.get("lm_head.weight")
         if head.shape != (s.vocab, s.hidden):
-            raise InvalidRequestError(f"lm_head has shape {head.shape}, expected {(s.vocab, s.hidden)}")
+            raise InvalidRequestError(
+                f"lm_head has shape {head.shape}, expected {(s.vocab, s.hidden)}"
+            )
         yield "lm_head", DTYPE_F16, s.vocab, s.hidden, 1.0, _to_f16(head)
 
 
@@ -367,7 +393,9 @@ def import_hf_model(src: Path, dest: Path, *, source: str | None = None) -> None
     try:
         cfg = json.loads((src / bundle.CONFIG).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidRequestError(f"{src} has no config.json: not a Hugging Face model folder") from None
+        raise InvalidRequestError(
+            f"{src} has no config.json: not a Hugging Face model folder"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequestError(f"{src}/config.json is unreadable: {exc}") from None
     if not isinstance(cfg, dict):

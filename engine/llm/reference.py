@@ -20,14 +20,13 @@ An optional LoRA adds scale * (x @ A^T) @ B^T to a linear's output.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.llm.importer import BV_QK, ENTRY, HEADER, DTYPE_F16, DTYPE_F32, DTYPE_TERNARY, LINEARS
+from engine.llm.importer import BV_QK, DTYPE_F16, DTYPE_F32, DTYPE_TERNARY, ENTRY, HEADER, LINEARS
 
 __all__ = ["LoraDelta", "ReferenceModel", "act_quant", "quantize_head", "rmsnorm", "unpack_ternary"]
 
@@ -44,7 +43,10 @@ def unpack_ternary(packed: npt.NDArray[np.uint8], cols: int) -> npt.NDArray[np.i
 
 def rmsnorm(x: F32, w: F32, eps: float) -> F32:
     ms = (x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True)
-    return (w * (x * (np.float32(1.0) / np.sqrt(ms.astype(np.float32) + np.float32(eps))))).astype(np.float32)
+    out: F32 = (
+        w * (x * (np.float32(1.0) / np.sqrt(ms.astype(np.float32) + np.float32(eps))))
+    ).astype(np.float32)
+    return out
 
 
 def act_quant(x: F32) -> tuple[npt.NDArray[np.int32], F32]:
@@ -98,13 +100,15 @@ class ReferenceModel:
 
     def __init__(self, bvm: Path, *, unembed_quant: str | None = None) -> None:
         raw = Path(bvm).read_bytes()
-        (magic, version, n_tensors, _hs, _size, self.dim, self.n_layers, self.n_heads,
+        (_magic, _version, n_tensors, _hs, _size, self.dim, self.n_layers, self.n_heads,
          self.n_kv_heads, self.ffn, self.vocab, self.max_ctx, self.head_dim,
          self.rope_theta, self.eps) = HEADER.unpack_from(raw, 0)  # fmt: skip
         tensors: dict[str, np.ndarray] = {}
         scales: dict[str, float] = {}
         for i in range(n_tensors):
-            name_b, dtype, rows, cols, scale, offset, nbytes = ENTRY.unpack_from(raw, HEADER.size + i * ENTRY.size)
+            name_b, dtype, rows, cols, scale, offset, nbytes = ENTRY.unpack_from(
+                raw, HEADER.size + i * ENTRY.size
+            )
             name = name_b.split(b"\0", 1)[0].decode()
             buf = raw[offset : offset + nbytes]
             if dtype == DTYPE_F32:
@@ -122,16 +126,25 @@ class ReferenceModel:
         self.layers = []
         for layer in range(self.n_layers):
             p = f"layers.{layer}."
-            lay = _Layer(*(tensors[p + n][0] for n in ("attn_norm", "ffn_norm", "attn_sub_norm", "ffn_sub_norm")))
+            lay = _Layer(
+                *(
+                    tensors[p + n][0]
+                    for n in ("attn_norm", "ffn_norm", "attn_sub_norm", "ffn_sub_norm")
+                )
+            )
             for ours in LINEARS.values():
                 lay.lin[ours] = _Linear(tensors[p + ours], scales[p + ours])
             self.layers.append(lay)
         self.unembed_quant = unembed_quant
         if unembed_quant in ("int8", "int4"):
-            self.head_q, self.head_scale = quantize_head(self.head, 8 if unembed_quant == "int8" else 4)
+            self.head_q, self.head_scale = quantize_head(
+                self.head, 8 if unembed_quant == "int8" else 4
+            )
         # HF: inv_freq = 1 / theta ** (arange(0, hd, 2) / hd), float32
         idx = np.arange(0, self.head_dim, 2, dtype=np.float32) / np.float32(self.head_dim)
-        self.rope_inv = (np.float32(1.0) / np.power(np.float32(self.rope_theta), idx)).astype(np.float32)
+        self.rope_inv = (np.float32(1.0) / np.power(np.float32(self.rope_theta), idx)).astype(
+            np.float32
+        )
 
     def set_lora(self, name: str, delta: LoraDelta) -> None:
         """name: 'layers.N.q_proj' etc."""
@@ -144,7 +157,9 @@ class ReferenceModel:
         cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
         half = self.head_dim // 2
         x1, x2 = v[..., :half], v[..., half:]
-        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(np.float32)
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(
+            np.float32
+        )
 
     def forward(self, tokens: list[int]) -> F32:
         """Logits [n, vocab] for a fresh sequence (no cache reuse: the reference is simple)."""
@@ -172,5 +187,7 @@ class ReferenceModel:
         hn = rmsnorm(x, self.norm, self.eps)
         if self.unembed_quant in ("int8", "int4"):
             q8, step = act_quant(hn)
-            return ((q8 @ self.head_q.T).astype(np.float32) * step * self.head_scale[None, :]).astype(np.float32)
-        return (hn @ self.head.T).astype(np.float32)
+            logits: F32 = (q8 @ self.head_q.T).astype(np.float32) * step * self.head_scale[None, :]
+            return logits.astype(np.float32)
+        full: F32 = (hn @ self.head.T).astype(np.float32)
+        return full

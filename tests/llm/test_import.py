@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from engine.errors import InvalidRequestError
 from engine.llm import _native
 from engine.llm.importer import (
-    BV_MAGIC, BV_VERSION, ENTRY, HEADER, import_hf_model, pack_ternary, quantize_absmean,
+    BV_MAGIC,
+    BV_VERSION,
+    ENTRY,
+    HEADER,
+    import_hf_model,
+    pack_ternary,
+    quantize_absmean,
 )  # fmt: skip
 from engine.llm.reference import unpack_ternary
 from engine.llm.tiny import write_tiny_hf_model
@@ -72,7 +78,9 @@ def test_unsupported_architecture(tmp_path: Path) -> None:
         ({"intermediate_size": 200}, "shape|values"),
     ],
 )
-def test_bad_config_is_a_typed_error(tmp_path: Path, change: dict[str, object], message: str) -> None:
+def test_bad_config_is_a_typed_error(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
     src = hf(tmp_path)
     cfg = json.loads((src / "config.json").read_text())
     cfg.update(change)
@@ -84,14 +92,14 @@ def test_bad_config_is_a_typed_error(tmp_path: Path, change: dict[str, object], 
 
 def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     src = hf(tmp_path)
-    with pytest.raises(InvalidRequestError, match="no config.json"):
+    with pytest.raises(InvalidRequestError, match=r"no config.json"):
         import_hf_model(tmp_path / "nowhere", tmp_path / "o1")
     st_file = src / "model.safetensors"
     st_file.write_bytes(st_file.read_bytes()[:-1000])
-    with pytest.raises(InvalidRequestError, match="truncated|corrupt"):
+    with pytest.raises(InvalidRequestError, match=r"truncated|corrupt"):
         import_hf_model(src, tmp_path / "o2")
     st_file.write_bytes(b"\xff" * 16)
-    with pytest.raises(InvalidRequestError, match="corrupt|JSON"):
+    with pytest.raises(InvalidRequestError, match=r"corrupt|JSON"):
         import_hf_model(src, tmp_path / "o3")
     (src / "tokenizer.json").unlink()
     with pytest.raises(InvalidRequestError, match="tokenizer"):
@@ -130,7 +138,9 @@ def test_missing_bundle_file(tmp_path: Path) -> None:
         _native.Model(str(tmp_path / "absent.bvm"))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_fuzz_header_and_table(tmp_path: Path, bvm: bytes, data: st.DataObject) -> None:
     """Random byte edits in the header and tensor table: the loader either
@@ -152,5 +162,7 @@ def test_requires_remote_code_is_recorded(tmp_path: Path) -> None:
     cfg["auto_map"] = {"AutoConfig": "custom.Config"}
     (src / "config.json").write_text(json.dumps(cfg))
     import_hf_model(src, tmp_path / "out")
-    assert json.loads((tmp_path / "out" / "bundle.json").read_text())["requires_remote_code"] is True
+    assert (
+        json.loads((tmp_path / "out" / "bundle.json").read_text())["requires_remote_code"] is True
+    )
     shutil.rmtree(tmp_path / "out")

@@ -216,7 +216,7 @@ def test_bad_calls_raise(tiny_bundle: Path) -> None:
         m.eval([], 0)
     with pytest.raises(ValueError, match="unembed_quant"):
         _native.Model(str(tiny_bundle / "model.bvm"), unembed_quant="int3")
-    with pytest.raises(ValueError, match="not supported|unknown"):
+    with pytest.raises(ValueError, match=r"not supported|unknown"):
         _native.select_kernel("neon")
     m.close()
     with pytest.raises(RuntimeError, match="closed"):
