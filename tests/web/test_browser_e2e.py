@@ -161,23 +161,53 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A Chromium page on the server's web client, with the speech WAV as its microphone."""
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_speech_wav(SPOKEN, tmp_path_factory.mktemp("fake_mic") / "speech.wav")
+
+
+@pytest.fixture(scope="module")
+def playwright(server: str) -> Iterator[Any]:
+    """One Playwright driver for the module (the sync API allows one per thread)."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    wav = make_speech_wav(SPOKEN, tmp_path_factory.mktemp("fake_mic") / "speech.wav")
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"]
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            pg = browser.new_page(viewport={"width": 1200, "height": 860})
-            errors: list[str] = []
-            pg.on("pageerror", lambda exc: errors.append(str(exc)))
-            pg.goto(server)
-            pg.wait_for_function("window.bitvoice && window.bitvoice.state.started", timeout=30_000)
-            yield pg
-            assert errors == [], f"uncaught errors in the page: {errors}"
-        finally:
-            browser.close()
+        yield pw
+
+
+@contextlib.contextmanager
+def open_page(playwright: Any, server: str, wav: Path, *, loop: bool) -> Iterator[Any]:
+    """Chromium with `wav` as its microphone (played once, or looped), on the web client.
+
+    Fails the test on any uncaught error in the page.
+    """
+    mic = f"{wav}" if loop else f"{wav}%noloop"
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"]
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        pg = browser.new_page(viewport={"width": 1200, "height": 860})
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(server)
+        pg.wait_for_function("window.bitvoice && window.bitvoice.state.started", timeout=30_000)
+        yield pg
+        assert errors == [], f"uncaught errors in the page: {errors}"
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(playwright: Any, server: str, speech_wav: Path) -> Iterator[Any]:
+    """The page with the speech WAV played once as its microphone (hands-free mode)."""
+    with open_page(playwright, server, speech_wav, loop=False) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module")
+def measured() -> Iterator[dict[str, Any]]:
+    """Figures the tests record; written to tests/artifacts/web_e2e.json at the end."""
+    figures: dict[str, Any] = {}
+    yield figures
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "web_e2e.json").write_text(json.dumps(figures, indent=2))
 
 
 def _words(text: str) -> str:
@@ -195,7 +225,7 @@ def _assistant_items(page: Any) -> list[dict[str, Any]]:
     return items
 
 
-def test_a_spoken_turn_end_to_end(page: Any) -> None:
+def test_a_spoken_turn_end_to_end(page: Any, measured: dict[str, Any]) -> None:
     # A person presses the microphone button; the fake microphone then plays the WAV.
     page.get_by_role("button", name="Start microphone").click()
     page.wait_for_function("window.bitvoice.state.framesSent > 25", timeout=20_000)
@@ -244,9 +274,18 @@ def test_a_spoken_turn_end_to_end(page: Any) -> None:
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_turn.png"), full_page=True)
+    measured["spoken_turn"] = {
+        "transcript": user_text,
+        "wer": error_rate,
+        "frames_received": frames_in,
+        "chunks_played": stats["chunksPlayed"],
+        "samples_played": stats["samplesPlayed"],
+        "underruns": stats["underruns"],
+        "metrics": reply["metrics"],
+    }
 
 
-def test_speed_pause_resume_and_stop_during_a_reply(page: Any) -> None:
+def test_speed_pause_resume_and_stop_during_a_reply(page: Any, measured: dict[str, Any]) -> None:
     stop_button = page.get_by_role("button", name="Stop reply")
     done_before = len(_assistant_items(page))
 
@@ -319,3 +358,48 @@ def test_speed_pause_resume_and_stop_during_a_reply(page: Any) -> None:
         timeout=15_000,
     )
     assert page.locator("li.msg.assistant .status").last.inner_text().startswith("Reply stopped")
+    measured["controls"] = {
+        "stop_click_to_silence_ms": stop["flushedAt"] - stop["clickAt"],
+        "paused_hold_samples": _js(page, "window.bitvoice.playback.samplesPlayed") - held,
+        "speed_sent": sent_speeds[-1],
+    }
+
+
+def test_push_to_talk(
+    playwright: Any, server: str, speech_wav: Path, measured: dict[str, Any]
+) -> None:
+    # Looping speech is harmless here: with push to talk only held audio is sent.
+    with open_page(playwright, server, speech_wav, loop=True) as page:
+        page.get_by_label("Push to talk").check()
+        page.wait_for_function(
+            "window.bitvoice.received.some(r => r.type === 'session.updated'"
+            " && r.msg.session.turn_detection === null)",
+            timeout=10_000,
+        )
+        talk = page.get_by_role("button", name="Hold to talk")
+        assert talk.is_visible()
+        # Hold Space on the talk button through the lead silence and the sentence.
+        talk.focus()
+        page.keyboard.down("Space")
+        page.wait_for_timeout(int((LEAD_SILENCE_S + 2.8) * 1000))
+        page.keyboard.up("Space")
+        page.wait_for_function(
+            "window.bitvoice.sent.some(m => m.type === 'input_audio_buffer.commit')", timeout=5_000
+        )
+        sent = _js(page, "window.bitvoice.sent.map(m => m.type)")
+        assert sent.index("input_audio_buffer.commit") < sent.index("response.create")
+        page.wait_for_function(
+            "window.bitvoice.conversation.items.some(i => i.kind === 'user' && !i.partial)",
+            timeout=TURN_TIMEOUT_MS,
+        )
+        user_text = page.locator("li.msg.user .body").first.inner_text()
+        error_rate = jiwer.wer(_words(SPOKEN), _words(user_text))
+        assert error_rate <= MAX_WER, f"transcript was {user_text!r} (WER {error_rate:.2f})"
+        page.wait_for_function(
+            "window.bitvoice.received.some(r => r.type === 'response.created')",
+            timeout=TURN_TIMEOUT_MS,
+        )
+        # No speech was sent between turns: nothing was committed twice, no VAD turn started.
+        received = _js(page, "window.bitvoice.received.map(r => r.type)")
+        assert "input_audio_buffer.speech_started" not in received
+        measured["push_to_talk"] = {"transcript": user_text, "wer": error_rate}
