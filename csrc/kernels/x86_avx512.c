@@ -12,9 +12,10 @@
  *
  * Decode GEMV streams the packed weights once (memory-bound): 8 rows per
  * iteration share the activation registers. Prefill GEMM is compute-bound:
- * weights are unpacked once per 8-row x (up to) 3072-column tile into a 24 KB L1
- * buffer of plain codes, then reused by every token (register tile 8 rows x
- * 3 tokens = 24 accumulators), so the inner loop is nothing but vpdpbusd.
+ * weights are unpacked once per 32-row x 1024-column chunk into a 32 KB L1
+ * buffer of codes with rows in lanes, then reused by every token (register
+ * tile 32 rows x 12 tokens = 24 accumulators), so the inner loop is loads,
+ * broadcasts and vpdpbusd only, and no output needs a horizontal sum.
  */
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -24,21 +25,24 @@
 #endif
 
 #include <immintrin.h>
+#include <stdlib.h>
 
 #include "bv_kernels.h"
 
 #define BV_ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Tile sizes, in one place. GEMV_ROWS rows share one activation load.
- * GEMM: GEMM_ROWS x GEMM_TOKENS int32 accumulators (24 of the 32 zmm), and a
- * K chunk of GEMM_KC_BLOCKS blocks so that the unpacked codes of GEMM_ROWS
- * rows (8 * 3072 bytes = 24 KB) stay in L1 while all tokens pass over them.
- * GEMM_TOKEN_GROUP bounds the per-call stack array of per-token sum(x). */
+ * GEMM: GEMM_ROWS rows (2 zmm of 16 lanes) x GEMM_TOKENS tokens = 24
+ * accumulators; the last tokens go GEMM_TOKENS_TAIL at a time. A K chunk of
+ * GEMM_KC_BLOCKS blocks keeps the unpacked codes of GEMM_ROWS rows
+ * (32 * 1024 bytes = 32 KB) in L1 while every token passes over them. Fewer
+ * than GEMM_MIN_TOKENS tokens do not pay for unpacking: they run as GEMVs. */
 #define GEMV_ROWS 8
-#define GEMM_ROWS 8
-#define GEMM_TOKENS 3
-#define GEMM_KC_BLOCKS 24
-#define GEMM_TOKEN_GROUP 240
+#define GEMM_ROWS 32
+#define GEMM_TOKENS 12
+#define GEMM_TOKENS_TAIL 4
+#define GEMM_KC_BLOCKS 8
+#define GEMM_MIN_TOKENS 4
 /* Prefetch distance for streamed weight rows, in bytes ahead of the load. */
 #define PREFETCH_AHEAD 256
 
@@ -127,164 +131,221 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
 }
 
 /* ---- ternary GEMM (prefill) ----------------------------------------------
- * unpack_codes: rows [r, r + nrows), blocks [kb0, kb0 + nkb) -> buf, one
- * plain code byte (0..2) per weight in column order, row i at i * nkb * 128.
- * A broadcast block shifted by 0|2 (per 64-bit half) and masked with 3 gives
- * the codes of weights 0..63; by 4|6, weights 64..127. */
-static void unpack_codes(const uint8_t *w, size_t rb, int r, int nrows, int kb0, int nkb,
-                         uint8_t *buf) {
+ * Layout for vpdpbusd with rows in lanes: one zmm of codes holds 4
+ * consecutive columns (one dword) of 16 rows, and the 4 activations of a
+ * token at those columns are broadcast to all lanes (vpbroadcastd), so each
+ * accumulator lane is one (row, token) output: no horizontal sums at all, and
+ * the results are stored straight into Y (16 rows of one token are contiguous
+ * there).
+ *
+ * Per K chunk of GEMM_KC_BLOCKS blocks:
+ *   pack_x:      activations of all tokens, per token tile, as
+ *                xs[step][token] dwords (a tile's broadcasts are consecutive)
+ *   unpack_rows: 32 rows of codes as w[step][2 x 16 rows] dwords, a 16x16
+ *                dword transpose per 16 rows x 64 columns (32 KB, L1)
+ *   gemm_tile_*: 2 x 12 (or 2 x 4 for the last tokens) accumulators;
+ *                per step 2 code loads, 12 broadcasts, 24 vpdpbusd.
+ * Rows beyond r1 are zero codes whose lanes are masked off at the store;
+ * tokens beyond n are zero activations whose outputs are not stored. */
+
+/* the 16 dword columns of 16 row vectors: out[j] lane i = v[i] dword j */
+BV_ALWAYS_INLINE void transpose16(const __m512i v[16], __m512i out[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    /* u[4g + c], 128-bit lane L: rows 4g..4g+3 at dword column 4L + c */
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512i s = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+        const __m512i s2 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+        const __m512i q = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+        const __m512i q2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+        out[c] = _mm512_shuffle_i32x4(s, q, 0x88);
+        out[8 + c] = _mm512_shuffle_i32x4(s, q, 0xDD);
+        out[4 + c] = _mm512_shuffle_i32x4(s2, q2, 0x88);
+        out[12 + c] = _mm512_shuffle_i32x4(s2, q2, 0xDD);
+    }
+}
+
+/* rows [r, r + nrows) (nrows <= GEMM_ROWS; missing rows are zero codes),
+ * blocks [kb0, kb0 + nkb) -> buf[step][half][16 lanes] dwords, step = 4 cols */
+static void unpack_rows(const uint8_t *w, size_t rb, int r, int nrows, int kb0, int nkb,
+                        uint8_t *buf) {
     const __m512i three = _mm512_set1_epi8(3);
+    /* a block broadcast to both halves, shifted by 0|2 (4|6) per 64-bit half
+     * and masked: the codes of weights 0..63 (64..127) in column order */
     const __m512i sh_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi64x(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi64(4), _mm256_set1_epi64x(6), 1);
-    for (int i = 0; i < nrows; i++) {
-        const uint8_t *src = w + (size_t)(r + i) * rb + (size_t)kb0 * BV_BLOCK_BYTES;
-        uint8_t *dst = buf + (size_t)i * nkb * BV_QK;
+    for (int half = 0; half < GEMM_ROWS / 16; half++) {
         for (int k = 0; k < nkb; k++) {
-            const __m512i bc = _mm512_broadcast_i64x4(
-                _mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES)));
-            _mm512_store_si512((void *)(dst + (size_t)k * BV_QK),
-                               _mm512_and_si512(_mm512_srlv_epi64(bc, sh_a), three));
-            _mm512_store_si512((void *)(dst + (size_t)k * BV_QK + 64),
-                               _mm512_and_si512(_mm512_srlv_epi64(bc, sh_b), three));
+            __m512i a[16], b[16], out[16];
+            for (int i = 0; i < 16; i++) {
+                const int row = half * 16 + i;
+                if (row >= nrows) {
+                    a[i] = b[i] = _mm512_setzero_si512();
+                    continue;
+                }
+                const uint8_t *p = w + (size_t)(r + row) * rb + (size_t)(kb0 + k) * BV_BLOCK_BYTES;
+                const __m512i bc = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+                a[i] = _mm512_and_si512(_mm512_srlv_epi64(bc, sh_a), three);
+                b[i] = _mm512_and_si512(_mm512_srlv_epi64(bc, sh_b), three);
+            }
+            uint8_t *dst = buf + ((size_t)k * (BV_QK / 4) * (GEMM_ROWS / 16) + half) * 64;
+            transpose16(a, out);
+            for (int j = 0; j < 16; j++)
+                _mm512_store_si512((void *)(dst + (size_t)j * GEMM_ROWS * 4), out[j]);
+            dst += (size_t)16 * GEMM_ROWS * 4;
+            transpose16(b, out);
+            for (int j = 0; j < 16; j++)
+                _mm512_store_si512((void *)(dst + (size_t)j * GEMM_ROWS * 4), out[j]);
         }
     }
 }
 
-/* One register tile: 8 rows of unpacked codes (row stride ldb bytes) times 3
- * tokens (x0..x2, already offset to this K chunk), ncols columns (a multiple
- * of 64). A tile with fewer than 3 tokens repeats a token pointer and stores
- * only T outputs per row. first: store partial - sum(x) (first K chunk), else
- * add the partial to Y.
- *
- * Why assembly: the loop is 3 activation loads, 8 code loads and 24 vpdpbusd
- * into 24 accumulators (zmm8..zmm31) per 64 columns. GCC 12 cannot keep 24
- * intrinsic accumulators in registers here (it spilled and copied them every
- * step, reaching ~35% of the vpdpbusd peak); with fixed registers there is
- * nothing left to spill. Row i of the tile is read at b + i*ldb, through three
- * bases (b, b3 = b + 3*ldb, b5 = b + 5*ldb) and the scaled index ldb. */
-#define TILE_ROW(mem, a0, a1, a2)                                 \
-    "vmovdqa64 " mem ", %%zmm3\n\t"                               \
-    "vpdpbusd %%zmm0, %%zmm3, %%zmm" #a0 "\n\t"                   \
-    "vpdpbusd %%zmm1, %%zmm3, %%zmm" #a1 "\n\t"                   \
-    "vpdpbusd %%zmm2, %%zmm3, %%zmm" #a2 "\n\t"
-#define ZERO3(a0, a1, a2)                                                            \
-    "vpxord %%zmm" #a0 ", %%zmm" #a0 ", %%zmm" #a0 "\n\t"                            \
-    "vpxord %%zmm" #a1 ", %%zmm" #a1 ", %%zmm" #a1 "\n\t"                            \
-    "vpxord %%zmm" #a2 ", %%zmm" #a2 ", %%zmm" #a2 "\n\t"
-#define STORE3(i, a0, a1, a2)                                                         \
-    "vmovdqa64 %%zmm" #a0 ", " #i "*192+0(%[acc])\n\t"                                \
-    "vmovdqa64 %%zmm" #a1 ", " #i "*192+64(%[acc])\n\t"                               \
-    "vmovdqa64 %%zmm" #a2 ", " #i "*192+128(%[acc])\n\t"
+/* token tiles: GEMM_TOKENS wide while that many (padded) tokens are left,
+ * then GEMM_TOKENS_TAIL; n_pad is a multiple of GEMM_TOKENS_TAIL */
+static inline int tile_width(int t0, int n_pad) {
+    return n_pad - t0 >= GEMM_TOKENS ? GEMM_TOKENS : GEMM_TOKENS_TAIL;
+}
 
-__attribute__((noinline)) static void gemm_tile_8x3(const uint8_t *buf, size_t ldb,
-                                                    const int8_t *x0, const int8_t *x1,
-                                                    const int8_t *x2, size_t ncols, int T,
-                                                    int32_t *Y, int ldy, int first,
-                                                    const int32_t *sx) {
-    _Alignas(64) int32_t acc[8 * 3 * 16]; /* acc[(row * 3 + token) * 16 + lane] */
-    const uint8_t *b = buf, *b3 = buf + 3 * ldb, *b5 = buf + 5 * ldb;
-    size_t k = 0, steps = ncols / 64;
-    __asm__ volatile(
-        ZERO3(8, 9, 10) ZERO3(11, 12, 13) ZERO3(14, 15, 16) ZERO3(17, 18, 19)
-        ZERO3(20, 21, 22) ZERO3(23, 24, 25) ZERO3(26, 27, 28) ZERO3(29, 30, 31)
-        "1:\n\t"
-        "vmovdqu64 (%[x0],%[k]), %%zmm0\n\t"
-        "vmovdqu64 (%[x1],%[k]), %%zmm1\n\t"
-        "vmovdqu64 (%[x2],%[k]), %%zmm2\n\t"
-        TILE_ROW("(%[b])", 8, 9, 10)
-        TILE_ROW("(%[b],%[ldb])", 11, 12, 13)
-        TILE_ROW("(%[b],%[ldb],2)", 14, 15, 16)
-        TILE_ROW("(%[b3])", 17, 18, 19)
-        TILE_ROW("(%[b],%[ldb],4)", 20, 21, 22)
-        TILE_ROW("(%[b5])", 23, 24, 25)
-        TILE_ROW("(%[b5],%[ldb])", 26, 27, 28)
-        TILE_ROW("(%[b5],%[ldb],2)", 29, 30, 31)
-        "add $64, %[k]\n\t"
-        "add $64, %[b]\n\t"
-        "add $64, %[b3]\n\t"
-        "add $64, %[b5]\n\t"
-        "dec %[n]\n\t"
-        "jnz 1b\n\t"
-        STORE3(0, 8, 9, 10) STORE3(1, 11, 12, 13) STORE3(2, 14, 15, 16) STORE3(3, 17, 18, 19)
-        STORE3(4, 20, 21, 22) STORE3(5, 23, 24, 25) STORE3(6, 26, 27, 28) STORE3(7, 29, 30, 31)
-        : [k] "+r"(k), [b] "+r"(b), [b3] "+r"(b3), [b5] "+r"(b5), [n] "+r"(steps)
-        : [x0] "r"(x0), [x1] "r"(x1), [x2] "r"(x2), [ldb] "r"(ldb), [acc] "r"(acc)
-        : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm8", "xmm9", "xmm10", "xmm11",
-          "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20",
-          "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29",
-          "xmm30", "xmm31");
-    for (int t = 0; t < T; t++) {
-        __m512i v[8];
-        for (int i = 0; i < 8; i++) v[i] = _mm512_load_si512((const void *)(acc + (i * 3 + t) * 16));
-        int32_t *y = Y + (size_t)t * ldy;
-        __m256i s = reduce8(v);
-        s = first ? _mm256_sub_epi32(s, _mm256_set1_epi32(sx[t]))
-                  : _mm256_add_epi32(s, _mm256_loadu_si256((const __m256i *)y));
-        _mm256_storeu_si256((__m256i *)y, s);
+/* tokens [0, n_pad) of X (rows ldx apart), columns of blocks [kb0, kb0+nkb)
+ * -> xs: per tile (at t0 * kcols bytes), xs[step][token of tile] dwords */
+static void pack_x(const int8_t *X, size_t ldx, int n, int n_pad, int kb0, int nkb, int8_t *xs) {
+    const int steps = nkb * BV_QK / 4;
+    for (int t0 = 0; t0 < n_pad;) {
+        const int tw = tile_width(t0, n_pad);
+        int32_t *dst = (int32_t *)(xs + (size_t)t0 * nkb * BV_QK);
+        for (int t = 0; t < tw; t++) {
+            const int tok = t0 + t;
+            if (tok >= n) {
+                for (int s = 0; s < steps; s++) dst[(size_t)s * tw + t] = 0;
+                continue;
+            }
+            const int32_t *src = (const int32_t *)(X + (size_t)tok * ldx + (size_t)kb0 * BV_QK);
+            for (int s = 0; s < steps; s++) dst[(size_t)s * tw + t] = src[s];
+        }
+        t0 += tw;
     }
 }
 
-/* The row tail (fewer than 8 rows left): one row times 3 tokens. */
-static void gemm_tile_1x3(const uint8_t *buf, const int8_t *x0, const int8_t *x1, const int8_t *x2,
-                          size_t ncols, int T, int32_t *Y, int ldy, int first, const int32_t *sx) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0;
-    for (size_t k = 0; k < ncols; k += 64) {
-        const __m512i wv = _mm512_load_si512((const void *)(buf + k));
-        a0 = _mm512_dpbusd_epi32(a0, wv, _mm512_loadu_si512((const void *)(x0 + k)));
-        a1 = _mm512_dpbusd_epi32(a1, wv, _mm512_loadu_si512((const void *)(x1 + k)));
-        a2 = _mm512_dpbusd_epi32(a2, wv, _mm512_loadu_si512((const void *)(x2 + k)));
-    }
-    const int32_t s[3] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1),
-                          _mm512_reduce_add_epi32(a2)};
-    for (int t = 0; t < T; t++) {
-        int32_t *y = Y + (size_t)t * ldy;
-        *y = first ? s[t] - sx[t] : *y + s[t];
-    }
+/* Why assembly: 24 accumulators + 2 code vectors + a broadcast is 27 zmm;
+ * GCC 12 spills and copies intrinsic accumulators in such a loop (it reached
+ * a third of the vpdpbusd rate), fixed registers leave nothing to spill.
+ * AT&T order: vpdpbusd s8_src, u8_src, acc. */
+#define TOK(t, a0, a1)                                      \
+    "vpbroadcastd " #t "*4(%[xs]), %%zmm2\n\t"              \
+    "vpdpbusd %%zmm2, %%zmm0, %%zmm" #a0 "\n\t"             \
+    "vpdpbusd %%zmm2, %%zmm1, %%zmm" #a1 "\n\t"
+#define ZERO2(a0, a1)                                       \
+    "vpxord %%zmm" #a0 ", %%zmm" #a0 ", %%zmm" #a0 "\n\t"  \
+    "vpxord %%zmm" #a1 ", %%zmm" #a1 ", %%zmm" #a1 "\n\t"
+#define STORE2(t, a0, a1)                                   \
+    "vmovdqa64 %%zmm" #a0 ", " #t "*128(%[acc])\n\t"       \
+    "vmovdqa64 %%zmm" #a1 ", " #t "*128+64(%[acc])\n\t"
+#define TILE_CLOBBERS                                                                       \
+    "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",  \
+        "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18",    \
+        "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27"
+
+/* acc[t][half][16 lanes] += codes(w) x xs over `steps` 4-column steps */
+static void gemm_tile_12(const uint8_t *w, const int8_t *xs, size_t steps, int32_t *acc) {
+    __asm__ volatile(
+        ZERO2(4, 5) ZERO2(6, 7) ZERO2(8, 9) ZERO2(10, 11) ZERO2(12, 13) ZERO2(14, 15)
+        ZERO2(16, 17) ZERO2(18, 19) ZERO2(20, 21) ZERO2(22, 23) ZERO2(24, 25) ZERO2(26, 27)
+        "1:\n\t"
+        "vmovdqa64 (%[w]), %%zmm0\n\t"
+        "vmovdqa64 64(%[w]), %%zmm1\n\t"
+        TOK(0, 4, 5) TOK(1, 6, 7) TOK(2, 8, 9) TOK(3, 10, 11) TOK(4, 12, 13) TOK(5, 14, 15)
+        TOK(6, 16, 17) TOK(7, 18, 19) TOK(8, 20, 21) TOK(9, 22, 23) TOK(10, 24, 25)
+        TOK(11, 26, 27)
+        "add $128, %[w]\n\t"
+        "add $48, %[xs]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        STORE2(0, 4, 5) STORE2(1, 6, 7) STORE2(2, 8, 9) STORE2(3, 10, 11) STORE2(4, 12, 13)
+        STORE2(5, 14, 15) STORE2(6, 16, 17) STORE2(7, 18, 19) STORE2(8, 20, 21)
+        STORE2(9, 22, 23) STORE2(10, 24, 25) STORE2(11, 26, 27)
+        : [w] "+r"(w), [xs] "+r"(xs), [n] "+r"(steps)
+        : [acc] "r"(acc)
+        : TILE_CLOBBERS);
+}
+
+static void gemm_tile_4(const uint8_t *w, const int8_t *xs, size_t steps, int32_t *acc) {
+    __asm__ volatile(
+        ZERO2(4, 5) ZERO2(6, 7) ZERO2(8, 9) ZERO2(10, 11)
+        "1:\n\t"
+        "vmovdqa64 (%[w]), %%zmm0\n\t"
+        "vmovdqa64 64(%[w]), %%zmm1\n\t"
+        TOK(0, 4, 5) TOK(1, 6, 7) TOK(2, 8, 9) TOK(3, 10, 11)
+        "add $128, %[w]\n\t"
+        "add $16, %[xs]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        STORE2(0, 4, 5) STORE2(1, 6, 7) STORE2(2, 8, 9) STORE2(3, 10, 11)
+        : [w] "+r"(w), [xs] "+r"(xs), [n] "+r"(steps)
+        : [acc] "r"(acc)
+        : TILE_CLOBBERS);
 }
 
 static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
                                 int ldy, int r0, int r1) {
-    if (n <= 2) {
-        /* Too few tokens to pay for unpacking: stream the packed rows per token. */
+    const size_t ldx = (size_t)nb * BV_QK;
+    const int n_pad = (n + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
+    const int kc = nb < GEMM_KC_BLOCKS ? nb : GEMM_KC_BLOCKS;
+    const size_t xs_bytes = ((size_t)n_pad * kc * BV_QK + 63) / 64 * 64;
+    const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
+    uint8_t *mem = n >= GEMM_MIN_TOKENS ? aligned_alloc(64, xs_bytes + sx_bytes) : NULL;
+    if (!mem) {
+        /* Few tokens (or no memory for the packed activations): stream the
+         * packed rows once per token instead; same exact results. */
         for (int t = 0; t < n; t++)
-            avx512_ternary_gemv(w, nb, X + (size_t)t * nb * BV_QK, Y + (size_t)t * ldy, r0, r1);
+            avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
         return;
     }
+    int8_t *xs = (int8_t *)mem;
+    int32_t *sx = (int32_t *)(mem + xs_bytes);
+    for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
     const size_t rb = (size_t)nb * BV_BLOCK_BYTES;
-    const size_t ldx = (size_t)nb * BV_QK;
-    _Alignas(64) uint8_t buf[GEMM_ROWS * GEMM_KC_BLOCKS * BV_QK];
-    int32_t sx[GEMM_TOKEN_GROUP];
-    /* equal K chunks of at most GEMM_KC_BLOCKS: a short last chunk would pay
-     * the per-tile reduction for little work */
-    const int n_chunks = (nb + GEMM_KC_BLOCKS - 1) / GEMM_KC_BLOCKS;
-    const int kc = (nb + n_chunks - 1) / n_chunks;
-    for (int tg = 0; tg < n; tg += GEMM_TOKEN_GROUP) {
-        const int ng = n - tg < GEMM_TOKEN_GROUP ? n - tg : GEMM_TOKEN_GROUP;
-        const int8_t *Xg = X + (size_t)tg * ldx;
-        int32_t *Yg = Y + (size_t)tg * ldy;
-        for (int t = 0; t < ng; t++) sx[t] = sum_i8(Xg + (size_t)t * ldx, ldx);
+    _Alignas(64) uint8_t wbuf[GEMM_ROWS * GEMM_KC_BLOCKS * BV_QK];
+    _Alignas(64) int32_t acc[GEMM_TOKENS * GEMM_ROWS];
+    for (int kb0 = 0; kb0 < nb; kb0 += kc) {
+        const int nkb = nb - kb0 < kc ? nb - kb0 : kc;
+        const size_t kcols = (size_t)nkb * BV_QK;
+        const int first = kb0 == 0;
+        pack_x(X, ldx, n, n_pad, kb0, nkb, xs);
         for (int r = r0; r < r1; r += GEMM_ROWS) {
             const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
-            for (int kb0 = 0; kb0 < nb; kb0 += kc) {
-                const int nkb = nb - kb0 < kc ? nb - kb0 : kc;
-                const size_t ldb = (size_t)nkb * BV_QK;
-                unpack_codes(w, rb, r, nr, kb0, nkb, buf);
-                for (int t0 = 0; t0 < ng; t0 += GEMM_TOKENS) {
-                    const int T = ng - t0 < GEMM_TOKENS ? ng - t0 : GEMM_TOKENS;
-                    const int8_t *x0 = Xg + (size_t)t0 * ldx + (size_t)kb0 * BV_QK;
-                    const int8_t *x1 = T > 1 ? x0 + ldx : x0;
-                    const int8_t *x2 = T > 2 ? x0 + 2 * ldx : x0;
-                    int32_t *Yt = Yg + (size_t)t0 * ldy + r;
-                    if (nr == GEMM_ROWS)
-                        gemm_tile_8x3(buf, ldb, x0, x1, x2, ldb, T, Yt, ldy, kb0 == 0, sx + t0);
-                    else
-                        for (int i = 0; i < nr; i++)
-                            gemm_tile_1x3(buf + (size_t)i * ldb, x0, x1, x2, ldb, T, Yt + i, ldy,
-                                          kb0 == 0, sx + t0);
+            unpack_rows(w, rb, r, nr, kb0, nkb, wbuf);
+            for (int t0 = 0; t0 < n;) {
+                const int tw = tile_width(t0, n_pad);
+                if (tw == GEMM_TOKENS)
+                    gemm_tile_12(wbuf, xs + (size_t)t0 * kcols, kcols / 4, acc);
+                else
+                    gemm_tile_4(wbuf, xs + (size_t)t0 * kcols, kcols / 4, acc);
+                const int nt = n - t0 < tw ? n - t0 : tw;
+                for (int t = 0; t < nt; t++) {
+                    int32_t *y = Y + (size_t)(t0 + t) * ldy + r;
+                    const __m512i bias = _mm512_set1_epi32(-sx[t0 + t]);
+                    for (int h = 0; h * 16 < nr; h++) {
+                        const int left = nr - h * 16;
+                        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                        __m512i v = _mm512_load_si512((const void *)(acc + (t * 2 + h) * 16));
+                        v = _mm512_add_epi32(v, first ? bias : _mm512_maskz_loadu_epi32(m, y + h * 16));
+                        _mm512_mask_storeu_epi32(y + h * 16, m, v);
+                    }
                 }
+                t0 += tw;
             }
         }
     }
+    free(mem);
 }
 
 /* ---- int8 GEMV (LM head) ---------------------------------------------------
