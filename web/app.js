@@ -606,6 +606,7 @@ function renderItem(id) {
 
 function renderUser(li, item) {
   li.className = `msg user${item.partial ? " partial" : ""}`;
+  li.setAttribute("aria-busy", String(item.partial));
   li.replaceChildren(
     span("who", item.source === "typed" ? "You (typed)" : "You"),
     span("body", item.text || (item.partial ? "…" : "")),
@@ -616,6 +617,8 @@ function renderAssistant(li, item) {
   const streaming = item.status === "in_progress";
   li.className = `msg assistant${streaming ? " streaming" : ""}`;
   li.dataset.status = item.status;
+  // Screen readers announce the reply once it is complete, not every streamed word.
+  li.setAttribute("aria-busy", String(streaming));
   const body = span("body", "");
   if (item.heardText !== null && item.text.startsWith(item.heardText)) {
     // Interrupted: what the person heard, then the part they did not hear, struck through.

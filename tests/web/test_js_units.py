@@ -19,3 +19,14 @@ def test_node_unit_tests_pass(node: str, repo_root: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "# fail 0" in proc.stdout
+
+
+def test_every_web_module_parses(node: str, repo_root: Path) -> None:
+    """`node --check` on every file the browser loads (web/ is an ES module package)."""
+    modules = sorted((repo_root / "web").glob("*.js"))
+    assert len(modules) >= 8
+    for module in modules:
+        proc = subprocess.run(
+            [node, "--check", str(module)], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert proc.returncode == 0, f"{module.name}: {proc.stderr}"
