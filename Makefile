@@ -12,9 +12,10 @@ install: ## install bitvoice in place with every extra (voice engines, registry 
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[all]'
 
-system-deps: ## Debian packages the tests use (espeak-ng, sox, chromium), installed if missing
-	@if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null || ! test -x /usr/bin/chromium; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium >/dev/null; \
+system-deps: ## Debian packages the tests use (espeak-ng, chromium, node), installed if missing
+	@if ! command -v espeak-ng >/dev/null || ! test -x /usr/bin/chromium || ! command -v node >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng chromium \
+			$$(command -v node >/dev/null || echo nodejs) >/dev/null; \
 	fi
 
 run: install ## install, then start the voice server on http://127.0.0.1:8765
