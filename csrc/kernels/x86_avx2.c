@@ -19,6 +19,7 @@
 #endif
 
 #include <immintrin.h>
+#include <math.h>
 
 #include "bv_kernels.h"
 
@@ -342,12 +343,129 @@ static void avx2_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y
     }
 }
 
+/* ---- float helpers (f16 LM head, attention, KV cache conversions) ---------
+ * F16C converts 8 halves at a time; tails go through a zero-padded 8-lane
+ * scratch. Not bit-exact with ref.c: sums run in a different order (within
+ * the tolerance the model tests name). The conversions themselves are exact:
+ * vcvtph2ps / vcvtps2ph with round-to-nearest-even give the bits of ref.c's
+ * bit-manipulating converters for every non-NaN value. */
+BV_ALWAYS_INLINE __m256 load_h8(const uint16_t *p, int left) {
+    if (left >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    uint16_t tmp[8] = {0};
+    for (int i = 0; i < left; i++) tmp[i] = p[i];
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tmp));
+}
+
+BV_ALWAYS_INLINE __m256 load_f8(const float *p, int left) {
+    if (left >= 8) return _mm256_loadu_ps(p);
+    float tmp[8] = {0};
+    for (int i = 0; i < left; i++) tmp[i] = p[i];
+    return _mm256_loadu_ps(tmp);
+}
+
+BV_ALWAYS_INLINE void store_f8(float *p, __m256 v, int left) {
+    if (left >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    float tmp[8];
+    _mm256_storeu_ps(tmp, v);
+    for (int i = 0; i < left; i++) p[i] = tmp[i];
+}
+
+BV_ALWAYS_INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static void avx2_f16_to_f32(const uint16_t *src, float *dst, int n) {
+    for (int i = 0; i < n; i += 8) store_f8(dst + i, load_h8(src + i, n - i), n - i);
+}
+
+static void avx2_f32_to_f16(const float *src, uint16_t *dst, int n) {
+    for (int i = 0; i < n; i += 8) {
+        const __m128i h =
+            _mm256_cvtps_ph(load_f8(src + i, n - i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (n - i >= 8) {
+            _mm_storeu_si128((__m128i *)(dst + i), h);
+        } else {
+            uint16_t tmp[8];
+            _mm_storeu_si128((__m128i *)tmp, h);
+            for (int j = 0; j < n - i; j++) dst[i + j] = tmp[j];
+        }
+    }
+}
+
+/* y[r] = sum_k W[r][k] * x[k], W rows of `cols` halves; 4 rows share each
+ * x load (the head is 128256 rows: memory-bound, 2 bytes per weight). */
+static void avx2_f16_gemv(const uint16_t *w, int cols, const float *x, float *y, int r0, int r1) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const uint16_t *w0 = w + (size_t)r * cols;
+        const uint16_t *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int k = 0; k < cols; k += 8) {
+            const int left = cols - k;
+            const __m256 xv = load_f8(x + k, left);
+            a0 = _mm256_fmadd_ps(load_h8(w0 + k, left), xv, a0);
+            a1 = _mm256_fmadd_ps(load_h8(w1 + k, left), xv, a1);
+            a2 = _mm256_fmadd_ps(load_h8(w2 + k, left), xv, a2);
+            a3 = _mm256_fmadd_ps(load_h8(w3 + k, left), xv, a3);
+        }
+        y[r] = hsum_ps(a0);
+        y[r + 1] = hsum_ps(a1);
+        y[r + 2] = hsum_ps(a2);
+        y[r + 3] = hsum_ps(a3);
+    }
+    for (; r < r1; r++) {
+        const uint16_t *wr = w + (size_t)r * cols;
+        __m256 a = _mm256_setzero_ps();
+        for (int k = 0; k < cols; k += 8)
+            a = _mm256_fmadd_ps(load_h8(wr + k, cols - k), load_f8(x + k, cols - k), a);
+        y[r] = hsum_ps(a);
+    }
+}
+
+/* One head: s_t = scale * q.k_t, p = softmax(s), out = sum_t p_t v_t (same
+ * contract as ref_attn_head; scores holds n_pos floats). */
+static void avx2_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
+                           int kv_stride, int hd, float scale, float *scores, float *out) {
+    float max = -INFINITY;
+    for (int t = 0; t < n_pos; t++) {
+        const uint16_t *kt = k + (size_t)t * kv_stride;
+        __m256 a = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 8)
+            a = _mm256_fmadd_ps(load_f8(q + d, hd - d), load_h8(kt + d, hd - d), a);
+        scores[t] = hsum_ps(a) * scale;
+        if (scores[t] > max) max = scores[t];
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_pos; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    const float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int t = 0; t < n_pos; t++)
+            a = _mm256_fmadd_ps(_mm256_set1_ps(scores[t] * inv),
+                                load_h8(v + (size_t)t * kv_stride + d, hd - d), a);
+        store_f8(out + d, a, hd - d);
+    }
+}
+
 const bv_kernels bv_kernels_avx2 = {
     .name = "avx2",
     .ternary_gemv = avx2_ternary_gemv,
     .ternary_gemm = avx2_ternary_gemm,
     .int8_gemv = avx2_int8_gemv,
     .int4_gemv = avx2_int4_gemv,
+    .f16_gemv = avx2_f16_gemv,
+    .attn_head = avx2_attn_head,
+    .f16_to_f32 = avx2_f16_to_f32,
+    .f32_to_f16 = avx2_f32_to_f16,
 };
 
 #endif /* x86-64 */

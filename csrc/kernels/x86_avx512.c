@@ -25,6 +25,7 @@
 #endif
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "bv_kernels.h"
@@ -432,12 +433,109 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
     }
 }
 
+/* ---- float helpers (f16 LM head, attention, KV cache conversions) ---------
+ * Not bit-exact with ref.c: sums run in a different order (within the
+ * tolerance the model tests name). The f16 <-> f32 conversions are exact:
+ * vcvtph2ps / vcvtps2ph with round-to-nearest-even give the bits of ref.c's
+ * bit-manipulating converters for every non-NaN value. */
+BV_ALWAYS_INLINE __mmask16 tail_mask(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+static void avx512_f16_to_f32(const uint16_t *src, float *dst, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+    }
+}
+
+static void avx512_f32_to_f16(const float *src, uint16_t *dst, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, src + i),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_mask_storeu_epi16(dst + i, m, h);
+    }
+}
+
+/* y[r] = sum_k W[r][k] * x[k], W rows of `cols` halves; 4 rows share each
+ * x load (the head is 128256 rows: memory-bound, 2 bytes per weight). */
+static void avx512_f16_gemv(const uint16_t *w, int cols, const float *x, float *y, int r0,
+                            int r1) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const uint16_t *w0 = w + (size_t)r * cols;
+        const uint16_t *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int k = 0; k < cols; k += 16) {
+            const __mmask16 m = tail_mask(cols - k);
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+            a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w0 + k)), xv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w1 + k)), xv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w2 + k)), xv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w3 + k)), xv, a3);
+        }
+        y[r] = _mm512_reduce_add_ps(a0);
+        y[r + 1] = _mm512_reduce_add_ps(a1);
+        y[r + 2] = _mm512_reduce_add_ps(a2);
+        y[r + 3] = _mm512_reduce_add_ps(a3);
+    }
+    for (; r < r1; r++) {
+        const uint16_t *wr = w + (size_t)r * cols;
+        __m512 a = _mm512_setzero_ps();
+        for (int k = 0; k < cols; k += 16) {
+            const __mmask16 m = tail_mask(cols - k);
+            a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, wr + k)),
+                                _mm512_maskz_loadu_ps(m, x + k), a);
+        }
+        y[r] = _mm512_reduce_add_ps(a);
+    }
+}
+
+/* One head: s_t = scale * q.k_t, p = softmax(s), out = sum_t p_t v_t (same
+ * contract as ref_attn_head; scores holds n_pos floats). */
+static void avx512_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
+                             int kv_stride, int hd, float scale, float *scores, float *out) {
+    float max = -INFINITY;
+    for (int t = 0; t < n_pos; t++) {
+        const uint16_t *kt = k + (size_t)t * kv_stride;
+        __m512 a = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = tail_mask(hd - d);
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d),
+                                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kt + d)), a);
+        }
+        scores[t] = _mm512_reduce_add_ps(a) * scale;
+        if (scores[t] > max) max = scores[t];
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_pos; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    const float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d += 16) {
+        const __mmask16 m = tail_mask(hd - d);
+        __m512 a = _mm512_setzero_ps();
+        for (int t = 0; t < n_pos; t++) {
+            const __m512 vt =
+                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, v + (size_t)t * kv_stride + d));
+            a = _mm512_fmadd_ps(_mm512_set1_ps(scores[t] * inv), vt, a);
+        }
+        _mm512_mask_storeu_ps(out + d, m, a);
+    }
+}
+
 const bv_kernels bv_kernels_avx512 = {
     .name = "avx512",
     .ternary_gemv = avx512_ternary_gemv,
     .ternary_gemm = avx512_ternary_gemm,
     .int8_gemv = avx512_int8_gemv,
     .int4_gemv = avx512_int4_gemv,
+    .f16_gemv = avx512_f16_gemv,
+    .attn_head = avx512_attn_head,
+    .f16_to_f32 = avx512_f16_to_f32,
+    .f32_to_f16 = avx512_f32_to_f16,
 };
 
 #endif /* x86-64 */
