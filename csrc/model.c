@@ -60,6 +60,9 @@ static void *xcalloc(size_t n, size_t size, int *ok) {
 }
 
 /* ---- LM head quantization (unembed_quant) ------------------------------- */
+
+/* nearbyintf without the libm call (|v| < 2^22): add and remove 1.5 * 2^23 */
+static inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
 typedef struct { bv_model *m; } head_job;
 
 static void quantize_head_rows(void *ctx, int task, int n_tasks) {
@@ -71,17 +74,17 @@ static void quantize_head_rows(void *ctx, int task, int n_tasks) {
     for (int r = r0; r < r1; r++) {
         bv_kern.f16_to_f32(m->w.head + (size_t)r * dim, row, dim);
         float amax = 0.0f;
-        for (int k = 0; k < dim; k++) amax = fmaxf(amax, fabsf(row[k]));
+        for (int k = 0; k < dim; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
         float qmax = m->w.head_quant == BV_HEAD_INT8 ? 127.0f : 7.0f;
         float scale = amax > 0 ? amax / qmax : 1.0f;
         m->w.head_q_scale[r] = scale;
         if (m->w.head_quant == BV_HEAD_INT8) {
             int8_t *q = (int8_t *)m->w.head_q + (size_t)r * nb * BV_QK;
-            for (int k = 0; k < dim; k++) q[k] = (int8_t)nearbyintf(row[k] / scale);
+            for (int k = 0; k < dim; k++) q[k] = (int8_t)round_even(row[k] / scale);
         } else {
             uint8_t *q = (uint8_t *)m->w.head_q + (size_t)r * nb * BV_I4_GROUP_BYTES;
             for (int k = 0; k < nb * BV_QK; k++) {
-                int v = k < dim ? (int)nearbyintf(row[k] / scale) : 0;
+                int v = k < dim ? (int)round_even(row[k] / scale) : 0;
                 int g = k / BV_QK, j = k % BV_QK;
                 uint8_t code = (uint8_t)(v + 8);
                 uint8_t *byte = q + (size_t)g * BV_I4_GROUP_BYTES + (j & 63);
