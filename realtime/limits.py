@@ -38,9 +38,10 @@ MAX_TURN_AUDIO_S: Final = 60.0
 AUDIO_FRAME_MS: Final = 40  # reply audio is sent in frames of this length
 AUDIO_FRAME_SAMPLES: Final = OUTPUT_RATE * AUDIO_FRAME_MS // 1000
 PLAYBACK_LEAD_MS: Final = 250  # how far ahead of real time the pacer may send
-# Frames buffered between TTS and the pacer: while paused, TTS (and then the LLM) stop once
-# this is full ("pause stops generation once a small buffer is full").
-AUDIO_QUEUE_FRAMES: Final = 50  # 2 s
+# TTS chunks (at most engine.tts.limits.MAX_CHUNK_SAMPLES = 200 ms each) buffered between TTS
+# and the pacer: while paused, TTS (and then the LLM) stop once this is full ("pause stops
+# generation once a small buffer is full").
+AUDIO_QUEUE_CHUNKS: Final = 10  # <= 2 s
 SENTENCE_QUEUE: Final = 4  # sentences waiting for TTS
 TOKEN_QUEUE: Final = 64  # LLM text deltas waiting for the chunker
 MIN_SEGMENT_CHARS: Final = 12  # a sentence shorter than this is joined with the next
@@ -58,3 +59,14 @@ CLOSE_TIMEOUT_S: Final = 2.0  # websockets close handshake
 PING_INTERVAL_S: Final = 20.0  # websockets keepalive
 MAX_CONTROL_BACKLOG: Final = 256  # queued outgoing control messages before a slow client is cut
 STATIC_MAX_BYTES: Final = 8 * 1024 * 1024  # largest static file served
+TRACE_MAX_EVENTS: Final = 4096  # per-conversation trace (ServerConfig.trace) keeps the newest
+
+# --- partial transcripts -----------------------------------------------------------------------
+# A partial decode holds Whisper (one decode at a time, not interruptible), so a final transcript
+# that arrives meanwhile waits behind it. A partial therefore starts only when the estimated
+# decode time, times PARTIAL_SAFETY, fits in the silence the VAD still needs before it can end
+# the turn; and partials take at most PARTIAL_MAX_DUTY of the STT engine's time.
+PARTIAL_SAFETY: Final = 1.5
+PARTIAL_MAX_DUTY: Final = 0.5
+DECODE_EMA_ALPHA: Final = 0.3  # weight of the newest decode time in the running estimate
+STT_WARMUP_S: Final = 1.0  # silence decoded once at start: warms Whisper, seeds the estimate

@@ -167,7 +167,7 @@ class SessionState(_Part, frozen=True):
     output_audio_format: str = "pcm16le/24000/mono"
     model: str = ""
     started: bool = False
-    notice: str | None = None  # e.g. "demo model: replies are not language"
+    notice: str | None = None  # e.g. the demo model says its replies have no meaning
 
 
 class ErrorInfo(_Part, frozen=True):
@@ -205,7 +205,9 @@ class TurnMetrics(_Part, frozen=True):
 
     stt_final_ms: float | None = None
     first_token_ms: float | None = None
-    first_audio_ms: float | None = None
+    first_sentence_ms: float | None = None  # the first sentence went to TTS
+    tts_first_chunk_ms: float | None = None  # TTS produced the first chunk of audio
+    first_audio_ms: float | None = None  # the first reply audio frame was sent
     total_ms: float | None = None
     stt_audio_ms: float | None = None  # length of the user audio that was transcribed
     prompt_tokens: int | None = None

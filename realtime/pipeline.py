@@ -20,12 +20,13 @@ the group; the history then keeps only the words the user heard.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -36,6 +37,7 @@ from engine.llm.events import ChatDoneEvent, ChatTokenEvent
 from engine.tts import StreamingStretcher
 from realtime import limits
 from realtime import messages as m
+from realtime.partials import DecodeTimer, PartialGate
 from realtime.protocol import (
     ApplyPause,
     ApplySession,
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from engine.stt.streaming import StreamingTranscriber
     from engine.tts import TTS, TTSSession
 
-__all__ = ["Conversation", "Engines", "SentenceChunker", "Transport"]
+__all__ = ["Conversation", "Engines", "SentenceChunker", "TraceEvent", "Transport"]
 
 log = logging.getLogger("bitvoice.realtime")
 
@@ -120,9 +122,25 @@ class Engines:
     model_id: str
     notice: str | None = None
     default_voice: str | None = None
+    # Whisper decode time, measured once at start and then by every unqueued decode; it
+    # schedules partial transcripts (realtime.partials). Shared: one STT engine for all.
+    decode_timer: DecodeTimer = field(default_factory=DecodeTimer)
 
 
-_CLOSE = object()  # writer sentinel
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One entry of a conversation's trace (`Conversation(trace=True)`).
+
+    `what` is `queued:<tag>` when the core emitted a JSON message, `sent:<tag>` when the writer
+    handed it to the socket, and `sent:audio` for a reply audio frame (`turn`, `offset` and
+    `samples` from its header). `at` is the conversation clock (monotonic seconds).
+    """
+
+    at: float
+    what: str
+    turn: int | None = None
+    offset: int | None = None
+    samples: int | None = None
 
 
 class Conversation:
@@ -142,6 +160,7 @@ class Conversation:
         idle_timeout_s: float = limits.DEFAULT_IDLE_TIMEOUT_S,
         max_session_s: float = limits.DEFAULT_MAX_SESSION_S,
         clock: Callable[[], float] = time.monotonic,
+        trace: bool = False,
     ) -> None:
         self.engines = engines
         self._transport = transport
@@ -155,7 +174,13 @@ class Conversation:
         self.core = RealtimeProtocol(
             defaults, now=clock(), idle_timeout_s=idle_timeout_s, max_session_s=max_session_s
         )
-        self._out: asyncio.Queue[Any] = asyncio.Queue()
+        # (payload, label): label is the message tag, "audio", or None for the close sentinel
+        self._out: asyncio.Queue[tuple[Any, str | None]] = asyncio.Queue()
+        self.trace: collections.deque[TraceEvent] | None = (
+            collections.deque(maxlen=limits.TRACE_MAX_EVENTS) if trace else None
+        )
+        self._gate = PartialGate(engines.decode_timer)
+        self._llm_committed: int | None = None  # the last turn whose LLM stage ran
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_task: asyncio.Task[None] | None = None
         self._partial_task: asyncio.Task[None] | None = None
@@ -209,6 +234,15 @@ class Conversation:
         return self._turn_task
 
     @property
+    def session_id(self) -> str:
+        return self.core.session.id
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """The conversation's committed LLM history, (role, content) pairs (a copy)."""
+        return self._chat.messages if self._chat is not None else []
+
+    @property
     def busy(self) -> bool:
         """True while a turn runs (the server's drain waits for it)."""
         return self._turn_task is not None and not self._turn_task.done()
@@ -227,9 +261,13 @@ class Conversation:
         """Carry out the core's outputs, in order, without waiting (see module docstring)."""
         for o in outputs:
             if isinstance(o, Send):
-                self._out.put_nowait(m.encode(o.message).decode())
+                tag = o.message.__struct_config__.tag
+                assert isinstance(tag, str)
+                self._out.put_nowait((m.encode(o.message).decode(), tag))
+                if self.trace is not None:
+                    self.trace.append(TraceEvent(self._clock(), f"queued:{tag}"))
             elif isinstance(o, SendAudio):
-                self._out.put_nowait(o.frame)
+                self._out.put_nowait((o.frame, "audio"))
             elif isinstance(o, StartResponse):
                 prev = self._turn_task
                 self._turn_task = asyncio.ensure_future(self._run_turn(o, prev))
@@ -249,22 +287,34 @@ class Conversation:
                 self._feed_stream(o)
             elif isinstance(o, EndStream):
                 self._stream_item = None
+                self._gate.reset()
                 if self._stream is not None:
                     self._stream.reset()
             elif isinstance(o, CloseConnection):
-                self._out.put_nowait((_CLOSE, o.code, o.reason))
-        if self._out.qsize() > limits.MAX_CONTROL_BACKLOG + limits.AUDIO_QUEUE_FRAMES:
+                self._out.put_nowait(((o.code, o.reason), None))
+        if self._out.qsize() > limits.MAX_CONTROL_BACKLOG + limits.AUDIO_QUEUE_CHUNKS:
             # a client that does not read: cut it rather than buffer without bound
-            self._out.put_nowait((_CLOSE, 1008, "client is not reading"))
+            self._out.put_nowait(((1008, "client is not reading"), None))
 
     async def _writer(self) -> None:
         while True:
-            item = await self._out.get()
-            if isinstance(item, tuple) and item and item[0] is _CLOSE:
+            payload, label = await self._out.get()
+            if label is None:  # close: payload is (code, reason)
+                code, reason = payload
                 self.closed.set()
-                await self._transport.close(item[1], item[2])
+                await self._transport.close(code, reason)
                 return
-            await self._transport.send(item)
+            await self._transport.send(payload)
+            if self.trace is not None:
+                self.trace.append(self._sent_event(payload, label))
+
+    def _sent_event(self, payload: str | bytes, label: str) -> TraceEvent:
+        now = self._clock()
+        if label != "audio":
+            return TraceEvent(now, f"sent:{label}")
+        assert isinstance(payload, bytes)
+        frame = m.unpack_audio_frame(payload)
+        return TraceEvent(now, "sent:audio", frame.turn, frame.offset, len(frame.pcm) // 2)
 
     async def _ticker(self) -> None:
         while True:
@@ -284,17 +334,27 @@ class Conversation:
             stream.feed(o.audio)
         except BitvoiceError:
             return  # a turn over the streaming cap: partials stop, the final still runs
-        if (self._partial_task is None or self._partial_task.done()) and stream.partial_due():
+        if (
+            (self._partial_task is None or self._partial_task.done())
+            and stream.partial_due()
+            and self._gate.allow(self._clock(), o.until_stop_ms / 1000.0)
+        ):
+            self._gate.started(self._clock())
             self._partial_task = asyncio.ensure_future(self._partial(o.item_id))
 
     async def _partial(self, item_id: str) -> None:
+        """One partial decode (the gate let it start: it should end before the turn can)."""
         assert self._stream is not None
+        decode_s: float | None = None
         try:
             update = await self._stream.maybe_partial()
+            if update is not None:
+                decode_s = update.decode_seconds
+                self._emit(self.core.transcript_partial(item_id, update.text.strip()))
         except BitvoiceError:
             return
-        if update is not None:
-            self._emit(self.core.transcript_partial(item_id, update.text.strip()))
+        finally:
+            self._gate.finished(self._clock(), decode_s)
 
     # ---- a turn ------------------------------------------------------------------------------
 
@@ -341,7 +401,11 @@ class Conversation:
         if start.audio is not None:
             assert self._stt is not None
             language = start.session.language
+            idle = not self.engines.stt.busy
+            t_stt = time.perf_counter()
             text = (await self._stt.transcribe(start.audio, language=language)).strip()
+            if idle:  # nothing queued ahead of it: its wall time is the decode time
+                self.engines.decode_timer.observe(time.perf_counter() - t_stt)
             secs = len(start.audio) / limits.INPUT_BYTES_PER_SECOND
             self._emit(self.core.transcript_final(turn, text, secs, self._clock()))
         if not text:
@@ -349,11 +413,11 @@ class Conversation:
         await self._prepare(start.session)
         tokens: asyncio.Queue[str | None] = asyncio.Queue(limits.TOKEN_QUEUE)
         sentences: asyncio.Queue[str | None] = asyncio.Queue(limits.SENTENCE_QUEUE)
-        audio: asyncio.Queue[str | bytes | None] = asyncio.Queue(limits.AUDIO_QUEUE_FRAMES)
+        audio: asyncio.Queue[str | bytes | None] = asyncio.Queue(limits.AUDIO_QUEUE_CHUNKS)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._llm_stage(turn, text, start.session.sampling, tokens))
             tg.create_task(self._chunk_stage(tokens, sentences))
-            tg.create_task(self._tts_stage(sentences, audio))
+            tg.create_task(self._tts_stage(turn, sentences, audio))
             tg.create_task(self._pace_stage(turn, audio))
         return False
 
@@ -390,6 +454,8 @@ class Conversation:
         chat = self._chat
         if r is None or r.turn != turn or r.cancel_reason is None or chat is None:
             return
+        if self._llm_committed != turn:
+            return  # cancelled before its LLM ran: the last assistant message is not this turn's
         heard = self.core.heard_text(turn, self._clock()) or ""
         try:
             if chat.state != "idle":
@@ -416,6 +482,7 @@ class Conversation:
             top_p=sampling.top_p,
             max_tokens=sampling.max_output_tokens,
         )
+        self._llm_committed = turn  # the stream commits (even when cancelled) once it closes
         try:
             async for event in stream:
                 if isinstance(event, ChatTokenEvent):
@@ -439,15 +506,17 @@ class Conversation:
         await out.put(None)
 
     async def _tts_stage(
-        self, inp: asyncio.Queue[str | None], out: asyncio.Queue[str | bytes | None]
+        self, turn: int, inp: asyncio.Queue[str | None], out: asyncio.Queue[str | bytes | None]
     ) -> None:
         tts = self._tts
         assert tts is not None
         while (sentence := await inp.get()) is not None:
             if not any(ch.isalnum() for ch in sentence):
                 continue  # punctuation only: nothing to say
+            self.core.stage_mark(turn, "sentence", self._clock())
             await out.put(sentence)  # marks where the segment's audio starts
             async for chunk in tts.synthesize(sentence):
+                self.core.stage_mark(turn, "tts_chunk", self._clock())
                 await out.put(chunk)
         await out.put(None)
 

@@ -9,7 +9,9 @@ Every input returns a list of outputs for the glue to carry out, in order:
 - `StartResponse(...)`: start a turn (STT if it has audio, then LLM, TTS, pacing).
 - `CancelResponse(turn, reason)`: cancel that turn's task group now.
 - `ApplySpeed`, `ApplyPause`, `ApplySession`: forward a control to the running pipeline.
-- `StreamAudio(item_id, audio)` / `EndStream()`: feed / reset the partial transcriber.
+- `StreamAudio(item_id, audio, until_stop_ms)` / `EndStream()`: feed / reset the partial
+  transcriber; `until_stop_ms` is the least audio before the VAD can end the turn, so the glue
+  never starts a partial decode that the final transcript would have to wait behind.
 - `CloseConnection(code, reason)`: close the WebSocket.
 
 Guarantees the core enforces (so the glue cannot get them wrong):
@@ -104,6 +106,7 @@ class ApplySession:
 class StreamAudio:
     item_id: str
     audio: bytes
+    until_stop_ms: int = 0  # 0: the turn may end now (no partial should start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,8 @@ class _Response:
     t0: float  # end of user speech (or the request), the metrics' zero
     t_stt: float | None = None
     t_first_token: float | None = None
+    t_first_sentence: float | None = None
+    t_tts_first_chunk: float | None = None
     t_first_audio: float | None = None
     stt_audio_s: float | None = None
     text: list[str] = field(default_factory=list)
@@ -379,13 +384,13 @@ class RealtimeProtocol:
                     )
                 )
                 if self.session.partial_transcripts:
-                    out.append(StreamAudio(self._item_id, ev.audio))
+                    out.append(StreamAudio(self._item_id, ev.audio, self._until_stop_ms()))
             elif isinstance(ev, SpeechAudio):
                 if self._item_id is None:
                     continue
                 self._input += ev.audio
                 if self.session.partial_transcripts:
-                    out.append(StreamAudio(self._item_id, ev.audio))
+                    out.append(StreamAudio(self._item_id, ev.audio, self._until_stop_ms()))
                 if len(self._input) >= limits.MAX_TURN_AUDIO_S * limits.INPUT_BYTES_PER_SECOND:
                     # a turn that never pauses is cut here and answered
                     self._vad.reset()
@@ -393,6 +398,10 @@ class RealtimeProtocol:
             elif isinstance(ev, SpeechStopped):
                 out += self._speech_stopped(ev.end_ms, now)
         return out
+
+    def _until_stop_ms(self) -> int:
+        until = self._vad.until_stop_ms if self._vad is not None else None
+        return 0 if until is None else until
 
     def _speech_stopped(self, end_ms: int, now: float) -> list[Output]:
         if self._item_id is None:
@@ -601,6 +610,17 @@ class RealtimeProtocol:
         r.text.append(delta)
         return [self._send(m.ResponseOutputTextDelta(response_id=r.id, delta=delta))]
 
+    def stage_mark(self, turn: int, stage: str, now: float) -> None:
+        """Record the first time `stage` ("sentence" or "tts_chunk") happened in `turn`, for
+        the turn's metrics. Ignored for a turn that is not current."""
+        r = self.response
+        if r is None or r.turn != turn:
+            return
+        if stage == "sentence" and r.t_first_sentence is None:
+            r.t_first_sentence = now
+        elif stage == "tts_chunk" and r.t_tts_first_chunk is None:
+            r.t_tts_first_chunk = now
+
     def segment_started(self, turn: int, text: str) -> list[Output]:
         """The pacer is about to send the first frame of a TTS segment with this text."""
         if not self.is_current(turn):
@@ -671,6 +691,8 @@ class RealtimeProtocol:
         metrics = m.TurnMetrics(
             stt_final_ms=ms(r.t_stt),
             first_token_ms=ms(r.t_first_token),
+            first_sentence_ms=ms(r.t_first_sentence),
+            tts_first_chunk_ms=ms(r.t_tts_first_chunk),
             first_audio_ms=ms(r.t_first_audio),
             total_ms=ms(now),
             stt_audio_ms=None if r.stt_audio_s is None else round(r.stt_audio_s * 1000.0, 1),

@@ -46,7 +46,10 @@ __all__ = ["RealtimeServer", "ServerConfig", "load_engines", "main", "resolve_ll
 log = logging.getLogger("bitvoice.realtime")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-DEMO_NOTICE = "demo model: its weights are random, so its replies are not language"
+DEMO_NOTICE = (
+    "demo model: a tiny seeded model that strings words together without meaning; "
+    "import or pull a real model for real answers (bitvoice pull / bitvoice import)"
+)
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 
@@ -77,6 +80,7 @@ class ServerConfig:
     allow_origins: tuple[str, ...] = ()
     web_dir: Path = field(default_factory=lambda: WEB_DIR)
     llm_threads: int = 0
+    trace: bool = False  # keep a per-conversation send trace (tests, benchmarks)
 
     def check(self) -> None:
         """Raises `InvalidRequestError` for unsafe or impossible settings."""
@@ -90,7 +94,7 @@ class ServerConfig:
 
 def resolve_llm_model(requested: str | None) -> tuple[str, str | None]:
     """(store ID, notice): the requested model, else the largest model bundle in the store,
-    else the seeded demo bundle (built on first use) with a notice that it is not language."""
+    else the seeded demo bundle (built on first use) with a notice that its replies have no meaning."""
     from engine.llm import store, tiny
 
     if requested:
@@ -131,9 +135,21 @@ async def load_engines(config: ServerConfig) -> Engines:
         raise
     if notice:
         log.warning("%s (%s)", notice, model_id)
-    return Engines(
+    engines = Engines(
         llm=llm, stt=stt, tts=tts, model_id=model_id, notice=notice, default_voice=config.voice
     )
+    await warm_up_stt(engines)
+    return engines
+
+
+async def warm_up_stt(engines: Engines) -> None:
+    """Decode a short silence once: the first real turn then does not pay Whisper's first-call
+    cost, and the measured time seeds the decode estimate that schedules partial transcripts."""
+    loop = asyncio.get_running_loop()
+    async with engines.stt.open_session() as session:
+        t0 = loop.time()
+        await session.transcribe(bytes(int(limits.INPUT_BYTES_PER_SECOND * limits.STT_WARMUP_S)))
+        engines.decode_timer.observe(loop.time() - t0)
 
 
 class _WsTransport:
@@ -164,6 +180,16 @@ class RealtimeServer:
         self._shutdown = asyncio.Event()
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server (and its engines) run on; `start()` must have run."""
+        assert self._loop is not None
+        return self._loop
+
+    def find_conversation(self, session_id: str) -> Conversation | None:
+        """The open conversation with this session id (from `session.created`), if any."""
+        return next((c for c in self.conversations if c.session_id == session_id), None)
+
+    @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
         assert self._server is not None
@@ -191,6 +217,12 @@ class RealtimeServer:
         """Wait for `request_shutdown()`, then drain: refuse new conversations, let running
         turns finish (up to DRAIN_TIMEOUT_S), close every connection (1001), stop engines."""
         await self._shutdown.wait()
+        await self.drain()
+
+    async def drain(self, *, stop_engines: bool = True) -> None:
+        """Refuse new conversations, let running turns finish (up to DRAIN_TIMEOUT_S), close
+        every connection (1001) and the listener, then stop the engines (unless told not to:
+        a second server sharing them)."""
         self.draining = True
         turns = [t for c in self.conversations if (t := c.turn_task) is not None and not t.done()]
         if turns:
@@ -198,9 +230,10 @@ class RealtimeServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for component in (self.engines.llm, self.engines.stt, self.engines.tts):
-            with contextlib.suppress(Exception):
-                await component.stop()
+        if stop_engines:
+            for component in (self.engines.llm, self.engines.stt, self.engines.tts):
+                with contextlib.suppress(Exception):
+                    await component.stop()
 
     def health(self) -> dict[str, Any]:
         e = self.engines
@@ -314,6 +347,7 @@ class RealtimeServer:
             f"sess_{uuid.uuid4().hex[:12]}",
             idle_timeout_s=self.config.idle_timeout_s,
             max_session_s=self.config.max_session_s,
+            trace=self.config.trace,
         )
         self.conversations.add(conv)
         try:

@@ -98,6 +98,14 @@ class VadSegmenter:
         """Audio processed so far, in ms."""
         return self._frames * self.config.frame_ms
 
+    @property
+    def until_stop_ms(self) -> int | None:
+        """While in speech: the least audio (ms) before `SpeechStopped` can come, i.e. the
+        silence still needed if the speaker stopped now. None when not in speech."""
+        if not self.in_speech:
+            return None
+        return max(0, (self._stop_frames - self._silent_run) * self.config.frame_ms)
+
     def feed(self, pcm: bytes) -> list[VadEvent]:
         """Run VAD over `pcm` (PCM16 LE mono 16 kHz) and return the events it caused."""
         if len(pcm) % 2:
