@@ -152,7 +152,8 @@ static void unpack_codes(const uint8_t *w, size_t rb, int r, int nrows, int kb0,
         }
         const uint8_t *src = w + (size_t)(r + i) * rb + (size_t)kb0 * BV_BLOCK_BYTES;
         for (int k = 0; k < nkb; k++) {
-            const __m256i b = _mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES));
+            const __m256i b =
+                _mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES));
             __m256i *d = (__m256i *)(dst + (size_t)k * BV_QK);
             _mm256_store_si256(d + 0, _mm256_and_si256(b, three));
             _mm256_store_si256(d + 1, _mm256_and_si256(_mm256_srli_epi16(b, 2), three));

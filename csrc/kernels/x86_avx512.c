@@ -52,6 +52,11 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* lanes [0, left) of 16 */
+BV_ALWAYS_INLINE __mmask16 tail_mask(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
 /* sum of n int8 values (n a multiple of 64) */
 static int32_t sum_i8(const int8_t *x, size_t n) {
     const __m512i ones = _mm512_set1_epi8(1);
@@ -117,7 +122,8 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
         }
         __m512i v[GEMV_ROWS];
         for (int i = 0; i < GEMV_ROWS; i++) v[i] = ternary_fix_scale(a[i], b[i]);
-        _mm256_storeu_si256((__m256i *)(y + r), _mm256_sub_epi32(reduce8(v), _mm256_set1_epi32(sx)));
+        const __m256i s = _mm256_sub_epi32(reduce8(v), _mm256_set1_epi32(sx));
+        _mm256_storeu_si256((__m256i *)(y + r), s);
     }
     for (; r < r1; r++) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -338,10 +344,10 @@ static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n
                     int32_t *y = Y + (size_t)(t0 + t) * ldy + r;
                     const __m512i bias = _mm512_set1_epi32(-sx[t0 + t]);
                     for (int h = 0; h * 16 < nr; h++) {
-                        const int left = nr - h * 16;
-                        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                        const __mmask16 m = tail_mask(nr - h * 16);
+                        const __m512i prev = first ? bias : _mm512_maskz_loadu_epi32(m, y + h * 16);
                         __m512i v = _mm512_load_si512((const void *)(acc + (t * 2 + h) * 16));
-                        v = _mm512_add_epi32(v, first ? bias : _mm512_maskz_loadu_epi32(m, y + h * 16));
+                        v = _mm512_add_epi32(v, prev);
                         _mm512_mask_storeu_epi32(y + h * 16, m, v);
                     }
                 }
@@ -378,7 +384,8 @@ static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *
             }
         }
         __m512i v[GEMV_ROWS];
-        for (int i = 0; i < GEMV_ROWS; i++) v[i] = _mm512_sub_epi32(a[i], _mm512_slli_epi32(s[i], 7));
+        for (int i = 0; i < GEMV_ROWS; i++)
+            v[i] = _mm512_sub_epi32(a[i], _mm512_slli_epi32(s[i], 7));
         _mm256_storeu_si256((__m256i *)(y + r), reduce8(v));
     }
     for (; r < r1; r++) {
@@ -417,16 +424,19 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
                 _mm_prefetch((const char *)(p + 2 * PREFETCH_AHEAD), _MM_HINT_T0);
                 const __m512i qv = _mm512_loadu_si512((const void *)p);
                 a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(qv, lo4), x0);
-                a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(_mm512_srli_epi16(qv, 4), lo4), x1);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qv, 4), lo4);
+                a[i] = _mm512_dpbusd_epi32(a[i], hi, x1);
             }
         }
-        _mm256_storeu_si256((__m256i *)(y + r), _mm256_sub_epi32(reduce8(a), _mm256_set1_epi32(sx8)));
+        const __m256i s = _mm256_sub_epi32(reduce8(a), _mm256_set1_epi32(sx8));
+        _mm256_storeu_si256((__m256i *)(y + r), s);
     }
     for (; r < r1; r++) {
         const uint8_t *qr = q + (size_t)r * rb;
         __m512i a = _mm512_setzero_si512();
         for (int g = 0; g < nb; g++) {
-            const __m512i qv = _mm512_loadu_si512((const void *)(qr + (size_t)g * BV_I4_GROUP_BYTES));
+            const __m512i qv =
+                _mm512_loadu_si512((const void *)(qr + (size_t)g * BV_I4_GROUP_BYTES));
             a = _mm512_dpbusd_epi32(a, _mm512_and_si512(qv, lo4),
                                     _mm512_loadu_si512((const void *)(x + (size_t)g * BV_QK)));
             a = _mm512_dpbusd_epi32(a, _mm512_and_si512(_mm512_srli_epi16(qv, 4), lo4),
@@ -441,10 +451,6 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
  * tolerance the model tests name). The f16 <-> f32 conversions are exact:
  * vcvtph2ps / vcvtps2ph with round-to-nearest-even give the bits of ref.c's
  * bit-manipulating converters for every non-NaN value. */
-BV_ALWAYS_INLINE __mmask16 tail_mask(int left) {
-    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-}
-
 static void avx512_f16_to_f32(const uint16_t *src, float *dst, int n) {
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = tail_mask(n - i);
