@@ -53,6 +53,8 @@ static int pick(const bv_kernels *table) {
     if (!bv_kern.attn_head) bv_kern.attn_head = bv_kernels_ref.attn_head;
     if (!bv_kern.f16_to_f32) bv_kern.f16_to_f32 = bv_kernels_ref.f16_to_f32;
     if (!bv_kern.f32_to_f16) bv_kern.f32_to_f16 = bv_kernels_ref.f32_to_f16;
+    if (!bv_kern.t1_gemv) bv_kern.t1_gemv = bv_kernels_ref.t1_gemv;
+    if (!bv_kern.t1_gemm) bv_kern.t1_gemm = bv_kernels_ref.t1_gemm;
     return 0;
 }
 

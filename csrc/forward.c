@@ -69,7 +69,12 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
-        if (r0 < r1) {
+        if (r0 < r1 && w->t1) {
+            if (j->n == 1)
+                bv_kern.t1_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
+            else
+                bv_kern.t1_gemm(w->data, w->nb, j->X, j->n, j->Y + base, j->ldy, r0, r1);
+        } else if (r0 < r1) {
             if (j->n == 1)
                 bv_kern.ternary_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
             else
@@ -116,9 +121,10 @@ static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, 
     }
 }
 
-/* Quantize n rows of `x` (row width `width`, stride ld) into s->xq / s->xs. */
-static void quantize_rows(bv_state *s, const float *x, int ld, int width, int n) {
-    int npad = bv_pad_cols(width);
+/* Quantize n rows of `x` (row width `width`, stride ld) into s->xq / s->xs,
+ * padded for the layout of the matrices that read them. */
+static void quantize_rows(const bv_model *m, bv_state *s, const float *x, int ld, int width, int n) {
+    int npad = m->t1 ? bv_t1_pad_cols(width) : bv_pad_cols(width);
     for (int t = 0; t < n; t++) s->xs[t] = act_quant(x + (size_t)t * ld, width, npad, s->xq + (size_t)t * npad);
 }
 
@@ -230,7 +236,7 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
 
         /* h = rmsnorm(x, attn_norm); q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T */
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->attn_norm, dim, c->eps);
-        quantize_rows(s, s->xb, dim, dim, n);
+        quantize_rows(m, s, s->xb, dim, dim, n);
         const bv_ternary *qkv[3] = {&L->lin[BV_Q], &L->lin[BV_K], &L->lin[BV_V]};
         matmul(m, qkv, 3, s->xq, n, s->acc, ld_acc);
         dequant(s, n, ld_acc, 0, &L->lin[BV_Q], s->q, dim);
@@ -257,7 +263,7 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
         for (int t = 0; t < n; t++)
             rmsnorm(s->xb + (size_t)t * dim, s->xb2 + (size_t)t * dim, L->attn_sub_norm, dim, c->eps);
-        quantize_rows(s, s->xb, dim, dim, n);
+        quantize_rows(m, s, s->xb, dim, dim, n);
         const bv_ternary *o[1] = {&L->lin[BV_O]};
         matmul(m, o, 1, s->xq, n, s->acc, ld_acc);
         dequant(s, n, ld_acc, 0, &L->lin[BV_O], s->xb2, dim);
@@ -266,7 +272,7 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
 
         /* h = rmsnorm(x, ffn_norm); g, u = h @ Wg.T, h @ Wu.T */
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->ffn_norm, dim, c->eps);
-        quantize_rows(s, s->xb, dim, dim, n);
+        quantize_rows(m, s, s->xb, dim, dim, n);
         const bv_ternary *gu[2] = {&L->lin[BV_GATE], &L->lin[BV_UP]};
         matmul(m, gu, 2, s->xq, n, s->acc, ld_acc);
         dequant(s, n, ld_acc, 0, &L->lin[BV_GATE], s->hb, ffn);
@@ -281,7 +287,7 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         }
         for (int t = 0; t < n; t++)
             rmsnorm(s->xb + (size_t)t * ffn, s->hb + (size_t)t * ffn, L->ffn_sub_norm, ffn, c->eps);
-        quantize_rows(s, s->xb, ffn, ffn, n);
+        quantize_rows(m, s, s->xb, ffn, ffn, n);
         const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
         matmul(m, d, 1, s->xq, n, s->acc, ld_acc);
         dequant(s, n, ld_acc, 0, &L->lin[BV_DOWN], s->xb2, dim);

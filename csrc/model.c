@@ -95,7 +95,62 @@ static void quantize_head_rows(void *ctx, int task, int n_tasks) {
     free(row);
 }
 
-bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, char err[BV_ERR_LEN]) {
+/* ---- T1 repacking (bv_format.h) ------------------------------------------ */
+typedef struct { bv_ternary *w; } repack_job;
+
+static void repack_t1_rows(void *ctx, int task, int n_tasks) {
+    bv_ternary *w = ((repack_job *)ctx)->w;
+    int r0 = (int)((long)w->rows * task / n_tasks), r1 = (int)((long)w->rows * (task + 1) / n_tasks);
+    int nb = bv_blocks(w->cols), nb1 = bv_t1_blocks(w->cols);
+    uint8_t codes[BV_T1_QK];
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *src = w->data + (size_t)r * nb * BV_BLOCK_BYTES;
+        uint8_t *dst = w->owned + (size_t)r * nb1 * BV_T1_BLOCK_BYTES;
+        for (int b1 = 0; b1 < nb1; b1++) {
+            for (int k = 0; k < BV_T1_QK; k++) {
+                int col = b1 * BV_T1_QK + k;
+                codes[k] = 1; /* padding: weight 0 */
+                if (col < w->cols) {
+                    const uint8_t *blk = src + (size_t)(col / BV_QK) * BV_BLOCK_BYTES;
+                    int j = col % BV_QK;
+                    codes[k] = (blk[j % 32] >> (2 * (j / 32))) & 3;
+                }
+            }
+            for (int j = 0; j < BV_T1_BLOCK_BYTES; j++) {
+                int v = 0;
+                for (int i = 0; i < 5; i++) v = v * 3 + codes[j + BV_T1_BLOCK_BYTES * i];
+                dst[b1 * BV_T1_BLOCK_BYTES + j] = (uint8_t)((v * 256 + 242) / 243); /* ceil(v*256/243) */
+            }
+        }
+    }
+}
+
+/* drop the file pages of [p, p + n) from this process (they are re-read if touched) */
+static void drop_pages(const void *p, size_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1), hi = ((uintptr_t)p + n) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static int repack_model_t1(bv_model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int j = 0; j < BV_N_LINEARS; j++) {
+            bv_ternary *w = &m->w.layers[l].lin[j];
+            size_t bytes = (size_t)w->rows * bv_t1_blocks(w->cols) * BV_T1_BLOCK_BYTES;
+            if (posix_memalign((void **)&w->owned, 64, bytes) != 0) { w->owned = NULL; return BV_ERR_NOMEM; }
+            repack_job job = {w};
+            bv_pool_run(m->pool, repack_t1_rows, &job, bv_pool_threads(m->pool));
+            drop_pages(w->data, (size_t)w->rows * w->nb * BV_BLOCK_BYTES);
+            w->data = w->owned;
+            w->nb = bv_t1_blocks(w->cols);
+            w->t1 = 1;
+        }
+    m->t1 = 1;
+    return BV_OK;
+}
+
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout,
+                        char err[BV_ERR_LEN]) {
     int rc = BV_OK, fd = -1, ok = 1;
     bv_model *m = calloc(1, sizeof *m);
     if (!m) { snprintf(err, BV_ERR_LEN, "out of memory"); return NULL; }
@@ -199,7 +254,9 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
     s->x = xcalloc((size_t)B * c->dim, 4, &ok);
     s->xb = xcalloc((size_t)B * wide, 4, &ok);
     s->xb2 = xcalloc((size_t)B * c->dim, 4, &ok);
-    s->xq = xcalloc((size_t)B * bv_pad_cols(wide), 1, &ok);
+    /* activations are padded for the 2-bit (128) or T1 (320) layout */
+    int pad_wide = bv_t1_pad_cols(wide) > bv_pad_cols(wide) ? bv_t1_pad_cols(wide) : bv_pad_cols(wide);
+    s->xq = xcalloc((size_t)B * pad_wide, 1, &ok);
     s->xs = xcalloc(B, 4, &ok);
     s->acc = xcalloc((size_t)B * (2 * c->ffn > c->dim ? 2 * c->ffn : c->dim), 4, &ok);
     s->q = xcalloc((size_t)B * c->dim, 4, &ok);
@@ -230,12 +287,14 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
         /* The f16 head pages were read once to quantize; drop them from this
          * process so they do not count against resident memory. Embedding
          * rows still fault back in (read-only file pages) as tokens use them. */
-        long page = sysconf(_SC_PAGESIZE);
-        uintptr_t lo = ((uintptr_t)m->w.head + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-        uintptr_t hi = ((uintptr_t)m->w.head + (size_t)c->vocab * c->dim * 2) & ~((uintptr_t)page - 1);
-        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        drop_pages(m->w.head, (size_t)c->vocab * c->dim * 2);
     } else if (head_quant != BV_HEAD_F16) {
         FAIL(BV_ERR_ARG, "unknown head quantization %d", head_quant);
+    }
+    if (layout == BV_LAYOUT_T1 || (layout == BV_LAYOUT_AUTO && bv_kern.prefer_t1)) {
+        if (repack_model_t1(m) != BV_OK) FAIL(BV_ERR_NOMEM, "out of memory repacking weights to T1");
+    } else if (layout != BV_LAYOUT_2BIT && layout != BV_LAYOUT_AUTO) {
+        FAIL(BV_ERR_ARG, "unknown ternary layout %d", layout);
     }
     close(fd);
     return m;
@@ -256,6 +315,8 @@ void bv_model_free(bv_model *m) {
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     if (m->w.layers) {
         bv_model_clear_lora(m);
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int j = 0; j < BV_N_LINEARS; j++) free(m->w.layers[l].lin[j].owned);
         free(m->w.layers);
     }
     if (m->map) munmap((void *)m->map, m->map_size);

@@ -70,10 +70,18 @@ static int model_ready(ModelObject *self) {
 }
 
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"path", "n_threads", "n_ctx", "unembed_quant", NULL};
-    const char *path, *quant = NULL;
+    static char *kwlist[] = {"path", "n_threads", "n_ctx", "unembed_quant", "ternary_layout", NULL};
+    const char *path, *quant = NULL, *layout_name = NULL;
     int n_threads = 0, n_ctx = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iiz", kwlist, &path, &n_threads, &n_ctx, &quant)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iizz", kwlist, &path, &n_threads, &n_ctx, &quant, &layout_name))
+        return -1;
+    int layout = BV_LAYOUT_AUTO;
+    if (layout_name && !strcmp(layout_name, "2bit")) layout = BV_LAYOUT_2BIT;
+    else if (layout_name && !strcmp(layout_name, "t1")) layout = BV_LAYOUT_T1;
+    else if (layout_name && strcmp(layout_name, "auto")) {
+        PyErr_SetString(PyExc_ValueError, "ternary_layout must be None, 'auto', '2bit' or 't1'");
+        return -1;
+    }
     int head = BV_HEAD_F16;
     if (quant && !strcmp(quant, "int8")) head = BV_HEAD_INT8;
     else if (quant && !strcmp(quant, "int4")) head = BV_HEAD_INT4;
@@ -89,7 +97,7 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     char err[BV_ERR_LEN] = {0};
     bv_model *m;
     Py_BEGIN_ALLOW_THREADS
-    m = bv_model_load(path, n_threads, n_ctx, head, err);
+    m = bv_model_load(path, n_threads, n_ctx, head, layout, err);
     Py_END_ALLOW_THREADS
     if (!m) { PyErr_SetString(BundleError, err[0] ? err : "cannot load model"); return -1; }
     self->m = m;
@@ -283,6 +291,11 @@ INT_GETTER(get_n_cached, self->m->s.n_cached)
 INT_GETTER(get_tokens_evaluated, self->m->tokens_evaluated)
 INT_GETTER(get_eval_calls, self->m->eval_calls)
 
+static PyObject *get_ternary_layout(ModelObject *self, void *c) {
+    if (!self->m) { PyErr_SetString(PyExc_RuntimeError, "model is closed"); return NULL; }
+    return PyUnicode_FromString(self->m->t1 ? "t1" : "2bit");
+}
+
 static PyGetSetDef Model_getset[] = {
     {"n_vocab", (getter)get_n_vocab, NULL, "vocabulary size", NULL},
     {"n_ctx", (getter)get_n_ctx, NULL, "KV cache length", NULL},
@@ -290,6 +303,7 @@ static PyGetSetDef Model_getset[] = {
     {"n_cached", (getter)get_n_cached, NULL, "tokens valid in the KV cache", NULL},
     {"tokens_evaluated", (getter)get_tokens_evaluated, NULL, "tokens run through forward since load", NULL},
     {"eval_calls", (getter)get_eval_calls, NULL, "eval() calls since load", NULL},
+    {"ternary_layout", (getter)get_ternary_layout, NULL, "in-memory ternary layout: '2bit' or 't1'", NULL},
     {NULL}};
 
 static PyMethodDef Model_methods[] = {
@@ -373,8 +387,11 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
         goto done;
     }
     size_t kpad = (size_t)nb * BV_QK, row_bytes;
-    int is_gemm = !strcmp(op, "ternary_gemm");
-    if (!strcmp(op, "ternary_gemv") || is_gemm) row_bytes = (size_t)nb * BV_BLOCK_BYTES;
+    int is_gemm = !strcmp(op, "ternary_gemm") || !strcmp(op, "t1_gemm");
+    int is_t1 = !strncmp(op, "t1_", 3);
+    if (is_t1) kpad = (size_t)nb * BV_T1_QK; /* nb counts T1 blocks for the t1 ops */
+    if (!strcmp(op, "ternary_gemv") || !strcmp(op, "ternary_gemm")) row_bytes = (size_t)nb * BV_BLOCK_BYTES;
+    else if (is_t1 && (!strcmp(op, "t1_gemv") || is_gemm)) row_bytes = (size_t)nb * BV_T1_BLOCK_BYTES;
     else if (!strcmp(op, "int8_gemv")) row_bytes = kpad;
     else if (!strcmp(op, "int4_gemv")) row_bytes = (size_t)nb * BV_I4_GROUP_BYTES;
     else { PyErr_Format(PyExc_ValueError, "unknown op %s", op); goto done; }
@@ -388,7 +405,9 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     int32_t *y = (int32_t *)PyBytes_AS_STRING(result);
     memset(y, 0, sizeof(int32_t) * (size_t)out_rows * rows);
     Py_BEGIN_ALLOW_THREADS
-    if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
+    if (is_t1 && is_gemm) (k->t1_gemm ? k->t1_gemm : bv_kernels_ref.t1_gemm)(w.buf, nb, x.buf, n, y, rows, r0, r1);
+    else if (is_t1) (k->t1_gemv ? k->t1_gemv : bv_kernels_ref.t1_gemv)(w.buf, nb, x.buf, y, r0, r1);
+    else if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (!strcmp(op, "ternary_gemv")) k->ternary_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (!strcmp(op, "int8_gemv")) k->int8_gemv(w.buf, nb, x.buf, y, r0, r1);
     else k->int4_gemv(w.buf, nb, x.buf, y, r0, r1);

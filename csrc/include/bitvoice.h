@@ -19,6 +19,8 @@ enum { BV_OK = 0, BV_ERR_IO = -1, BV_ERR_FORMAT = -2, BV_ERR_NOMEM = -3, BV_ERR_
        BV_CANCELLED = 1 };
 
 enum bv_head_quant { BV_HEAD_F16 = 0, BV_HEAD_INT8 = 1, BV_HEAD_INT4 = 2 };
+/* in-memory ternary layout: auto = T1 when the kernel path prefers it */
+enum bv_layout { BV_LAYOUT_AUTO = 0, BV_LAYOUT_2BIT = 1, BV_LAYOUT_T1 = 2 };
 
 typedef struct {
     int dim;        /* hidden size */
@@ -34,8 +36,10 @@ typedef struct {
 } bv_config;
 
 typedef struct {
-    const uint8_t *data; /* [rows][nb * BV_BLOCK_BYTES] packed ternary */
-    int rows, cols, nb;  /* logical shape; nb = padded cols / BV_QK */
+    const uint8_t *data; /* 2-bit: [rows][nb * BV_BLOCK_BYTES]; T1: [rows][nb * BV_T1_BLOCK_BYTES] */
+    uint8_t *owned;      /* the T1 copy (malloc'd) when repacked, else NULL (data is in the map) */
+    int rows, cols, nb;  /* logical shape; nb = blocks per row of the layout in use */
+    int t1;              /* 1: T1 layout (1.6 bits/weight), 0: the file's 2-bit layout */
     float scale;         /* W = T * scale */
 } bv_ternary;
 
@@ -103,11 +107,13 @@ typedef struct {
     uint64_t tokens_evaluated;
     uint64_t eval_calls;
     uint64_t rng;        /* sampler state (xorshift64*) */
+    int t1;              /* the layer matrices are in the T1 layout */
 } bv_model;
 
 /* Load model.bvm (mmapped, read-only). n_ctx 0 = cfg.max_ctx. head_quant one of
- * enum bv_head_quant. On error returns NULL with a message in err. */
-bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, char err[BV_ERR_LEN]);
+ * enum bv_head_quant, layout one of enum bv_layout. On error returns NULL with a message in err. */
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout,
+                        char err[BV_ERR_LEN]);
 void bv_model_free(bv_model *m);
 
 /* Run `n` tokens at positions n_past.. (the cache is first truncated to

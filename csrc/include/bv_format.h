@@ -24,8 +24,20 @@
  *   byte j holds column j in the low nibble and column j+64 in the high
  *   nibble, as the code v + 8 for v in [-7, 7]. One float scale per row.
  *
+ * Ternary T1 (in memory only, never in a file; 1.6 bits per weight):
+ *   the decode-speed layout a kernel path may ask for (bv_kernels.prefer_t1);
+ *   the loader repacks the file's 2-bit rows into it. cols is padded to a
+ *   multiple of BV_T1_QK (320); each row is nb1 = cols_padded / 320 blocks of
+ *   BV_T1_BLOCK_BYTES (64) bytes. Byte j of a block holds the codes c_i = w + 1
+ *   of the five weights j + 64*i (i = 0..4) as the base-3 number
+ *   v = c_0*81 + c_1*27 + c_2*9 + c_3*3 + c_4, stored as ceil(v * 256 / 243).
+ *   Why: digit i comes back with two multiplies and a shift,
+ *   c_i = (((byte * 3^i) mod 256) * 3) >> 8, so a kernel unpacks 64 weights per
+ *   digit with byte-wise arithmetic (or a byte table lookup), and a decode
+ *   step streams 20% fewer bytes than the 2-bit layout.
+ *
  * Activations are int8, per token, absmax-scaled (BitNet b1.58), padded with
- * zeros to the padded column count.
+ * zeros to the padded column count of the layout that reads them.
  */
 #ifndef BV_FORMAT_H
 #define BV_FORMAT_H
@@ -41,8 +53,14 @@ static_assert(BV_BLOCK_BYTES == 32, "a ternary block is 128 weights in 32 bytes 
 static_assert(BV_I4_GROUP_BYTES == 64, "an int4 group is 128 weights in 64 bytes (4.0 bits/weight)");
 static_assert(BV_QK % 64 == 0, "SIMD kernels assume 64-byte multiples per row");
 
+#define BV_T1_QK 320          /* weights per T1 block */
+#define BV_T1_BLOCK_BYTES 64  /* 5 weights per byte -> 1.6 bits/weight */
+static_assert(BV_T1_QK == 5 * BV_T1_BLOCK_BYTES, "a T1 block is 64 bytes of 5 trits each");
+
 static inline int bv_pad_cols(int cols) { return (cols + BV_QK - 1) / BV_QK * BV_QK; }
 static inline int bv_blocks(int cols) { return bv_pad_cols(cols) / BV_QK; }
+static inline int bv_t1_pad_cols(int cols) { return (cols + BV_T1_QK - 1) / BV_T1_QK * BV_T1_QK; }
+static inline int bv_t1_blocks(int cols) { return bv_t1_pad_cols(cols) / BV_T1_QK; }
 
 /* ---- bundle file (model.bvm) ---------------------------------------------
  * [header: bv_file_header, 64 bytes]

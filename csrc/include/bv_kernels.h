@@ -28,6 +28,14 @@ typedef struct {
     void (*int8_gemv)(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1);
     /* int4 LM head: same with the int4 layout (rows nb*64 bytes apart). */
     void (*int4_gemv)(const uint8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1);
+    /* The same two ternary products on the T1 layout (nb1 = padded cols / 320;
+     * x / X rows nb1 * 320 int8 apart). Exact, like the 2-bit ones. */
+    void (*t1_gemv)(const uint8_t *w, int nb1, const int8_t *x, int32_t *y, int r0, int r1);
+    void (*t1_gemm)(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
+                    int r1);
+    /* 1 if this path runs T1 faster than the 2-bit layout: the loader then
+     * repacks the model into T1. A table that sets it must set t1_gemv/gemm. */
+    int prefer_t1;
 
     /* Float kernels (results within a named tolerance of ref, not bit-exact). */
     /* f16 LM head: y[r] = sum_k W[r][k] * x[k], W f16 rows of `cols` halves. */
@@ -42,7 +50,8 @@ typedef struct {
     void (*f32_to_f16)(const float *src, uint16_t *dst, int n);
 } bv_kernels;
 
-/* Any entry a SIMD table leaves NULL is taken from the reference table. */
+/* Any entry a SIMD table leaves NULL is taken from the reference table
+ * (prefer_t1 is not: a path uses T1 only when it says it is faster). */
 
 extern bv_kernels bv_kern;                 /* the active table */
 extern const bv_kernels bv_kernels_ref;

@@ -74,6 +74,36 @@ static void ref_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, i
             Y[(size_t)t * ldy + r] = ternary_row_dot(w + (size_t)r * row_bytes, nb, X + t * x_stride);
 }
 
+/* T1: digit i of a byte is (((byte * 3^i) mod 256) * 3) >> 8 (bv_format.h) */
+static int32_t t1_row_dot(const uint8_t *row, int nb1, const int8_t *x) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    int32_t acc = 0;
+    for (int b = 0; b < nb1; b++) {
+        const uint8_t *blk = row + (size_t)b * BV_T1_BLOCK_BYTES;
+        const int8_t *xb = x + (size_t)b * BV_T1_QK;
+        for (int j = 0; j < BV_T1_BLOCK_BYTES; j++)
+            for (int i = 0; i < 5; i++) {
+                uint8_t y = (uint8_t)(blk[j] * pow3[i]);
+                int code = (y * 3) >> 8;
+                acc += (code - 1) * xb[j + BV_T1_BLOCK_BYTES * i];
+            }
+    }
+    return acc;
+}
+
+static void ref_t1_gemv(const uint8_t *w, int nb1, const int8_t *x, int32_t *y, int r0, int r1) {
+    size_t row_bytes = (size_t)nb1 * BV_T1_BLOCK_BYTES;
+    for (int r = r0; r < r1; r++) y[r] = t1_row_dot(w + (size_t)r * row_bytes, nb1, x);
+}
+
+static void ref_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
+                        int r1) {
+    size_t row_bytes = (size_t)nb1 * BV_T1_BLOCK_BYTES, x_stride = (size_t)nb1 * BV_T1_QK;
+    for (int t = 0; t < n; t++)
+        for (int r = r0; r < r1; r++)
+            Y[(size_t)t * ldy + r] = t1_row_dot(w + (size_t)r * row_bytes, nb1, X + t * x_stride);
+}
+
 static void ref_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
     size_t cols = (size_t)nb * BV_QK;
     for (int r = r0; r < r1; r++) {
@@ -149,6 +179,9 @@ const bv_kernels bv_kernels_ref = {
     .ternary_gemm = ref_ternary_gemm,
     .int8_gemv = ref_int8_gemv,
     .int4_gemv = ref_int4_gemv,
+    .t1_gemv = ref_t1_gemv,
+    .t1_gemm = ref_t1_gemm,
+    .prefer_t1 = 0, /* the scalar path reads the 2-bit layout just as fast */
     .f16_gemv = ref_f16_gemv,
     .attn_head = ref_attn_head,
     .f16_to_f32 = ref_f16_to_f32,

@@ -28,7 +28,18 @@ import numpy.typing as npt
 
 from engine.llm.importer import BV_QK, DTYPE_F16, DTYPE_F32, DTYPE_TERNARY, ENTRY, HEADER, LINEARS
 
-__all__ = ["LoraDelta", "ReferenceModel", "act_quant", "quantize_head", "rmsnorm", "unpack_ternary"]
+__all__ = [
+    "LoraDelta",
+    "ReferenceModel",
+    "act_quant",
+    "pack_t1",
+    "quantize_head",
+    "rmsnorm",
+    "unpack_t1",
+    "unpack_ternary",
+]
+
+T1_QK, T1_BLOCK = 320, 64
 
 F32 = npt.NDArray[np.float32]
 
@@ -39,6 +50,30 @@ def unpack_ternary(packed: npt.NDArray[np.uint8], cols: int) -> npt.NDArray[np.i
     blocks = packed.reshape(rows, -1, 32)
     codes = np.stack([(blocks >> (2 * q)) & 3 for q in range(4)], axis=2)  # [rows, nb, q, j]
     return (codes.reshape(rows, -1)[:, :cols].astype(np.int8) - 1).astype(np.int8)
+
+
+def pack_t1(t: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
+    """int8 ternary [rows, cols] -> the T1 layout (bv_format.h), uint8 [rows, nb1 * 64].
+    Byte j of a block holds weights j + 64*i (i = 0..4) as ceil(v * 256 / 243),
+    v the base-3 number of their codes (w + 1), most significant first."""
+    rows, cols = t.shape
+    nb1 = (cols + T1_QK - 1) // T1_QK
+    codes = np.ones((rows, nb1 * T1_QK), dtype=np.int32)
+    codes[:, :cols] = t.astype(np.int32) + 1
+    digits = codes.reshape(rows, nb1, 5, T1_BLOCK)  # [.., i, j] = weight j + 64*i
+    v = np.zeros((rows, nb1, T1_BLOCK), dtype=np.int32)
+    for i in range(5):
+        v = v * 3 + digits[:, :, i]
+    return ((v * 256 + 242) // 243).astype(np.uint8).reshape(rows, nb1 * T1_BLOCK)
+
+
+def unpack_t1(packed: npt.NDArray[np.uint8], cols: int) -> npt.NDArray[np.int8]:
+    """T1 layout -> int8 ternary [rows, cols]: digit i = (((byte * 3^i) mod 256) * 3) >> 8."""
+    rows = packed.shape[0]
+    blocks = packed.reshape(rows, -1, T1_BLOCK).astype(np.uint32)
+    digits = [((((blocks * 3**i) & 0xFF) * 3) >> 8) for i in range(5)]
+    codes = np.stack(digits, axis=2).reshape(rows, -1)[:, :cols]
+    return (codes.astype(np.int8) - 1).astype(np.int8)
 
 
 def rmsnorm(x: F32, w: F32, eps: float) -> F32:

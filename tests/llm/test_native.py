@@ -238,3 +238,21 @@ def test_environment_override_rejects_unknown_path() -> None:
         env={**os.environ, "BITVOICE_KERNEL": "sparc"}, capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode != 0 and "BITVOICE_KERNEL=sparc" in out.stderr
+
+
+@pytest.mark.parametrize("unembed_quant", [None, "int4"])
+def test_t1_layout_gives_identical_logits(kernel: str, tiny_bundle: Path, unembed_quant: str | None) -> None:
+    """The 1.6-bit in-memory layout holds the same ternary weights: exact integer
+    products, so the logits are bit-identical to the 2-bit layout's."""
+    two_bit = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, ternary_layout="2bit")
+    t1 = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, ternary_layout="t1")
+    np.testing.assert_array_equal(t1, two_bit)
+
+
+def test_ternary_layout_choice(tiny_bundle: Path) -> None:
+    path = str(tiny_bundle / "model.bvm")
+    assert _native.Model(path, ternary_layout="t1").ternary_layout == "t1"
+    assert _native.Model(path, ternary_layout="2bit").ternary_layout == "2bit"
+    assert _native.Model(path).ternary_layout in ("t1", "2bit")  # the path's preference
+    with pytest.raises(ValueError, match="ternary_layout"):
+        _native.Model(path, ternary_layout="3bit")
