@@ -22,6 +22,7 @@ COMMON_FLAGS = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wextra", "
 ISA_FLAGS = {
     "x86_avx2.c": ["-mavx2", "-mfma", "-mf16c"],
     "x86_avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
+    "x86_avx512_t1.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx512vbmi"],
 }
 
 BASE_SOURCES = [
@@ -33,7 +34,11 @@ BASE_SOURCES = [
     "csrc/kernels/ref.c",
     "csrc/pymodule.c",
 ]
-SIMD_SOURCES = ["csrc/kernels/x86_avx2.c", "csrc/kernels/x86_avx512.c"] if IS_X86_64 else []
+SIMD_SOURCES = (
+    ["csrc/kernels/x86_avx2.c", "csrc/kernels/x86_avx512.c", "csrc/kernels/x86_avx512_t1.c"]
+    if IS_X86_64
+    else []
+)
 
 
 class BuildWithIsaFlags(build_ext):
@@ -60,7 +65,9 @@ native = Extension(
     define_macros=[("BV_HAVE_X86_SIMD", "1")] if IS_X86_64 else [],
     extra_compile_args=COMMON_FLAGS,
     extra_link_args=["-lpthread", "-lm"],
-    depends=[str(p) for p in CSRC.rglob("*.h")],
+    # the SIMD files are compiled outside `sources` (their own flags): list
+    # them here so editing one of them rebuilds the extension
+    depends=[str(p) for p in CSRC.rglob("*.h")] + SIMD_SOURCES,
 )
 
 setup(ext_modules=[native], cmdclass={"build_ext": BuildWithIsaFlags})

@@ -32,7 +32,9 @@ def test_pack_roundtrip(cols: int) -> None:
     np.testing.assert_array_equal(unpack_t1(pack_t1(t), cols), t)
 
 
-def run(path: str, op: str, t: np.ndarray, x: np.ndarray, n: int, r0: int = 0, r1: int = -1) -> np.ndarray:
+def run(
+    path: str, op: str, t: np.ndarray, x: np.ndarray, n: int, r0: int = 0, r1: int = -1
+) -> np.ndarray:
     rows, cols = t.shape
     nb1 = (cols + T1_QK - 1) // T1_QK
     xp = np.zeros((n, nb1 * T1_QK), dtype=np.int8)
