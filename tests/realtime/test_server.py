@@ -1,7 +1,8 @@
 """The real server on loopback with the real websockets client (no mocks).
 
-The LLM is the seeded demo bundle (its replies are not language), Whisper is tiny.en, and the
-TTS is the offline voice from the registry packages.
+The LLM is the seeded demo bundle (its replies are words without meaning), Whisper is tiny.en,
+and the TTS is the offline voice from the registry packages. Full turns, barge-in, pause, speed
+and cancel are in test_turns.py; token, idle timeout and SIGTERM in test_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import SERVER_MAX_CONVERSATIONS, silence_pcm16k, speech_pcm16k
+from conftest import SERVER_MAX_CONVERSATIONS, on_server, recv_until, ws_url
+from conftest import start_session as start_fast
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -25,32 +27,11 @@ FAST = {"sampling": {"max_output_tokens": 24}}
 
 
 def url(server: RealtimeServer, path: str = "/v1/realtime") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
+    return ws_url(server, path)
 
 
-async def recv_until(ws: ClientConnection, tag: str, limit_s: float = 30.0) -> list[Any]:
-    """Every message (decoded JSON or audio frames) up to and including the first `tag`."""
-    got: list[Any] = []
-    async with asyncio.timeout(limit_s):
-        while True:
-            raw = await ws.recv()
-            if isinstance(raw, bytes):
-                got.append(m.unpack_audio_frame(raw))
-                continue
-            msg = m.decode_server(raw)
-            got.append(msg)
-            if msg.__struct_config__.tag == tag:
-                return got
-
-
-def tags(msgs: list[Any]) -> list[str]:
-    return [x.__struct_config__.tag for x in msgs if not isinstance(x, m.AudioFrame)]
-
-
-async def start_session(ws: ClientConnection, session: dict[str, Any] | None = None) -> None:
-    await recv_until(ws, "session.created")
-    await ws.send(json.dumps({"type": "session.update", "session": session or FAST}))
-    await recv_until(ws, "session.updated")
+async def start_session(ws: ClientConnection, session: dict[str, Any] | None = None) -> str:
+    return await start_fast(ws, session or FAST)
 
 
 def http_get(server: RealtimeServer, path: str, **headers: str) -> tuple[int, bytes]:
@@ -157,55 +138,33 @@ async def test_text_turn_with_every_control_mid_turn(rt_server: RealtimeServer) 
         assert (await recv_until(ws, "response.done", limit_s=30))[-1].response.id == "resp_2"
 
 
-@pytest.mark.slow
-async def test_full_speech_turn_from_espeak_audio(rt_server: RealtimeServer) -> None:
-    async with connect(url(rt_server)) as ws:
-        await start_session(ws, {**FAST, "partial_transcripts": False})
-        audio = (
-            silence_pcm16k(0.3)
-            + speech_pcm16k("what is the capital of france")
-            + silence_pcm16k(1.0)
-        )
-        for i in range(0, len(audio), 640):  # 20 ms frames, a bit faster than real time
-            await ws.send(audio[i : i + 640])
-            await asyncio.sleep(0.01)
-        got = await recv_until(ws, "response.done", limit_s=60)
-        t = tags(got)
-        for tag in (
-            "input_audio_buffer.speech_started",
-            "input_audio_buffer.speech_stopped",
-            "input_audio_buffer.committed",
-            "conversation.item.input_audio_transcription.completed",
-            "response.created",
-            "bitvoice.metrics",
-        ):
-            assert tag in t
-        final = next(
-            x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionCompleted)
-        )
-        assert "capital" in final.transcript.lower() and "france" in final.transcript.lower()
-        done = got[-1]
-        assert isinstance(done, m.ResponseDone) and done.response.status == "completed"
-        assert done.metrics.stt_final_ms is not None and done.metrics.stt_final_ms >= 0
-        assert done.metrics.first_token_ms is not None
-        assert done.metrics.first_token_ms >= done.metrics.stt_final_ms
-        frames = [x for x in got if isinstance(x, m.AudioFrame)]
-        offsets = [f.offset for f in frames]
-        assert offsets == sorted(offsets)
-        if frames:  # the demo LLM may reply with no speakable text
-            assert all(f.turn == 1 for f in frames)
-            assert done.response.audio_samples == offsets[-1] + len(frames[-1].pcm) // 2
+@pytest.mark.parametrize("how", ["vanish", "close"])
+async def test_client_gone_mid_turn_leaves_no_task_behind(
+    rt_server: RealtimeServer, how: str
+) -> None:
+    def tasks() -> set[asyncio.Task[Any]]:
+        return asyncio.all_tasks(rt_server.loop)
 
-
-async def test_vanished_client_mid_turn_leaves_nothing_behind(rt_server: RealtimeServer) -> None:
+    baseline = await on_server(rt_server, tasks)
     ws = await connect(url(rt_server))
-    await start_session(ws)
+    await start_session(ws, {"sampling": {"max_output_tokens": 64}})
     await ws.send('{"type":"response.create","input_text":"Talk for a long time."}')
-    await recv_until(ws, "response.created")
-    ws.transport.abort()  # vanish: no close handshake
+    # mid-turn for real: reply audio is flowing, so LLM/TTS/pacer tasks all exist
+    await recv_until(ws, "audio", limit_s=20)
+    during = await on_server(rt_server, tasks)
+    assert len(during - baseline) >= 4  # the handler, writer, ticker and turn at least
+    if how == "vanish":
+        ws.transport.abort()  # no close handshake
+    else:
+        await ws.close()
+    left: set[asyncio.Task[Any]] = set()
     async with asyncio.timeout(10):
-        while rt_server.conversations:  # noqa: ASYNC110  (state owned by the server's thread)
+        while True:
+            left = {t for t in await on_server(rt_server, tasks) if not t.done()} - baseline
+            if not left and not rt_server.conversations:
+                break
             await asyncio.sleep(0.05)
+    assert not left, left
     _, body = await asyncio.to_thread(http_get, rt_server, "/healthz")
     assert json.loads(body)["conversations"] == 0
     assert json.loads(body)["components"]["tts"]["active_sessions"] == 0

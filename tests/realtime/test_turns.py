@@ -1,0 +1,308 @@
+"""Whole turns over a real connection: real Whisper tiny.en, the demo LLM, the offline TTS.
+
+Each test drives the shared loopback server (`rt_server`) with the real websockets client and
+checks what reaches the wire: reply audio frames (header, turn, contiguous offsets), the
+events around them, and, through the server's own send trace (`ServerConfig.trace`) and the
+conversation's LLM history, what the server did and kept. Ordering is asserted, never
+wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from conftest import (
+    assert_contiguous,
+    frames_of,
+    on_server,
+    recv_until,
+    silence_pcm16k,
+    speech_pcm16k,
+    start_session,
+    tag_of,
+    ws_url,
+)
+from websockets.asyncio.client import ClientConnection, connect
+
+from realtime import limits
+from realtime import messages as m
+from realtime.pipeline import TraceEvent
+from realtime.server import RealtimeServer
+
+GREEDY = {"temperature": 0.0}
+FRAME_20MS = 640  # bytes of 16 kHz PCM16
+
+
+def session(tokens: int, **extra: Any) -> dict[str, Any]:
+    return {"sampling": {**GREEDY, "max_output_tokens": tokens}, **extra}
+
+
+async def say(ws: ClientConnection, pcm: bytes, pace: float = 1.0) -> None:
+    """Send microphone audio in 20 ms frames at `pace` x real time."""
+    for i in range(0, len(pcm), FRAME_20MS):
+        await ws.send(pcm[i : i + FRAME_20MS])
+        await asyncio.sleep(0.02 / pace)
+
+
+async def text_turn(ws: ClientConnection, text: str) -> None:
+    await ws.send(json.dumps({"type": "response.create", "input_text": text}))
+
+
+async def trace_of(server: RealtimeServer, session_id: str) -> list[TraceEvent]:
+    def snapshot() -> list[TraceEvent]:
+        conv = server.find_conversation(session_id)
+        assert conv is not None and conv.trace is not None
+        return list(conv.trace)
+
+    return await on_server(server, snapshot)
+
+
+async def history_of(server: RealtimeServer, session_id: str) -> list[tuple[str, str]]:
+    def snapshot() -> list[tuple[str, str]]:
+        conv = server.find_conversation(session_id)
+        assert conv is not None
+        return conv.history
+
+    return await on_server(server, snapshot)
+
+
+async def no_audio_for(ws: ClientConnection, seconds: float) -> list[Any]:
+    """Read for `seconds`; fails if a reply audio frame arrives. Returns the JSON messages."""
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                raw = await ws.recv()
+                assert not isinstance(raw, bytes), "reply audio arrived"
+                got.append(m.decode_server(raw))
+    except TimeoutError:
+        pass
+    return got
+
+
+@pytest.mark.slow
+async def test_full_speech_turn_produces_reply_audio(rt_server: RealtimeServer) -> None:
+    async with connect(ws_url(rt_server)) as ws:
+        sid = await start_session(ws, session(12))
+        audio = (
+            silence_pcm16k(0.3)
+            + speech_pcm16k("what is the capital of france")
+            + silence_pcm16k(1.0)
+        )
+        await say(ws, audio, pace=2.0)
+        got = await recv_until(ws, "response.done", limit_s=60)
+        history = await history_of(rt_server, sid)
+
+    order = [
+        tag_of(x) for x in got if tag_of(x) != "conversation.item.input_audio_transcription.delta"
+    ]
+    first = {t: order.index(t) for t in set(order)}  # first position of each tag
+    assert (
+        first["input_audio_buffer.speech_started"]
+        < first["input_audio_buffer.speech_stopped"]
+        < first["input_audio_buffer.committed"]
+        < first["response.created"]
+        < first["conversation.item.input_audio_transcription.completed"]
+        < first["response.output_text.delta"]
+        < first["response.output_audio_transcript.delta"]
+        < first["audio"]
+    )
+    assert order[-3:] == ["response.output_audio.done", "bitvoice.metrics", "response.done"]
+    final = next(
+        x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionCompleted)
+    )
+    assert "capital" in final.transcript.lower() and "france" in final.transcript.lower()
+
+    done = got[-1]
+    assert isinstance(done, m.ResponseDone) and done.response.status == "completed"
+    turn = m.turn_of_response_id(done.response.id)
+    frames = frames_of(got)
+    assert frames, "no reply audio reached the client"
+    assert {f.turn for f in frames} == {turn}
+    end = assert_contiguous(frames)
+    assert end >= limits.OUTPUT_RATE // 2  # at least half a second of speech
+    audio_done = next(x for x in got if isinstance(x, m.ResponseOutputAudioDone))
+    assert done.response.audio_samples == audio_done.samples == end
+    assert done.response.played_samples == end
+    assert done.response.heard_text and done.response.output_text
+    first_segment = next(x for x in got if isinstance(x, m.ResponseOutputAudioTranscriptDelta))
+    assert first_segment.offset == 0
+
+    # every stage is measured, in pipeline order, from the end of speech
+    mt = done.metrics
+    stages = [
+        mt.stt_final_ms,
+        mt.first_token_ms,
+        mt.first_sentence_ms,
+        mt.tts_first_chunk_ms,
+        mt.first_audio_ms,
+        mt.total_ms,
+    ]
+    assert all(v is not None for v in stages), mt
+    assert 0 <= stages[0] <= stages[1] <= stages[2] <= stages[3] <= stages[4] <= stages[5]  # type: ignore[operator]
+    assert mt.stt_audio_ms is not None and mt.stt_audio_ms > 1000
+    assert mt.prompt_tokens and mt.completion_tokens
+    assert next(x for x in got if isinstance(x, m.Metrics)).metrics == mt  # the same numbers twice
+    # the history holds the user's words and the whole reply
+    assert history[-2][0] == "user" and history[-2][1].strip() == final.transcript.strip()
+    assert history[-1][0] == "assistant"
+    assert history[-1][1].split() == done.response.output_text.split()
+
+
+@pytest.mark.slow
+async def test_barge_in_flushes_at_once_and_history_keeps_only_what_was_heard(
+    rt_server: RealtimeServer,
+) -> None:
+    prompt = "Tell me a long story about the sea."
+    async with connect(ws_url(rt_server)) as ws:
+        sid = await start_session(ws, session(48, partial_transcripts=False))
+        await text_turn(ws, prompt)
+        # let about 1.2 s of the reply go out, then talk over it
+        before = await recv_until(
+            ws, "audio", limit_s=30, pred=lambda f: f.offset >= int(1.2 * limits.OUTPUT_RATE)
+        )
+        speaking = asyncio.create_task(say(ws, speech_pcm16k("stop, wait a moment please")))
+        after = await recv_until(
+            ws,
+            "response.done",
+            limit_s=20,
+            pred=lambda d: d.response.id == "resp_1",
+        )
+        history = await history_of(rt_server, sid)
+        trace = await trace_of(rt_server, sid)
+        await speaking
+
+    got = before + after
+    flush_at = next(i for i, x in enumerate(got) if isinstance(x, m.ResponseOutputAudioFlush))
+    flush = got[flush_at]
+    done = got[-1]
+    assert isinstance(flush, m.ResponseOutputAudioFlush) and isinstance(done, m.ResponseDone)
+    assert flush.response_id == "resp_1" and flush.reason == "turn_detected"
+    assert (done.response.status, done.response.reason) == ("cancelled", "turn_detected")
+    # the flush and the new speech item come in the same step; response.done follows
+    assert tag_of(got[flush_at + 1]) == "input_audio_buffer.speech_started"
+    # client side: no frame of the old response after the flush, none missing before it
+    assert not frames_of(got[flush_at:], turn=1)
+    sent = assert_contiguous(frames_of(got[:flush_at], turn=1))
+    assert done.response.audio_samples == sent
+    assert flush.offset == done.response.played_samples <= sent
+    # the client had at most the playback lead (plus one frame) queued when it was cut
+    lead = (limits.PLAYBACK_LEAD_MS + limits.AUDIO_FRAME_MS) * limits.OUTPUT_RATE // 1000
+    assert sent - flush.offset <= lead
+
+    # server side: speech detection queued the flush in the same step, and every old frame
+    # the writer sent after the detection was already queued ahead of the flush
+    what = [e.what for e in trace]
+    detect = what.index("queued:input_audio_buffer.speech_started")
+    assert what[detect - 1] == "queued:bitvoice.audio.flush"
+    flushed = what.index("sent:bitvoice.audio.flush")
+    old = [i for i, e in enumerate(trace) if e.what == "sent:audio" and e.turn == 1]
+    assert old and max(old) < flushed
+    late = sum(trace[i].samples or 0 for i in old if i > detect)
+    assert late <= 2 * limits.AUDIO_FRAME_SAMPLES  # at most ~80 ms went out after detection
+
+    # history: the user's message, then only the words that were heard
+    heard = done.response.heard_text
+    assert heard and len(heard.split()) < len(done.response.output_text.split())
+    i = history.index(("user", prompt))
+    assert history[i + 1] == ("assistant", heard)
+    assert done.response.output_text.split()[: len(heard.split())] == heard.split()
+
+
+@pytest.mark.slow
+async def test_pause_and_resume_lose_no_audio(rt_server: RealtimeServer) -> None:
+    async with connect(ws_url(rt_server)) as ws:
+        await start_session(ws, session(20))
+        await text_turn(ws, "Describe the weather.")
+        got = await recv_until(ws, "audio", limit_s=30, pred=lambda f: f.offset > 0)
+        await ws.send('{"type":"bitvoice.pause","event_id":"p"}')
+        got += await recv_until(ws, "bitvoice.paused")
+        paused = got[-1]
+        assert isinstance(paused, m.Paused) and paused.client_event_id == "p"
+        # nothing is sent while paused (generation fills its small buffer meanwhile)
+        got += await no_audio_for(ws, 0.8)
+        await ws.send('{"type":"bitvoice.resume","event_id":"r"}')
+        got += await recv_until(ws, "bitvoice.resumed")
+        resumed = got[-1]
+        got += await recv_until(ws, "response.done", limit_s=60)
+
+    assert isinstance(resumed, m.Resumed)
+    assert paused.response_id == resumed.response_id == "resp_1"
+    assert paused.offset == resumed.offset
+    cut = got.index(paused)
+    before, after = frames_of(got[:cut]), frames_of(got[cut:])
+    assert assert_contiguous(before) == paused.offset  # everything before the ack, no more
+    assert after and after[0].offset == resumed.offset  # resumes at exactly that sample
+    end = assert_contiguous(before + after)
+    done = got[-1]
+    assert isinstance(done, m.ResponseDone) and done.response.status == "completed"
+    assert done.response.audio_samples == end
+
+
+@pytest.mark.slow
+async def test_set_speed_mid_reply_changes_the_pace_of_the_audio_being_spoken(
+    rt_server: RealtimeServer,
+) -> None:
+    prompt = "Say something about rivers."
+
+    async def reply(speed_after_first_frame: float | None) -> tuple[str, int, list[Any]]:
+        async with connect(ws_url(rt_server)) as ws:
+            await start_session(ws, session(16))
+            await text_turn(ws, prompt)
+            got = await recv_until(ws, "audio", limit_s=30)
+            if speed_after_first_frame is not None:
+                speed = {"type": "bitvoice.set_speed", "speed": speed_after_first_frame}
+                await ws.send(json.dumps(speed))
+            got += await recv_until(ws, "response.done", limit_s=60)
+        done = got[-1]
+        assert isinstance(done, m.ResponseDone) and done.response.status == "completed"
+        return done.response.output_text, assert_contiguous(frames_of(got)), got
+
+    (text_a, normal, got_a), (text_b, fast, got_b) = await asyncio.gather(reply(None), reply(1.5))
+    assert text_a == text_b  # greedy decoding: the same words, so only the pace differs
+    ack = next(i for i, x in enumerate(got_b) if tag_of(x) == "bitvoice.speed_set")
+    assert frames_of(got_b[:ack])  # the change came while the first sentence was playing
+    # Piper's durations vary by a few % run to run; a 1.5x stretch of all but the first
+    # ~200 ms is far outside that. Whole reply, and the sentence that was being spoken:
+    assert 0.55 <= fast / normal <= 0.9, (fast, normal)
+    assert first_segment_samples(got_b) <= 0.9 * first_segment_samples(got_a)
+
+
+def first_segment_samples(got: list[Any]) -> int:
+    """Samples of the first TTS segment: up to where the second segment's text starts."""
+    starts = [x.offset for x in got if isinstance(x, m.ResponseOutputAudioTranscriptDelta)]
+    return starts[1] if len(starts) > 1 else assert_contiguous(frames_of(got))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["response.cancel", "bitvoice.close"])
+async def test_cancel_mid_reply_stops_audio_and_sends_none_after(
+    rt_server: RealtimeServer, kind: str
+) -> None:
+    async with connect(ws_url(rt_server)) as ws:
+        await start_session(ws, session(48))
+        await ws.send(json.dumps({"type": kind, "event_id": "early"}))
+        err = (await recv_until(ws, "error"))[-1]
+        assert (err.error.code, err.error.event_id) == ("no_active_response", "early")
+        await text_turn(ws, "Tell me everything you know.")
+        got = await recv_until(ws, "audio", limit_s=30, pred=lambda f: f.offset > 0)
+        await ws.send(json.dumps({"type": kind, "event_id": "c"}))
+        got += await recv_until(ws, "response.done", limit_s=20)
+        got += await no_audio_for(ws, 0.6)  # and stale audio never follows later
+        # the connection serves the next turn (a short one)
+        await ws.send(json.dumps({"type": "session.update", "session": session(6)}))
+        await text_turn(ws, "And then?")
+        nxt = await recv_until(ws, "response.done", limit_s=60)
+
+    flush_at = next(i for i, x in enumerate(got) if isinstance(x, m.ResponseOutputAudioFlush))
+    done = next(x for x in got if isinstance(x, m.ResponseDone))
+    assert got.index(done) > flush_at
+    assert (done.response.status, done.response.reason) == ("cancelled", "client_cancelled")
+    assert not frames_of(got[flush_at:])
+    assert assert_contiguous(frames_of(got)) == done.response.audio_samples
+    assert "response.output_audio.done" not in [tag_of(x) for x in got]
+    assert nxt[-1].response.id == "resp_2" and nxt[-1].response.status == "completed"
+    assert frames_of(nxt) and {f.turn for f in frames_of(nxt)} == {2}
