@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.machine import describe_machine
 from engine.llm.importer import BV_ALIGN, BV_MAGIC, BV_VERSION, ENTRY, HEADER, LINEARS, NORMS
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,22 +42,12 @@ TARGETS = {"decode_tok_s": 45.0, "prefill_tok_s": 190.0, "rss_gb": 1.0, "load_s"
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from engine.llm import _native
 
     return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
+        **describe_machine(),
         "kernel_path": _native.kernel_backend(),
         "supported_paths": _native.supported_kernels(),
-        "python": platform.python_version(),
     }
 
 

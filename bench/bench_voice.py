@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import describe_machine
 from engine.audio import decode_pcm16
 
 UTTERANCE = "Could you turn the kitchen lights off, please?"
@@ -32,15 +32,7 @@ TTS_TEXT = "Sure. I have turned off the kitchen lights. Is there anything else y
 
 
 def _machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version()}
+    return describe_machine()
 
 
 def _utterance_pcm() -> bytes:
