@@ -107,7 +107,9 @@ def main() -> None:
     tts: dict[str, Any]
     tts = asyncio.run(bench_tts(args.threads, args.runs))
     machine = _machine()
-    print(f"machine: {machine['cpu']} ({machine['cpus']} CPUs), threads={args.threads}")
+    print(
+        f"machine: {machine['cpu']} ({machine['logical_cpus']} CPUs, load {machine['load_average']}), threads={args.threads}"
+    )
     print(f"{'metric':<36}{'value':>10}")
     print(f"{'STT Whisper base: audio (s)':<36}{stt['audio_s']:>10.2f}")
     print(f"{'STT latency (s)':<36}{stt['latency_s']:>10.3f}")
