@@ -17,6 +17,7 @@ from realtime.protocol import (
     Send,
     SendAudio,
     StartResponse,
+    StreamAudio,
     heard_text,
 )
 
@@ -249,3 +250,27 @@ def test_turn_during_a_response_without_barge_in_waits_its_turn() -> None:
     out = p.response_finished(start.turn, t)
     nxt = [o for o in out if isinstance(o, StartResponse)]
     assert len(nxt) == 1 and nxt[0].turn == start.turn + 1
+
+
+def test_streamed_speech_carries_how_soon_the_turn_can_end() -> None:
+    p = make()
+    speech = speech_pcm16k("one two three four five")
+    out, _ = feed_audio(p, silence_pcm16k(0.3) + speech + silence_pcm16k(0.8), 0.0)
+    streams = [o for o in out if isinstance(o, StreamAudio)]
+    stop_at = next(
+        i
+        for i, o in enumerate(out)
+        if isinstance(o, Send) and tag(o) == "input_audio_buffer.speech_stopped"
+    )
+    full = -(-500 // 30) * 30  # default silence_duration_ms in whole 30 ms VAD frames
+    assert streams and all(0 <= s.until_stop_ms <= full for s in streams)
+    assert max(s.until_stop_ms for s in streams) == full  # while voiced: the whole silence
+    # in the final silence the time left shrinks to nothing, then the turn ends
+    tail = [o.until_stop_ms for o in out[:stop_at] if isinstance(o, StreamAudio)][-8:]
+    assert tail == sorted(tail, reverse=True) and tail[-1] < 100
+
+
+def tag(o: Send) -> str:
+    t = o.message.__struct_config__.tag
+    assert isinstance(t, str)
+    return t
