@@ -198,8 +198,20 @@ class _SafetensorsFile:
         # closable even while an error's traceback still holds arrays.
         arr = np.frombuffer(self.mm, dtype=dtype, count=count, offset=start).reshape(shape)
         if info["dtype"] == "BF16":  # bf16 is the top half of an f32
-            return (arr.astype(np.uint32) << 16).view(np.float32)
-        return arr.copy()
+            out = (arr.astype(np.uint32) << 16).view(np.float32)
+        else:
+            out = arr.copy()
+        del arr
+        self._release(start, end)
+        return out
+
+    def _release(self, start: int, end: int) -> None:
+        """Drop the mapped pages of a tensor already copied out, so a 2B import's
+        resident memory stays about one tensor, not the whole checkpoint."""
+        page = mmap.PAGESIZE
+        lo = start // page * page
+        if end > lo:
+            self.mm.madvise(mmap.MADV_DONTNEED, lo, end - lo)
 
 
 class _Checkpoint:

@@ -166,3 +166,39 @@ def test_requires_remote_code_is_recorded(tmp_path: Path) -> None:
         json.loads((tmp_path / "out" / "bundle.json").read_text())["requires_remote_code"] is True
     )
     shutil.rmtree(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_import_streams_tensor_by_tensor(tmp_path: Path) -> None:
+    """Importing ~400 MB of float32 weights must not hold them all in memory:
+    the importer's peak RSS grows by far less than the checkpoint's size."""
+    import subprocess
+    import sys
+
+    src = write_tiny_hf_model(
+        tmp_path / "hf", seed=4, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+        num_attention_heads=8, num_key_value_heads=8,
+    )  # fmt: skip
+    size_mb = (src / "model.safetensors").stat().st_size / 1e6
+    assert size_mb > 350
+    # VmHWM (peak RSS, file pages of the mmap included) reset through
+    # clear_refs just before the import; ru_maxrss would carry the parent's peak
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from engine.llm.importer import import_hf_model\n"
+        "def kb(field):\n"
+        "    line = [x for x in open('/proc/self/status') if x.startswith(field)][0]\n"
+        "    return int(line.split()[1])\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
+        "before = kb('VmRSS')\n"
+        "import_hf_model(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "print((kb('VmHWM') - before) / 1000)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(src), str(tmp_path / "b")],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    grew_mb = float(out.stdout.strip())
+    assert grew_mb < size_mb / 4, f"peak RSS grew {grew_mb:.0f} MB importing {size_mb:.0f} MB"
+    assert (tmp_path / "b" / "model.bvm").stat().st_size < size_mb * 1e6 / 8
