@@ -181,6 +181,9 @@ class Conversation:
         )
         self._gate = PartialGate(engines.decode_timer)
         self._llm_committed: int | None = None  # the last turn whose LLM stage ran
+        # finals that found Whisper busy (a partial or another conversation's decode) and
+        # queued behind it: the partial gate keeps this conversation's own partials out
+        self.stt_final_waits = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_task: asyncio.Task[None] | None = None
         self._partial_task: asyncio.Task[None] | None = None
@@ -406,6 +409,8 @@ class Conversation:
             text = (await self._stt.transcribe(start.audio, language=language)).strip()
             if idle:  # nothing queued ahead of it: its wall time is the decode time
                 self.engines.decode_timer.observe(time.perf_counter() - t_stt)
+            else:
+                self.stt_final_waits += 1
             secs = len(start.audio) / limits.INPUT_BYTES_PER_SECOND
             self._emit(self.core.transcript_final(turn, text, secs, self._clock()))
         if not text:

@@ -306,3 +306,37 @@ async def test_cancel_mid_reply_stops_audio_and_sends_none_after(
     assert "response.output_audio.done" not in [tag_of(x) for x in got]
     assert nxt[-1].response.id == "resp_2" and nxt[-1].response.status == "completed"
     assert frames_of(nxt) and {f.turn for f in frames_of(nxt)} == {2}
+
+
+@pytest.mark.slow
+async def test_partials_while_speaking_and_the_final_never_waits_behind_one(
+    rt_server: RealtimeServer,
+) -> None:
+    # a long end-of-turn silence leaves room for partial decodes even on a loaded machine;
+    # each must end before the VAD can end the turn, so the final finds Whisper idle
+    vad = {"type": "server_vad", "silence_duration_ms": 2500}
+    async with connect(ws_url(rt_server)) as ws:
+        sid = await start_session(ws, session(4, turn_detection=vad))
+        conv_waits = await on_server(
+            rt_server,
+            lambda: rt_server.find_conversation(sid).stt_final_waits,  # type: ignore[union-attr]
+        )
+        audio = (
+            silence_pcm16k(0.3)
+            + speech_pcm16k("the quick brown fox jumps over the lazy dog near the river bank")
+            + silence_pcm16k(2.8)
+        )
+        await say(ws, audio)
+        got = await recv_until(ws, "response.done", limit_s=60)
+        waits = await on_server(
+            rt_server,
+            lambda: rt_server.find_conversation(sid).stt_final_waits,  # type: ignore[union-attr]
+        )
+    partials = [x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionDelta)]
+    final = next(
+        x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionCompleted)
+    )
+    assert partials and all(p.item_id == final.item_id for p in partials)
+    assert got.index(partials[-1]) < got.index(final)
+    assert "fox" in final.transcript.lower()
+    assert conv_waits == 0 and waits == 0
