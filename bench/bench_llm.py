@@ -2,7 +2,7 @@
 BitNet-b1.58-2B-4T shapes (hidden 2560, 30 layers, 20/5 heads, FFN 6912,
 vocab 128256, tied head).
 
-    python -m bench.bench_llm [--threads 2] [--heads int4,int8] [--quick]
+    python -m bench.bench_llm [--threads 2] [--heads int4,int8] [--quick] [--llama-cpp]
 
 Prints a table (prefill and decode tokens/s, GB/s of weights streamed per
 decoded token, % of the memory bandwidth measured here, resident memory, load
@@ -201,7 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", default="int4,int8", help="LM head formats: none,int8,int4")
     ap.add_argument("--quick", action="store_true", help="a small model instead of the 2B shapes")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--llama-cpp",
+        action="store_true",
+        help="compare with llama.cpp TQ2_0/TQ1_0 instead (bench/bench_llama_cpp.py; builds it once)",
+    )
     args = ap.parse_args(argv)
+    if args.llama_cpp:
+        from bench import bench_llama_cpp
+
+        forward = ["--threads", str(args.threads), *(["--quick"] if args.quick else [])]
+        return bench_llama_cpp.main(forward, asked=True)
     shapes = SHAPES_QUICK if args.quick else SHAPES_2B
     path = model_path(shapes)
     if args.child:
