@@ -15,6 +15,11 @@ A turn runs as one `asyncio.TaskGroup` of four stages linked by bounded queues:
 speed (pitch kept), cuts it into AUDIO_FRAME_MS frames and sends each only when the modelled
 client has less than PLAYBACK_LEAD_MS queued, and not while paused. Barge-in or cancel cancels
 the group; the history then keeps only the words the user heard.
+
+Partial transcripts run beside the VAD, one at a time, only when `realtime.partials.PartialGate`
+says the decode will end before the VAD can end the turn (the final transcript would otherwise
+queue behind it on the one Whisper engine). `Conversation(trace=True)` keeps a bounded log of
+what was queued and sent (`TraceEvent`), which the tests and the benchmark read.
 """
 
 from __future__ import annotations

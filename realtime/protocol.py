@@ -1,8 +1,9 @@
 """The realtime protocol core: a pure state machine, no I/O and no asyncio.
 
 Inputs are client frames (`receive_text`, `receive_audio`) and reports from the pipeline that
-runs a turn (`transcript_partial`, `transcript_final`, `text_delta`, `segment_started`,
-`audio_frame`, `response_finished`), each with the current monotonic time `now` in seconds.
+runs a turn (`transcript_partial`, `transcript_final`, `text_delta`, `stage_mark`,
+`segment_started`, `audio_frame`, `response_finished`), each with the current monotonic time
+`now` in seconds.
 Every input returns a list of outputs for the glue to carry out, in order:
 
 - `Send(message)`: send a JSON server message; `SendAudio(frame)`: send a binary reply frame.
