@@ -9,7 +9,9 @@ time, so partials use at most `limits.PARTIAL_MAX_DUTY` of the engine.
 
 `DecodeTimer` is the running estimate of one decode's wall time; one per STT engine, shared
 by every conversation (the server seeds it with a warm-up decode at start, and every decode
-whose time is known without queueing updates it).
+whose time is known without queueing updates it). `SpeechDeadlines` is shared the same way:
+the earliest moment any conversation's turn may end, so one conversation's partial does not
+delay another's final either.
 
     gate = PartialGate(timer)
     if gate.allow(now, until_stop_s):   # also needs the engine idle and new audio
@@ -24,7 +26,7 @@ import math
 
 from realtime import limits
 
-__all__ = ["DecodeTimer", "PartialGate"]
+__all__ = ["DecodeTimer", "PartialGate", "SpeechDeadlines"]
 
 
 class DecodeTimer:
@@ -44,6 +46,27 @@ class DecodeTimer:
         else:
             a = limits.DECODE_EMA_ALPHA
             self.estimate_s = a * seconds + (1.0 - a) * self.estimate_s
+
+
+class SpeechDeadlines:
+    """For each conversation in speech, the earliest time its VAD may end the turn."""
+
+    def __init__(self) -> None:
+        self._at: dict[object, float] = {}
+
+    def update(self, key: object, now: float, until_stop_s: float) -> None:
+        self._at[key] = now + max(0.0, until_stop_s)
+
+    def clear(self, key: object) -> None:
+        """`key`'s turn ended (or was dropped): it no longer constrains partials."""
+        self._at.pop(key, None)
+
+    def until_first(self, now: float) -> float:
+        """Seconds until the earliest possible end of any turn (inf when none is in speech).
+        A deadline already past belongs to a stream that stopped feeding audio mid-speech;
+        it is ignored rather than blocking every partial until that client speaks again."""
+        ahead = [t - now for t in self._at.values() if t >= now]
+        return min(ahead, default=math.inf)
 
 
 class PartialGate:

@@ -42,7 +42,7 @@ from engine.llm.events import ChatDoneEvent, ChatTokenEvent
 from engine.tts import StreamingStretcher
 from realtime import limits
 from realtime import messages as m
-from realtime.partials import DecodeTimer, PartialGate
+from realtime.partials import DecodeTimer, PartialGate, SpeechDeadlines
 from realtime.protocol import (
     ApplyPause,
     ApplySession,
@@ -130,6 +130,7 @@ class Engines:
     # Whisper decode time, measured once at start and then by every unqueued decode; it
     # schedules partial transcripts (realtime.partials). Shared: one STT engine for all.
     decode_timer: DecodeTimer = field(default_factory=DecodeTimer)
+    speech_deadlines: SpeechDeadlines = field(default_factory=SpeechDeadlines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,7 @@ class Conversation:
     async def aclose(self) -> None:
         """Cancel everything and close the engine sessions. Idempotent."""
         self.closed.set()
+        self.engines.speech_deadlines.clear(self)
         tasks = [t for t in (self._turn_task, self._partial_task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -296,6 +298,7 @@ class Conversation:
             elif isinstance(o, EndStream):
                 self._stream_item = None
                 self._gate.reset()
+                self.engines.speech_deadlines.clear(self)
                 if self._stream is not None:
                     self._stream.reset()
             elif isinstance(o, CloseConnection):
@@ -342,10 +345,13 @@ class Conversation:
             stream.feed(o.audio)
         except BitvoiceError:
             return  # a turn over the streaming cap: partials stop, the final still runs
+        now = self._clock()
+        deadlines = self.engines.speech_deadlines
+        deadlines.update(self, now, o.until_stop_ms / 1000.0)
         if (
             (self._partial_task is None or self._partial_task.done())
             and stream.partial_due()
-            and self._gate.allow(self._clock(), o.until_stop_ms / 1000.0)
+            and self._gate.allow(now, deadlines.until_first(now))
         ):
             self._gate.started(self._clock())
             self._partial_task = asyncio.ensure_future(self._partial(o.item_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from realtime import limits
-from realtime.partials import DecodeTimer, PartialGate
+from realtime.partials import DecodeTimer, PartialGate, SpeechDeadlines
 
 
 def test_decode_timer_is_unknown_until_measured_then_a_moving_average() -> None:
@@ -62,3 +62,22 @@ def test_a_partial_that_did_not_decode_teaches_nothing() -> None:
     gate.finished(0.1, decode_s=None)
     assert timer.estimate_s == 0.3 and timer.observed == 0
     assert gate.allow(0.1, until_stop_s=1.0)
+
+
+def test_the_earliest_end_of_any_conversation_bounds_every_partial() -> None:
+    deadlines = SpeechDeadlines()
+    assert deadlines.until_first(0.0) == math.inf  # nobody speaks: no constraint
+    a, b = object(), object()
+    deadlines.update(a, 0.0, 0.5)
+    deadlines.update(b, 0.0, 0.2)  # b is already in its end-of-turn silence
+    assert deadlines.until_first(0.1) == 0.1
+    # so a's partial (0.2 s decode) must not start, though a itself has 0.4 s left
+    assert not PartialGate(DecodeTimer(0.2)).allow(0.1, deadlines.until_first(0.1))
+    deadlines.clear(b)  # b's turn ended
+    assert deadlines.until_first(0.1) == 0.4
+    assert PartialGate(DecodeTimer(0.2)).allow(0.1, deadlines.until_first(0.1))
+    # a stream that stopped mid-speech (deadline past) does not block everyone forever
+    deadlines.update(b, 0.0, 0.0)
+    assert deadlines.until_first(1.0) == math.inf
+    deadlines.clear(a)
+    deadlines.clear(a)  # idempotent
