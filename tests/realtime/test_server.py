@@ -11,6 +11,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,3 +192,36 @@ async def test_twenty_concurrent_connections_and_admission_beyond_the_limit(
             assert extra.close_code == 1013
     finally:
         await asyncio.gather(*(ws.close() for ws in conns))
+
+
+async def test_default_engines_on_a_fresh_machine(
+    rt_server: RealtimeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from conftest import RT_HOME
+
+    from engine.llm import tiny
+    from engine.stt import DEFAULT_STT_MODEL, STT
+    from realtime.server import DEMO_NOTICE, resolve_llm_model
+
+    # an empty store: the demo bundle, with a notice that says what it is
+    monkeypatch.setenv("BITVOICE_HOME", str(RT_HOME[0]))
+    assert resolve_llm_model(None) == (tiny.DEMO_STORE_ID, DEMO_NOTICE)
+    # a real bundle in the store wins over the demo, without a notice
+    home = tmp_path / "home"
+    demo = RT_HOME[0] / "models" / "local" / "tiny-demo"
+    shutil.copytree(demo, home / "models" / "acme" / "small")
+    shutil.copytree(demo, home / "models" / tiny.DEMO_STORE_ID)
+    (home / "models" / "acme" / "small" / "padding.bin").write_bytes(b"\0" * 4096)
+    monkeypatch.setenv("BITVOICE_HOME", str(home))
+    assert resolve_llm_model(None) == ("acme/small", None)
+    assert resolve_llm_model("acme/other") == ("acme/other", None)
+    # Whisper from the registry packages and the offline Piper voice by default
+    assert ServerConfig().stt_model is None and STT().model_id == DEFAULT_STT_MODEL
+    assert rt_server.engines.tts.backend_name == "piper"
+    # and a client is told it talks to the demo model
+    async with connect(url(rt_server)) as ws:
+        created = (await recv_until(ws, "session.created"))[-1]
+    assert created.session.model == tiny.DEMO_STORE_ID
+    assert created.session.notice == DEMO_NOTICE
