@@ -46,6 +46,9 @@ SENTENCE_QUEUE: Final = 4  # sentences waiting for TTS
 TOKEN_QUEUE: Final = 64  # LLM text deltas waiting for the chunker
 MIN_SEGMENT_CHARS: Final = 12  # a sentence shorter than this is joined with the next
 MAX_SEGMENT_CHARS: Final = 220  # a run-on sentence is cut at a comma/space near this length
+# The first segment of a reply is cut sooner: TTS time grows with the text, and the first audio
+# waits for the whole first segment.
+FIRST_SEGMENT_MAX_CHARS: Final = 60
 SPEED_MIN: Final = 0.5
 SPEED_MAX: Final = 2.0
 

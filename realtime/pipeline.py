@@ -80,11 +80,13 @@ class SentenceChunker:
     `feed(delta)` returns the pieces completed by `delta`; `flush()` returns the rest.
     A piece ends at sentence punctuation followed by whitespace, or a newline; pieces shorter
     than MIN_SEGMENT_CHARS are joined with the next; a run-on piece is cut at the last comma
-    or space before MAX_SEGMENT_CHARS.
+    or space before MAX_SEGMENT_CHARS (FIRST_SEGMENT_MAX_CHARS for the first piece, so the
+    first audio does not wait for a long first sentence).
     """
 
     def __init__(self) -> None:
         self._buf = ""
+        self._first = True
 
     def feed(self, delta: str) -> list[str]:
         self._buf += delta
@@ -92,17 +94,34 @@ class SentenceChunker:
         start = 0
         for match in _SENTENCE_END.finditer(self._buf):
             end = match.end()
-            if len(self._buf[start:end].strip()) >= limits.MIN_SEGMENT_CHARS:
-                out.append(self._buf[start:end].strip())
+            piece = self._buf[start:end].strip()
+            if len(piece) >= limits.MIN_SEGMENT_CHARS:
+                out += self._cut_run_on(piece) if self._first else [piece]
+                self._first = False
                 start = end
         self._buf = self._buf[start:]
-        while len(self._buf) > limits.MAX_SEGMENT_CHARS:
-            head = self._buf[: limits.MAX_SEGMENT_CHARS]
-            cut = max(head.rfind(", "), head.rfind(" "))
-            cut = cut + 1 if cut > limits.MIN_SEGMENT_CHARS else limits.MAX_SEGMENT_CHARS
+        while len(self._buf) > (limit := self._limit()):
+            head = self._buf[:limit]
+            cut = max(head.rfind(", ") + 1, head.rfind(" "))
+            cut = cut + 1 if cut > limits.MIN_SEGMENT_CHARS else limit
             out.append(self._buf[:cut].strip())
             self._buf = self._buf[cut:]
+            self._first = False
         return [p for p in out if p]
+
+    def _limit(self) -> int:
+        return limits.FIRST_SEGMENT_MAX_CHARS if self._first else limits.MAX_SEGMENT_CHARS
+
+    def _cut_run_on(self, piece: str) -> list[str]:
+        """A complete first sentence longer than the first-segment limit: cut its head off."""
+        if len(piece) <= limits.FIRST_SEGMENT_MAX_CHARS:
+            return [piece]
+        head = piece[: limits.FIRST_SEGMENT_MAX_CHARS]
+        cut = max(head.rfind(", ") + 1, head.rfind(" "))
+        rest = piece[cut:].strip()
+        if cut <= limits.MIN_SEGMENT_CHARS or len(rest) < limits.MIN_SEGMENT_CHARS:
+            return [piece]
+        return [piece[:cut].strip(), rest]
 
     def flush(self) -> list[str]:
         rest, self._buf = self._buf.strip(), ""
