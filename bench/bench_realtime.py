@@ -144,7 +144,7 @@ async def speech_turns(port: int, turns: int, partials: bool) -> dict[str, list[
 
 
 async def barge_ins(server: RealtimeServer, n: int) -> dict[str, list[float]]:
-    from conftest import speech_pcm16k
+    from conftest import on_server, speech_pcm16k
 
     speech = speech_pcm16k("stop, wait a moment please")
     out: dict[str, list[float]] = {
@@ -177,9 +177,13 @@ async def barge_ins(server: RealtimeServer, n: int) -> dict[str, list[float]]:
                     out["client_speech_to_flush_ms"].append((time.perf_counter() - t_speech) * 1e3)
                     break
             await talker
-            conv = server.find_conversation(sid)
-            assert conv is not None and conv.trace is not None
-            trace = list(conv.trace)  # read between the server's steps; a copy
+
+            def snapshot(sid: str = sid) -> list[Any]:
+                conv = server.find_conversation(sid)
+                assert conv is not None and conv.trace is not None
+                return list(conv.trace)
+
+            trace = await on_server(server, snapshot)  # read on the server's own loop
             detect = next(
                 e.at for e in trace if e.what == "queued:input_audio_buffer.speech_started"
             )

@@ -211,6 +211,7 @@ class Conversation:
         self.stt_final_waits = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_task: asyncio.Task[None] | None = None
+        self._turn_started: int | None = None  # the turn whose task has begun running
         self._partial_task: asyncio.Task[None] | None = None
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -301,7 +302,10 @@ class Conversation:
                 prev = self._turn_task
                 self._turn_task = asyncio.ensure_future(self._run_turn(o, prev))
             elif isinstance(o, CancelResponse):
-                if self._turn_task is not None:
+                # A task cancelled before its first step never runs its body (nor the finally
+                # that reports response.done); a turn that has not started yet sees the cancel
+                # through `core.is_current` instead and finishes at once.
+                if self._turn_task is not None and self._turn_started == o.turn:
                     self._turn_task.cancel()
             elif isinstance(o, ApplySpeed):
                 self._speed = o.speed
@@ -394,6 +398,7 @@ class Conversation:
     async def _run_turn(self, start: StartResponse, prev: asyncio.Task[None] | None) -> None:
         """One response: STT (if audio), then LLM -> chunker -> TTS -> pacer in a TaskGroup."""
         turn = start.turn
+        self._turn_started = turn
         error: tuple[str, str] | None = None
         empty = False
         self._usage: Usage | None = None

@@ -340,3 +340,31 @@ async def test_partials_while_speaking_and_the_final_never_waits_behind_one(
     assert got.index(partials[-1]) < got.index(final)
     assert "fox" in final.transcript.lower()
     assert conv_waits == 0 and waits == 0
+
+
+@pytest.mark.parametrize("when", ["before_it_starts", "during_stt"])
+async def test_a_turn_cancelled_before_its_reply_leaves_the_history_alone(
+    rt_server: RealtimeServer, when: str
+) -> None:
+    async with connect(ws_url(rt_server)) as ws:
+        sid = await start_session(ws, session(4, turn_detection=None))
+        await text_turn(ws, "Hello there.")
+        first = (await recv_until(ws, "response.done", limit_s=30))[-1]
+        assert first.response.status == "completed"
+        before = await history_of(rt_server, sid)
+        # manual turn: audio, commit, answer, and cancel while Whisper still transcribes
+        await ws.send(speech_pcm16k("what time is it"))
+        await ws.send('{"type":"input_audio_buffer.commit"}')
+        await ws.send('{"type":"response.create"}')
+        got: list[Any] = []
+        if when == "during_stt":  # the turn task runs (Whisper takes far longer than this)
+            got += await recv_until(ws, "response.created")
+        await ws.send('{"type":"response.cancel"}')
+        got += await recv_until(ws, "response.done", limit_s=30)
+        after = await history_of(rt_server, sid)
+    done = got[-1]
+    assert (done.response.status, done.response.reason) == ("cancelled", "client_cancelled")
+    assert not frames_of(got) and done.response.output_text == ""
+    # the earlier reply stays whole; the cancelled turn added nothing
+    assert after == before and before[-1][0] == "assistant"
+    assert before[-1][1].split() == first.response.output_text.split()
