@@ -127,14 +127,12 @@ async def test_text_turn_with_every_control_mid_turn(rt_server: RealtimeServer) 
         got = await recv_until(ws, "response.done", limit_s=15)
         done = got[-1]
         assert isinstance(done, m.ResponseDone)
-        # a fast demo reply may complete before the cancel arrives; then cancel is an error
-        errs = [x.error.code for x in got if isinstance(x, m.Error)]
-        if done.response.status == "cancelled":
-            assert done.response.reason == "client_cancelled"
-        else:
-            assert done.response.status == "completed"
-        assert not [e for e in errs if e not in {"no_active_response"}]
-        # the connection serves the next turn
+        # the reply is seconds of paced audio: the controls all landed while it ran
+        assert (done.response.status, done.response.reason) == ("cancelled", "client_cancelled")
+        assert not [x for x in got if isinstance(x, m.Error)]
+        # the connection serves the next turn (a short one)
+        await ws.send('{"type":"session.update","session":{"sampling":{"max_output_tokens":4}}}')
+        await recv_until(ws, "session.updated")
         await ws.send('{"type":"response.create","input_text":"And then?"}')
         assert (await recv_until(ws, "response.done", limit_s=30))[-1].response.id == "resp_2"
 
