@@ -238,11 +238,15 @@ def main() -> int:
     holder: list[RealtimeServer] = []
     ready = threading.Event()
 
+    def on_ready(server: RealtimeServer) -> None:
+        holder.append(server)
+        ready.set()
+
     def run() -> None:
         import uvloop
 
         cfg = ServerConfig(port=0, stt_model=args.stt_model, model=args.model, trace=True)
-        uvloop.run(serve(cfg, ready=lambda s: (holder.append(s), ready.set())))
+        uvloop.run(serve(cfg, ready=on_ready))
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
