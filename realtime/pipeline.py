@@ -206,8 +206,8 @@ class Conversation:
         )
         self._gate = PartialGate(engines.decode_timer)
         self._llm_committed: int | None = None  # the last turn whose LLM stage ran
-        # finals that found Whisper busy (a partial or another conversation's decode) and
-        # queued behind it: the partial gate keeps this conversation's own partials out
+        # finals that found Whisper busy and queued behind it (another conversation's final,
+        # or a partial that outran its estimate: the gate keeps every partial out otherwise)
         self.stt_final_waits = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_task: asyncio.Task[None] | None = None
