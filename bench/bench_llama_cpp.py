@@ -86,6 +86,14 @@ DEFAULT_HEAD = "int4"  # closest to llama.cpp's choice for TQ models: a Q4_K tok
 F16_SLICE_ROWS = 8192  # embedding rows per write: bounded memory, not the whole 650 MB
 BUILD_INFO = "bitvoice-build.json"
 ENV_OPT_IN = "BITVOICE_BENCH_LLAMA_CPP"
+# The cores are shared. llama.cpp's threadpool meets at a barrier after every op
+# (hundreds per token), so one other busy process at the same priority can cut its
+# decode rate tenfold; bitvoice syncs far less often. Each run therefore waits (up
+# to --wait-quiet seconds) until other processes use at most QUIET_CORES of CPU,
+# and records what they used, so a reader can tell a slow engine from a busy machine.
+QUIET_CORES = 0.3
+DEFAULT_WAIT_QUIET_S = 90.0
+PROBE_S = 1.0
 
 # bv_format.h tensor names -> llama.cpp's (LLM_ARCH_BITNET, src/models/bitnet.cpp)
 GGUF_LINEARS = {
@@ -431,6 +439,31 @@ def run_bitvoice(threads: int, head: str, quick: bool) -> dict[str, Any]:
     return result
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy_cores(window_s: float = PROBE_S) -> float:
+    """CPU used by every process on the machine over `window_s`, in cores (0..nproc)."""
+    b0, t0 = _cpu_times()
+    time.sleep(window_s)
+    b1, t1 = _cpu_times()
+    return round((b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1), 2)
+
+
+def wait_quiet(max_wait_s: float) -> float:
+    """Wait until the machine is nearly idle (<= QUIET_CORES busy) or `max_wait_s`
+    passed; returns the busy cores of the last probe (recorded with the run)."""
+    deadline = time.monotonic() + max_wait_s
+    busy = cpu_busy_cores()
+    while busy > QUIET_CORES and time.monotonic() < deadline:
+        busy = cpu_busy_cores()
+    return busy
+
+
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Best prefill and best decode over runs (noise on a shared machine only slows)."""
     return {
@@ -464,6 +497,12 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
     ap.add_argument("--version", help=f"{PACKAGE} version (default: cached, else newest)")
     ap.add_argument("--keep-f16", action="store_true", help="keep the 5 GB F16 GGUF")
     ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=DEFAULT_WAIT_QUIET_S,
+        help="seconds to wait, before each run, for other processes to leave the cores",
+    )
+    ap.add_argument(
         "--prepare-only", action="store_true", help="download, build, convert; measure nothing"
     )
     args = ap.parse_args(argv)
@@ -488,17 +527,24 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
     ll_runs: dict[str, list[dict[str, Any]]] = {q: [] for q in quants}
     loads: list[float] = []
     for i in range(args.runs):
-        print(f"run {i + 1}/{args.runs}: bitvoice ...", file=sys.stderr)
+        busy = wait_quiet(args.wait_quiet)
+        print(f"run {i + 1}/{args.runs}: bitvoice (others busy {busy} cores) ...", file=sys.stderr)
         loads.append(os.getloadavg()[0])
-        bv_runs.append(run_bitvoice(args.threads, args.head, args.quick))
+        bv_runs.append({**run_bitvoice(args.threads, args.head, args.quick), "busy_before": busy})
         for q in quants:
-            print(f"run {i + 1}/{args.runs}: llama.cpp {q} ...", file=sys.stderr)
+            busy = wait_quiet(args.wait_quiet)
+            print(f"run {i + 1}/{args.runs}: llama.cpp {q} (others busy {busy} cores) ...",
+                  file=sys.stderr)  # fmt: skip
             loads.append(os.getloadavg()[0])
             try:
-                ll_runs[q].append(run_llama_bench(tools["llama-bench"], models[q], args.threads))
+                r = run_llama_bench(tools["llama-bench"], models[q], args.threads)
+                ll_runs[q].append({**r, "busy_before": busy})
             except LlamaCppError as exc:
                 print(f"llama.cpp {q}: {exc}", file=sys.stderr)
     loads.append(os.getloadavg()[0])
+    busies = [r["busy_before"] for r in bv_runs] + [
+        r["busy_before"] for rs in ll_runs.values() for r in rs
+    ]
 
     bw = memory_bandwidth_gb_s()
     info = machine()
@@ -529,7 +575,8 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
           f"best of {args.runs} runs each")  # fmt: skip
     print(f"{info['cpu']} ({info['logical_cpus']} CPUs), bitvoice kernel {info['kernel_path']}; "
           f"memory read bandwidth (numpy, 1 thread) {bw} GB/s; "
-          f"1-min load average during the runs {min(loads):.2f}..{max(loads):.2f}")  # fmt: skip
+          f"1-min load average during the runs {min(loads):.2f}..{max(loads):.2f}; "
+          f"other processes' CPU just before each run {min(busies)}..{max(busies)} cores")  # fmt: skip
     header = f"{'engine':<24} {'prefill t/s':>12} {'decode t/s':>11} {'MB/tok':>7} {'GB/s':>6} {'% bw':>6}"
     print(header)
     print("-" * len(header))
@@ -545,6 +592,7 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
         "machine": info, "shapes": shapes, "threads": args.threads,
         "prompt_tokens": PROMPT_TOKENS, "decode_tokens": DECODE_TOKENS,
         "memory_bandwidth_gb_s": bw, "load_average_1min": loads,
+        "busy_cores_before_runs": busies, "quiet_cores": QUIET_CORES,
         "llama_cpp": {"package": f"{PACKAGE}=={ver}", "build": build_info,
                       "quants": quants, "runs": ll_runs},
         "bitvoice": {"head": args.head, "runs": bv_runs},

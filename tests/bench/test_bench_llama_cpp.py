@@ -9,6 +9,8 @@ cache by `python -m bench.bench_llama_cpp --prepare-only`; without them they ski
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,18 @@ def test_llama_cpp_loads_and_runs_the_converted_model(tiny_gguf: Path, tmp_path:
     r = blc.run_llama_bench(tools["llama-bench"], out, threads=1)
     assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0
     assert "bitnet" in str(r["model_type"]) and "TQ2_0" in str(r["model_type"])
+
+
+def test_cpu_busy_probe_sees_a_spinning_process() -> None:
+    """The quiet-machine probe counts other processes' CPU, in cores."""
+    import subprocess
+    import sys
+
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])  # fmt: skip
+    try:
+        time.sleep(0.3)  # let it start spinning
+        busy = blc.cpu_busy_cores(1.0)
+    finally:
+        spin.wait()
+    assert 0.3 < busy <= (os.cpu_count() or 1)
+    assert blc.wait_quiet(0.0) >= 0.0  # no waiting allowed: one probe, returned
