@@ -314,7 +314,7 @@ async def test_partials_while_speaking_and_the_final_never_waits_behind_one(
 ) -> None:
     # a long end-of-turn silence leaves room for partial decodes even on a loaded machine;
     # each must end before the VAD can end the turn, so the final finds Whisper idle
-    vad = {"type": "server_vad", "silence_duration_ms": 2500}
+    vad = {"type": "server_vad", "silence_duration_ms": 4000}
     async with connect(ws_url(rt_server)) as ws:
         sid = await start_session(ws, session(4, turn_detection=vad))
         conv_waits = await on_server(
@@ -324,7 +324,7 @@ async def test_partials_while_speaking_and_the_final_never_waits_behind_one(
         audio = (
             silence_pcm16k(0.3)
             + speech_pcm16k("the quick brown fox jumps over the lazy dog near the river bank")
-            + silence_pcm16k(2.8)
+            + silence_pcm16k(4.3)
         )
         await say(ws, audio)
         got = await recv_until(ws, "response.done", limit_s=60)
