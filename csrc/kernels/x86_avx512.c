@@ -46,9 +46,23 @@
 #define GEMM_TOKENS 12
 #define GEMM_TOKENS_TAIL 4
 #define GEMM_KC_BLOCKS 8
+#define GEMM_KC_T1_BLOCKS 3 /* 960 columns: 30 KB of codes */
+#define GEMM_KC_COLS (GEMM_KC_BLOCKS * BV_QK)
 #define GEMM_MIN_TOKENS 4
-/* Prefetch distance for streamed weight rows, in bytes ahead of the load. */
-#define PREFETCH_AHEAD 256
+/* GEMVs read a group of consecutive rows (one contiguous span) a few lines of
+ * each row at a time, a pattern the hardware prefetchers follow poorly (with
+ * a fixed 256-byte look-ahead, decode reached ~60% of a plain read's GB/s).
+ * Each load is paired with a prefetch of the same offset in a later group,
+ * which covers every line of that group once, at least STREAM_AHEAD bytes
+ * ahead in the stream, into L2 (measured: 4 KB into L2 beat 1-16 KB into L1
+ * or L2 on the 2B decode stream). */
+#define STREAM_AHEAD 4096
+#define PF_HINT _MM_HINT_T1
+
+/* bytes from a row-group load to the same place in the group to prefetch */
+static inline size_t stream_distance(size_t group_bytes) {
+    return (STREAM_AHEAD + group_bytes - 1) / group_bytes * group_bytes;
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -103,6 +117,7 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
     const __m512i m_a = _mm512_inserti64x4(_mm512_set1_epi8(0x03), _mm256_set1_epi8(0x0C), 1);
     const __m512i m_b =
         _mm512_inserti64x4(_mm512_set1_epi8(0x30), _mm256_set1_epi8((char)0xC0), 1);
+    const size_t ahead = stream_distance(GEMV_ROWS * rb);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -114,7 +129,7 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
 #pragma GCC unroll 8
             for (int i = 0; i < GEMV_ROWS; i++) {
                 const uint8_t *p = wr + (size_t)i * rb + (size_t)k * BV_BLOCK_BYTES;
-                _mm_prefetch((const char *)(p + PREFETCH_AHEAD), _MM_HINT_T0);
+                if (!(k & 1)) _mm_prefetch((const char *)(p + ahead), PF_HINT);
                 const __m512i bc = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
                 a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(bc, m_a), x0);
                 b[i] = _mm512_dpbusd_epi32(b[i], _mm512_and_si512(bc, m_b), x1);
@@ -137,6 +152,104 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
                                     _mm512_loadu_si512((const void *)(x + (size_t)k * BV_QK + 64)));
         }
         y[r] = _mm512_reduce_add_epi32(ternary_fix_scale(a, b)) - sx;
+    }
+}
+
+/* ---- T1 GEMV (decode, 1.6 bits/weight) -----------------------------------
+ * Digit extraction without tables (bv_format.h: digit i of a byte q is
+ * floor(3 * y_i / 256) with y_0 = q, y_{i+1} = 3 * y_i mod 256). vpmaddubsw
+ * with the byte pattern (3, 0) multiplies the even bytes by 3 into 16-bit
+ * lanes: 3 * y = 256 * floor(3y / 256) + (3y mod 256), so the high byte of
+ * each lane is the digit's code and the low byte is the next y. Applying
+ * (3, 0) again to that result multiplies the low byte only (the code byte is
+ * multiplied by 0), so one vpmaddubsw per digit walks the whole chain; the
+ * odd bytes start with (0, 3) and then follow the same chain. No value
+ * exceeds 765, so the signed 16-bit saturation never happens.
+ * The codes sit in the odd (high) bytes of the lanes and the next y values in
+ * the even bytes: vpdpbusd against activations that are zero at even bytes
+ * sums exactly code * x. Those activations are made once per call: for the
+ * even chain, x << 8 per 16-bit lane (activation j moves to byte j + 1); for
+ * the odd chain, x with its even bytes cleared.
+ * Per 64 weight bytes (320 weights): 10 vpmaddubsw + 10 vpdpbusd, no shuffles.
+ * Range: a lane gains at most 4 * 2 * 128 per vpdpbusd, 10 per block: exact
+ * for any row that fits an int. */
+#define T1_GEMV_ROWS 4
+#define T1_X_SLICE_BLOCKS 32 /* 10240 columns: 20 KB of prepared activations */
+
+/* x (nb1 blocks) -> xe, xo: per block 5 even-chain then 5 odd-chain vectors */
+static void t1_prepare_x(const int8_t *x, int nb1, __m512i *xp) {
+    const __m512i odd = _mm512_set1_epi16((short)0xFF00);
+    for (int b = 0; b < nb1; b++)
+        for (int d = 0; d < 5; d++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(x + (size_t)b * BV_T1_QK + 64 * d));
+            _mm512_store_si512((void *)&xp[b * 10 + d], _mm512_slli_epi16(v, 8));
+            _mm512_store_si512((void *)&xp[b * 10 + 5 + d], _mm512_and_si512(v, odd));
+        }
+}
+
+/* acc_e/acc_o += one 64-byte T1 block of codes dotted with its prepared x */
+#define T1_BLOCK_DOT(s, xb, ae, ao)                                                       \
+    do {                                                                                  \
+        __m512i pe_ = _mm512_maddubs_epi16((s), k30), po_ = _mm512_maddubs_epi16((s), k03); \
+        for (int d_ = 0; d_ < 5; d_++) {                                                  \
+            (ae) = _mm512_dpbusd_epi32((ae), pe_, _mm512_load_si512((const void *)&(xb)[d_])); \
+            (ao) = _mm512_dpbusd_epi32((ao), po_, _mm512_load_si512((const void *)&(xb)[5 + d_])); \
+            if (d_ < 4) {                                                                 \
+                pe_ = _mm512_maddubs_epi16(pe_, k30);                                     \
+                po_ = _mm512_maddubs_epi16(po_, k30);                                     \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* y[r] (+)= dot of rows [r0, r1) with prepared x over nb1 blocks, minus sx.
+ * Rows are rb bytes apart; add: accumulate into y instead of storing. */
+static void t1_gemv_prepared(const uint8_t *w, size_t rb, int nb1, const __m512i *xp, int32_t sx,
+                             int add, int32_t *y, int r0, int r1) {
+    const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
+    const size_t ahead = stream_distance(T1_GEMV_ROWS * rb);
+    int r = r0;
+    for (; r + T1_GEMV_ROWS <= r1; r += T1_GEMV_ROWS) {
+        const uint8_t *wr = w + (size_t)r * rb;
+        __m512i ae[T1_GEMV_ROWS], ao[T1_GEMV_ROWS];
+        for (int i = 0; i < T1_GEMV_ROWS; i++) ae[i] = ao[i] = _mm512_setzero_si512();
+        for (int b = 0; b < nb1; b++) {
+            const __m512i *xb = xp + b * 10;
+#pragma GCC unroll 8
+            for (int i = 0; i < T1_GEMV_ROWS; i++) {
+                const uint8_t *p = wr + (size_t)i * rb + (size_t)b * BV_T1_BLOCK_BYTES;
+                _mm_prefetch((const char *)(p + ahead), PF_HINT);
+                const __m512i q = _mm512_loadu_si512((const void *)p);
+                T1_BLOCK_DOT(q, xb, ae[i], ao[i]);
+            }
+        }
+        for (int i = 0; i < T1_GEMV_ROWS; i++) {
+            const int32_t v = _mm512_reduce_add_epi32(_mm512_add_epi32(ae[i], ao[i])) - sx;
+            y[r + i] = add ? y[r + i] + v : v;
+        }
+    }
+    for (; r < r1; r++) {
+        const uint8_t *wr = w + (size_t)r * rb;
+        __m512i ae = _mm512_setzero_si512(), ao = _mm512_setzero_si512();
+        for (int b = 0; b < nb1; b++) {
+            const __m512i q = _mm512_loadu_si512((const void *)(wr + (size_t)b * BV_T1_BLOCK_BYTES));
+            T1_BLOCK_DOT(q, xp + b * 10, ae, ao);
+        }
+        const int32_t v = _mm512_reduce_add_epi32(_mm512_add_epi32(ae, ao)) - sx;
+        y[r] = add ? y[r] + v : v;
+    }
+}
+
+/* Columns go in slices of T1_X_SLICE_BLOCKS blocks (one slice for every
+ * matrix of the 2B model), so the prepared activations live on the stack. */
+void bv_avx512_t1_gemv(const uint8_t *w, int nb1, const int8_t *x, int32_t *y, int r0, int r1) {
+    const size_t rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
+    const int32_t sx = sum_i8(x, (size_t)nb1 * BV_T1_QK);
+    _Alignas(64) __m512i xp[T1_X_SLICE_BLOCKS * 10];
+    for (int b0 = 0; b0 < nb1; b0 += T1_X_SLICE_BLOCKS) {
+        const int nbs = nb1 - b0 < T1_X_SLICE_BLOCKS ? nb1 - b0 : T1_X_SLICE_BLOCKS;
+        t1_prepare_x(x + (size_t)b0 * BV_T1_QK, nbs, xp);
+        t1_gemv_prepared(w + (size_t)b0 * BV_T1_BLOCK_BYTES, rb, nbs, xp, b0 ? 0 : sx, b0 > 0, y,
+                         r0, r1);
     }
 }
 
@@ -186,8 +299,9 @@ BV_ALWAYS_INLINE void transpose16(const __m512i v[16], __m512i out[16]) {
 
 /* rows [r, r + nrows) (nrows <= GEMM_ROWS; missing rows are zero codes),
  * blocks [kb0, kb0 + nkb) -> buf[step][half][16 lanes] dwords, step = 4 cols */
-static void unpack_rows(const uint8_t *w, size_t rb, int r, int nrows, int kb0, int nkb,
+static void unpack_rows(const uint8_t *w, size_t rb, int r, int nrows, int c0, int ncols,
                         uint8_t *buf) {
+    const int kb0 = c0 / BV_QK, nkb = ncols / BV_QK;
     const __m512i three = _mm512_set1_epi8(3);
     /* a block broadcast to both halves, shifted by 0|2 (4|6) per 64-bit half
      * and masked: the codes of weights 0..63 (64..127) in column order */
@@ -227,18 +341,18 @@ static inline int tile_width(int t0, int n_pad) {
 
 /* tokens [0, n_pad) of X (rows ldx apart), columns of blocks [kb0, kb0+nkb)
  * -> xs: per tile (at t0 * kcols bytes), xs[step][token of tile] dwords */
-static void pack_x(const int8_t *X, size_t ldx, int n, int n_pad, int kb0, int nkb, int8_t *xs) {
-    const int steps = nkb * BV_QK / 4;
+static void pack_x(const int8_t *X, size_t ldx, int n, int n_pad, int c0, int ncols, int8_t *xs) {
+    const int steps = ncols / 4;
     for (int t0 = 0; t0 < n_pad;) {
         const int tw = tile_width(t0, n_pad);
-        int32_t *dst = (int32_t *)(xs + (size_t)t0 * nkb * BV_QK);
+        int32_t *dst = (int32_t *)(xs + (size_t)t0 * ncols);
         for (int t = 0; t < tw; t++) {
             const int tok = t0 + t;
             if (tok >= n) {
                 for (int s = 0; s < steps; s++) dst[(size_t)s * tw + t] = 0;
                 continue;
             }
-            const int32_t *src = (const int32_t *)(X + (size_t)tok * ldx + (size_t)kb0 * BV_QK);
+            const int32_t *src = (const int32_t *)(X + (size_t)tok * ldx + c0);
             for (int s = 0; s < steps; s++) dst[(size_t)s * tw + t] = src[s];
         }
         t0 += tw;
@@ -304,41 +418,43 @@ static void gemm_tile_4(const uint8_t *w, const int8_t *xs, size_t steps, int32_
         : TILE_CLOBBERS);
 }
 
-static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
-                                int ldy, int r0, int r1) {
-    const size_t ldx = (size_t)nb * BV_QK;
+/* rows [r, r + nrows) of a packed matrix (rows rb bytes apart), columns
+ * [c0, c0 + ncols) -> buf in the tile layout (unpack_rows above) */
+typedef void (*unpack_fn)(const uint8_t *w, size_t rb, int r, int nrows, int c0, int ncols,
+                          uint8_t *buf);
+
+/* Y[t][r] = codes . X[t] - sum(X[t]) for any packed layout: `unpack` turns a
+ * GEMM_ROWS x kc chunk into codes once, then every token tile reuses it.
+ * kpad: padded columns (X rows are kpad apart); kc: chunk columns, a multiple
+ * of the layout's block width, at most GEMM_KC_COLS. Returns 0, or -1 when
+ * the packed activations cannot be allocated (nothing written). */
+static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn unpack,
+                        const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+    const size_t ldx = (size_t)kpad;
     const int n_pad = (n + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
-    const int kc = nb < GEMM_KC_BLOCKS ? nb : GEMM_KC_BLOCKS;
-    const size_t xs_bytes = ((size_t)n_pad * kc * BV_QK + 63) / 64 * 64;
+    if (kc > kpad) kc = kpad;
+    const size_t xs_bytes = ((size_t)n_pad * kc + 63) / 64 * 64;
     const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
-    uint8_t *mem = n >= GEMM_MIN_TOKENS ? aligned_alloc(64, xs_bytes + sx_bytes) : NULL;
-    if (!mem) {
-        /* Few tokens (or no memory for the packed activations): stream the
-         * packed rows once per token instead; same exact results. */
-        for (int t = 0; t < n; t++)
-            avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
-        return;
-    }
+    uint8_t *mem = aligned_alloc(64, xs_bytes + sx_bytes);
+    if (!mem) return -1;
     int8_t *xs = (int8_t *)mem;
     int32_t *sx = (int32_t *)(mem + xs_bytes);
     for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
-    const size_t rb = (size_t)nb * BV_BLOCK_BYTES;
-    _Alignas(64) uint8_t wbuf[GEMM_ROWS * GEMM_KC_BLOCKS * BV_QK];
+    _Alignas(64) uint8_t wbuf[GEMM_ROWS * GEMM_KC_COLS];
     _Alignas(64) int32_t acc[GEMM_TOKENS * GEMM_ROWS];
-    for (int kb0 = 0; kb0 < nb; kb0 += kc) {
-        const int nkb = nb - kb0 < kc ? nb - kb0 : kc;
-        const size_t kcols = (size_t)nkb * BV_QK;
-        const int first = kb0 == 0;
-        pack_x(X, ldx, n, n_pad, kb0, nkb, xs);
+    for (int c0 = 0; c0 < kpad; c0 += kc) {
+        const int ncols = kpad - c0 < kc ? kpad - c0 : kc;
+        const int first = c0 == 0;
+        pack_x(X, ldx, n, n_pad, c0, ncols, xs);
         for (int r = r0; r < r1; r += GEMM_ROWS) {
             const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
-            unpack_rows(w, rb, r, nr, kb0, nkb, wbuf);
+            unpack(w, rb, r, nr, c0, ncols, wbuf);
             for (int t0 = 0; t0 < n;) {
                 const int tw = tile_width(t0, n_pad);
                 if (tw == GEMM_TOKENS)
-                    gemm_tile_12(wbuf, xs + (size_t)t0 * kcols, kcols / 4, acc);
+                    gemm_tile_12(wbuf, xs + (size_t)t0 * ncols, (size_t)ncols / 4, acc);
                 else
-                    gemm_tile_4(wbuf, xs + (size_t)t0 * kcols, kcols / 4, acc);
+                    gemm_tile_4(wbuf, xs + (size_t)t0 * ncols, (size_t)ncols / 4, acc);
                 const int nt = n - t0 < tw ? n - t0 : tw;
                 for (int t = 0; t < nt; t++) {
                     int32_t *y = Y + (size_t)(t0 + t) * ldy + r;
@@ -356,6 +472,71 @@ static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n
         }
     }
     free(mem);
+    return 0;
+}
+
+static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
+                                int ldy, int r0, int r1) {
+    const size_t ldx = (size_t)nb * BV_QK;
+    /* Few tokens (or no memory for the packed activations): stream the packed
+     * rows once per token instead; same exact results. */
+    if (n < GEMM_MIN_TOKENS || gemm_chunked(w, (size_t)nb * BV_BLOCK_BYTES, nb * BV_QK,
+                                            GEMM_KC_BLOCKS * BV_QK, unpack_rows, X, n, Y, ldy,
+                                            r0, r1) != 0)
+        for (int t = 0; t < n; t++)
+            avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
+}
+
+/* ---- T1 GEMM (prefill) ------------------------------------------------------
+ * The same tiles as the 2-bit GEMM: T1 rows are unpacked into the same code
+ * buffer (codes in column order: digit d of byte j is column 64 d + j of its
+ * block), so prefill runs the same inner loop whatever the layout. */
+static void unpack_rows_t1(const uint8_t *w, size_t rb, int r, int nrows, int c0, int ncols,
+                           uint8_t *buf) {
+    const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
+    const __m512i hi = _mm512_set1_epi16((short)0xFF00);
+    const int kb0 = c0 / BV_T1_QK, nkb = ncols / BV_T1_QK;
+    for (int half = 0; half < GEMM_ROWS / 16; half++) {
+        for (int k = 0; k < nkb; k++) {
+            __m512i pe[16], po[16], codes[16], out[16];
+            for (int i = 0; i < 16; i++) {
+                const int row = half * 16 + i;
+                if (row >= nrows) {
+                    pe[i] = po[i] = _mm512_setzero_si512(); /* y = 0: every code 0 */
+                    continue;
+                }
+                const __m512i q = _mm512_loadu_si512(
+                    (const void *)(w + (size_t)(r + row) * rb + (size_t)(kb0 + k) * BV_T1_BLOCK_BYTES));
+                pe[i] = _mm512_maddubs_epi16(q, k30);
+                po[i] = _mm512_maddubs_epi16(q, k03);
+            }
+            for (int d = 0; d < 5; d++) {
+                for (int i = 0; i < 16; i++) {
+                    /* even bytes' codes from pe's high bytes, odd bytes' from po's */
+                    codes[i] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(pe[i], 8), po[i], hi, 0xF8);
+                    if (d < 4) {
+                        pe[i] = _mm512_maddubs_epi16(pe[i], k30);
+                        po[i] = _mm512_maddubs_epi16(po[i], k30);
+                    }
+                }
+                transpose16(codes, out);
+                const size_t step0 = (size_t)k * (BV_T1_QK / 4) + (size_t)d * 16;
+                uint8_t *dst = buf + (step0 * (GEMM_ROWS / 16) + half) * 64;
+                for (int j = 0; j < 16; j++)
+                    _mm512_store_si512((void *)(dst + (size_t)j * GEMM_ROWS * 4), out[j]);
+            }
+        }
+    }
+}
+
+void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
+                       int r0, int r1) {
+    const size_t ldx = (size_t)nb1 * BV_T1_QK;
+    if (n < GEMM_MIN_TOKENS || gemm_chunked(w, (size_t)nb1 * BV_T1_BLOCK_BYTES, nb1 * BV_T1_QK,
+                                            GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1, X, n,
+                                            Y, ldy, r0, r1) != 0)
+        for (int t = 0; t < n; t++)
+            bv_avx512_t1_gemv(w, nb1, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
 }
 
 /* ---- int8 GEMV (LM head) ---------------------------------------------------
@@ -367,6 +548,7 @@ static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n
 static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
     const size_t cols = (size_t)nb * BV_QK;
     const __m512i bias = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    const size_t ahead = stream_distance(GEMV_ROWS * cols);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const int8_t *qr = q + (size_t)r * cols;
@@ -377,7 +559,7 @@ static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *
 #pragma GCC unroll 8
             for (int i = 0; i < GEMV_ROWS; i++) {
                 const int8_t *p = qr + (size_t)i * cols + k;
-                _mm_prefetch((const char *)(p + 2 * PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p + ahead), PF_HINT);
                 const __m512i qv = _mm512_loadu_si512((const void *)p);
                 a[i] = _mm512_dpbusd_epi32(a[i], u, qv);
                 s[i] = _mm512_dpbusd_epi32(s[i], ones, qv);
@@ -410,6 +592,7 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
     const size_t rb = (size_t)nb * BV_I4_GROUP_BYTES;
     const int32_t sx8 = 8 * sum_i8(x, (size_t)nb * BV_QK);
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    const size_t ahead = stream_distance(GEMV_ROWS * rb);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *qr = q + (size_t)r * rb;
@@ -421,7 +604,7 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
 #pragma GCC unroll 8
             for (int i = 0; i < GEMV_ROWS; i++) {
                 const uint8_t *p = qr + (size_t)i * rb + (size_t)g * BV_I4_GROUP_BYTES;
-                _mm_prefetch((const char *)(p + 2 * PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p + ahead), PF_HINT);
                 const __m512i qv = _mm512_loadu_si512((const void *)p);
                 a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(qv, lo4), x0);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qv, 4), lo4);
@@ -541,6 +724,8 @@ const bv_kernels bv_kernels_avx512 = {
     .ternary_gemm = avx512_ternary_gemm,
     .int8_gemv = avx512_int8_gemv,
     .int4_gemv = avx512_int4_gemv,
+    .t1_gemv = bv_avx512_t1_gemv,
+    .t1_gemm = bv_avx512_t1_gemm,
     .f16_gemv = avx512_f16_gemv,
     .attn_head = avx512_attn_head,
     .f16_to_f32 = avx512_f16_to_f32,

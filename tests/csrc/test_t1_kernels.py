@@ -74,3 +74,40 @@ def test_t1_row_subrange(path: str) -> None:
     expected = x.astype(np.int32) @ t.T.astype(np.int32)
     np.testing.assert_array_equal(got[0, 9:31], expected[0, 9:31])
     assert not got[0, :9].any() and not got[0, 31:].any(), "rows outside [r0, r1) are not written"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("cols", [10240, 10241, 20481])
+def test_t1_gemv_wide_rows(path: str, cols: int) -> None:
+    """Rows wider than one stack slice of prepared activations (10240 columns
+    on avx512) add the slices' partial sums; all-extreme values check range."""
+    rng = np.random.default_rng(cols)
+    t = rng.integers(-1, 2, size=(9, cols)).astype(np.int8)
+    t[0] = 1
+    x = rng.integers(-128, 128, size=(1, cols)).astype(np.int8)
+    x[0, ::2] = -128
+    expected = x.astype(np.int32) @ t.T.astype(np.int32)
+    np.testing.assert_array_equal(run(path, "t1_gemv", t, x, 1), expected)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n", [4, 12, 13, 16, 28])
+def test_t1_gemm_token_tiles(path: str, n: int) -> None:
+    """Every mix of 12- and 4-token tiles, a row tail past a 32-row tile and
+    K chunks of 960 columns with a short last one (4097 -> 13 blocks)."""
+    rng = np.random.default_rng(n)
+    t = rng.integers(-1, 2, size=(45, 4097)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(n, 4097)).astype(np.int8)
+    expected = x.astype(np.int32) @ t.T.astype(np.int32)
+    np.testing.assert_array_equal(run(path, "t1_gemm", t, x, n), expected)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_t1_gemm_row_subrange(path: str) -> None:
+    rng = np.random.default_rng(6)
+    t = rng.integers(-1, 2, size=(80, 700)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(6, 700)).astype(np.int8)
+    got = run(path, "t1_gemm", t, x, 6, 7, 71)
+    expected = x.astype(np.int32) @ t.T.astype(np.int32)
+    np.testing.assert_array_equal(got[:, 7:71], expected[:, 7:71])
+    assert not got[:, :7].any() and not got[:, 71:].any(), "rows outside [r0, r1) are not written"
