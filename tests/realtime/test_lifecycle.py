@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,13 @@ async def test_idle_connection_is_closed_with_an_error(guarded: RealtimeServer) 
         assert ws.close_code == 1000
 
 
+def health_status(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        status = json.loads(resp.read())["status"]
+    assert isinstance(status, str)
+    return status
+
+
 @pytest.mark.slow
 async def test_sigterm_drains_the_conversation_and_exits_zero(
     rt_server: RealtimeServer, tmp_path: Path
@@ -116,6 +124,10 @@ async def test_sigterm_drains_the_conversation_and_exits_zero(
             await ws.send('{"type":"response.create","input_text":"Hello there."}')
             got += await recv_until(ws, "audio", limit_s=60)
             proc.send_signal(signal.SIGTERM)
+            # the signal lands asynchronously: wait until /healthz says the drain has begun
+            async with asyncio.timeout(10):
+                while await asyncio.to_thread(health_status, port) != "draining":  # noqa: ASYNC110  (state in another process)
+                    await asyncio.sleep(0.05)
             # while draining, a new conversation is refused with a clear error
             async with connect(url) as late:
                 err = m.decode_server(await late.recv())
