@@ -36,7 +36,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from engine.errors import InvalidRequestError
+from engine.errors import BitvoiceError, InvalidRequestError
 from realtime import limits
 from realtime import messages as m
 from realtime.pipeline import Conversation, Engines
@@ -260,12 +260,14 @@ class RealtimeServer:
 
     # ---- HTTP ----------------------------------------------------------------------------
 
-    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if not upgrade:
             if url.path == "/healthz":
                 return _json_response(http.HTTPStatus.OK, self.health())
+            if url.path == "/v1/voices":
+                return await self._voices()
             return self._static(url.path)
         if self.config.token:
             given = parse_qs(url.query).get("token", [""])[0]
@@ -284,6 +286,18 @@ class RealtimeServer:
                 {"code": "origin_forbidden", "message": f"origin {origin} is not allowed"},
             )
         return None
+
+    async def _voices(self) -> Response:
+        """GET /v1/voices: the voice picker's list, {"voices": [...], "default": name}."""
+        try:
+            voices = await self.engines.tts.list_voices()
+        except BitvoiceError as exc:
+            return _json_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, {"code": exc.code, "message": exc.message}
+            )
+        return _json_response(
+            http.HTTPStatus.OK, {"voices": voices, "default": self.config.voice or None}
+        )
 
     def _origin_allowed(self, origin: str, host_header: str) -> bool:
         if origin in self.config.allow_origins:

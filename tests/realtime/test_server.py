@@ -60,6 +60,16 @@ async def test_healthz_and_static_client(rt_server: RealtimeServer) -> None:
     assert status == 404 and b"[project]" not in body
 
 
+async def test_voice_list_route(rt_server: RealtimeServer) -> None:
+    """The web client's voice picker reads GET /v1/voices."""
+    status, body = await asyncio.to_thread(http_get, rt_server, "/v1/voices")
+    assert status == 200
+    listing = json.loads(body)
+    assert listing["voices"] and all(isinstance(v, str) for v in listing["voices"])
+    # as many as the server's TTS holds (its /healthz counts them)
+    assert len(listing["voices"]) == rt_server.health()["components"]["tts"]["voices"]
+
+
 async def test_foreign_origin_is_refused_and_token_is_required_beyond_loopback(
     rt_server: RealtimeServer,
 ) -> None:
