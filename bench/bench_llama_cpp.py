@@ -36,6 +36,7 @@ import json
 import mmap
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -464,6 +465,22 @@ def wait_quiet(max_wait_s: float) -> float:
     return busy
 
 
+def others_during(run: Any, *args: Any) -> dict[str, Any]:
+    """`run(*args)` (which measures in child processes), plus "others_cores": the CPU
+    that every other process on the machine used meanwhile, in cores (all CPU time
+    from /proc/stat minus our children's own, over the wall time)."""
+    b0, _ = _cpu_times()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    result: dict[str, Any] = run(*args)
+    wall = time.perf_counter() - w0
+    b1, _ = _cpu_times()
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    total = (b1 - b0) / os.sysconf("SC_CLK_TCK")
+    return {**result, "others_cores": round(max(total - ours, 0.0) / wall, 2)}
+
+
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Best prefill and best decode over runs (noise on a shared machine only slows)."""
     return {
@@ -530,22 +547,24 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
         busy = wait_quiet(args.wait_quiet)
         print(f"run {i + 1}/{args.runs}: bitvoice (others busy {busy} cores) ...", file=sys.stderr)
         loads.append(os.getloadavg()[0])
-        bv_runs.append({**run_bitvoice(args.threads, args.head, args.quick), "busy_before": busy})
+        r = others_during(run_bitvoice, args.threads, args.head, args.quick)
+        bv_runs.append({**r, "busy_before": busy})
         for q in quants:
             busy = wait_quiet(args.wait_quiet)
             print(f"run {i + 1}/{args.runs}: llama.cpp {q} (others busy {busy} cores) ...",
                   file=sys.stderr)  # fmt: skip
             loads.append(os.getloadavg()[0])
             try:
-                r = run_llama_bench(tools["llama-bench"], models[q], args.threads)
+                r = others_during(run_llama_bench, tools["llama-bench"], models[q], args.threads)
                 ll_runs[q].append({**r, "busy_before": busy})
             except LlamaCppError as exc:
                 print(f"llama.cpp {q}: {exc}", file=sys.stderr)
     loads.append(os.getloadavg()[0])
-    busies = [r["busy_before"] for r in bv_runs] + [
-        r["busy_before"] for rs in ll_runs.values() for r in rs
-    ]
+    all_runs = bv_runs + [r for rs in ll_runs.values() for r in rs]
+    busies = [r["busy_before"] for r in all_runs]
+    others = [r["others_cores"] for r in all_runs]
 
+    wait_quiet(args.wait_quiet)
     bw = memory_bandwidth_gb_s()
     info = machine()
     bv = {**best(bv_runs), "bytes_per_token_mb": bv_runs[0]["bytes_per_token_mb"]}
@@ -576,13 +595,23 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
     print(f"{info['cpu']} ({info['logical_cpus']} CPUs), bitvoice kernel {info['kernel_path']}; "
           f"memory read bandwidth (numpy, 1 thread) {bw} GB/s; "
           f"1-min load average during the runs {min(loads):.2f}..{max(loads):.2f}; "
-          f"other processes' CPU just before each run {min(busies)}..{max(busies)} cores")  # fmt: skip
+          f"other processes' CPU just before each run {min(busies)}..{max(busies)} cores, "
+          f"during each run {min(others)}..{max(others)} cores")  # fmt: skip
     header = f"{'engine':<24} {'prefill t/s':>12} {'decode t/s':>11} {'MB/tok':>7} {'GB/s':>6} {'% bw':>6}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['engine']:<24} {r['prefill_tok_s']:>12} {r['decode_tok_s']:>11} "
               f"{r['bytes_per_token_mb']:>7} {r['decode_gb_s']:>6} {r['pct_of_bw']:>6}")  # fmt: skip
+    per_run = {
+        f"bitvoice ({args.head} head)": bv_runs,
+        **{f"llama.cpp {q}": ll_runs[q] for q in quants},
+    }
+    for name, runs in per_run.items():
+        cells = ", ".join(
+            f"{r['prefill_tok_s']}/{r['decode_tok_s']} ({r['others_cores']})" for r in runs
+        )
+        print(f"  runs of {name}, prefill/decode t/s (others' cores): {cells}")
     for name, rt in ratios.items():
         print(f"bitvoice / {name}: prefill x{rt['prefill']}, decode x{rt['decode']}")
 
@@ -592,7 +621,8 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
         "machine": info, "shapes": shapes, "threads": args.threads,
         "prompt_tokens": PROMPT_TOKENS, "decode_tokens": DECODE_TOKENS,
         "memory_bandwidth_gb_s": bw, "load_average_1min": loads,
-        "busy_cores_before_runs": busies, "quiet_cores": QUIET_CORES,
+        "busy_cores_before_runs": busies, "others_cores_during_runs": others,
+        "quiet_cores": QUIET_CORES,
         "llama_cpp": {"package": f"{PACKAGE}=={ver}", "build": build_info,
                       "quants": quants, "runs": ll_runs},
         "bitvoice": {"head": args.head, "runs": bv_runs},
