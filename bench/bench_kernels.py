@@ -8,7 +8,8 @@ the GEMVs, GOPS for the prefill GEMM, % of a nominal peak) and writes
 bench/results/kernels.json.
 
 What the numbers mean:
-- GEMV GB/s: packed weight bytes read per second. The 2.0 bit/weight
+- GEMV GB/s: packed weight bytes read per second (t1_* rows: the same shapes
+  in the 1.6 bit/weight T1 layout). The 2.0 bit/weight
   matrices (1.6 to 4.4 MB) stay in L2/L3 between calls, so these are
   warm-cache rates; the int8/int4 LM heads (328 / 164 MB) stream from memory.
   % peak is against the single-thread read bandwidth measured here (NumPy).
@@ -44,6 +45,7 @@ from engine.llm import _native
 _hook: Any = _native
 RESULTS = Path(__file__).parent / "results"
 QK = 128
+T1_QK, T1_BLOCK = 320, 64  # T1 layout: weights and bytes per block (bv_format.h)
 PREFILL_TOKENS = 128
 # (name, rows, cols) of the 2B model's linears, and its vocab x hidden head
 TERNARY_SHAPES = (
@@ -133,6 +135,12 @@ def ternary_bytes(rng: np.random.Generator, rows: int, nb: int) -> npt.NDArray[n
     return aligned((codes[:, 0] | codes[:, 1] << 2 | codes[:, 2] << 4 | codes[:, 3] << 6).tobytes())
 
 
+def t1_bytes(rng: np.random.Generator, rows: int, nb1: int) -> npt.NDArray[np.uint8]:
+    """Random T1 bytes: five random codes per byte, encoded as bv_format.h says."""
+    v = rng.integers(0, 243, size=rows * nb1 * T1_BLOCK, dtype=np.int64)
+    return aligned(((v * 256 + 242) // 243).astype(np.uint8).tobytes())
+
+
 def hook_overhead(path: str, seconds: float) -> float:
     """Seconds per kernel_run call spent outside the kernel: a 1-row, 1-block
     GEMV. (It includes the hook's per-call CPU feature check, which in a VM
@@ -153,7 +161,7 @@ def bench_path(path: str, seconds: float, mhz: float, bw: float) -> list[dict[st
         row: dict[str, Any] = {"path": path, "op": op, "shape": f"{rows}x{cols}", "name": name}
         row |= {"tokens": n, "seconds": t, "call_seconds": call, "hook_overhead_s": overhead}
         row["weight_bytes"] = wbytes
-        if op == "ternary_gemm":
+        if op in ("ternary_gemm", "t1_gemm"):
             row["gops"] = 2.0 * rows * cols * n / t / 1e9
             row["pct_peak"] = 100.0 * row["gops"] / peak_gops if peak_gops else None
         else:
@@ -172,6 +180,15 @@ def bench_path(path: str, seconds: float, mhz: float, bw: float) -> list[dict[st
         record("ternary_gemv", name, rows, cols, 1, t, len(w))
         t = best_time(budget, 2, path, "ternary_gemm", w, nb, xn, PREFILL_TOKENS, rows)
         record("ternary_gemm", name, rows, cols, PREFILL_TOKENS, t, len(w))
+        # the same shape in the T1 layout (1.6 bits/weight; cols padded to 320)
+        nb1 = (cols + T1_QK - 1) // T1_QK
+        w1 = t1_bytes(rng, rows, nb1)
+        x1 = aligned(rng.bytes(nb1 * T1_QK))
+        xn = aligned(rng.bytes(PREFILL_TOKENS * nb1 * T1_QK))
+        t = best_time(budget, 2, path, "t1_gemv", w1, nb1, x1, 1, rows)
+        record("t1_gemv", name, rows, cols, 1, t, len(w1))
+        t = best_time(budget, 2, path, "t1_gemm", w1, nb1, xn, PREFILL_TOKENS, rows)
+        record("t1_gemm", name, rows, cols, PREFILL_TOKENS, t, len(w1))
     name, rows, cols = HEAD_SHAPE
     nb = cols // QK
     x1 = aligned(rng.bytes(nb * QK))
