@@ -121,20 +121,23 @@ static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, 
     }
 }
 
-/* Quantize n rows of `x` (row width `width`, stride ld) into s->xq / s->xs,
- * padded for the layout of the matrices that read them. */
-static void quantize_rows(const bv_model *m, bv_state *s, const float *x, int ld, int width, int n) {
-    int npad = m->t1 ? bv_t1_pad_cols(width) : bv_pad_cols(width);
-    for (int t = 0; t < n; t++) s->xs[t] = act_quant(x + (size_t)t * ld, width, npad, s->xq + (size_t)t * npad);
-}
-
-/* out[t][r] = acc[t][off + r] * xs[t] * scale          (int32 -> float rescale) */
-static void dequant(const bv_state *s, int n, int ldacc, int off, const bv_ternary *w, float *out, int ldo) {
-    for (int t = 0; t < n; t++) {
+/* out[t][r] = acc[t][off + r] * xs[t] * scale for tokens [t0, t1)   (int32 -> float) */
+static void dequant(const bv_state *s, int t0, int t1, int ldacc, int off, const bv_ternary *w, float *out,
+                    int ldo) {
+    for (int t = t0; t < t1; t++) {
         const int32_t *a = s->acc + (size_t)t * ldacc + off;
         float k = s->xs[t] * w->scale;
         for (int r = 0; r < w->rows; r++) out[(size_t)t * ldo + r] = (float)a[r] * k;
     }
+}
+
+/* o = rmsnorm(x, w); xq[t], xs[t] = act_quant(o), padded for the layout of the
+ * matrices that read it (2-bit: 128, T1: 320) */
+static void norm_quant(const bv_model *m, bv_state *s, int t, const float *x, const float *w, int width) {
+    int npad = m->t1 ? bv_t1_pad_cols(width) : bv_pad_cols(width);
+    float *o = s->xb + (size_t)t * width;
+    rmsnorm(o, x, w, width, m->cfg.eps);
+    s->xs[t] = act_quant(o, width, npad, s->xq + (size_t)t * npad);
 }
 
 /* ---- attention --------------------------------------------------------------- */
@@ -221,6 +224,95 @@ static void lm_head(bv_model *m, const float *x, float *logits) {
 
 /* ---- the forward pass over one chunk of n <= BV_MAX_BATCH tokens ------------------ */
 
+/* The element-wise work between the matmuls runs per token; for a prefill
+ * chunk the tokens are shared out over the pool (one task per thread), for a
+ * single decode token it runs inline (bv_pool_run with one task). */
+typedef enum {
+    STAGE_ATTN_IN,   /* h = rmsnorm(x, attn_norm); quantize h */
+    STAGE_QKV_OUT,   /* q, k, v = dequant(acc) */
+    STAGE_ROPE,      /* q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v (f16) */
+    STAGE_O_IN,      /* h = rmsnorm(a, attn_sub_norm); quantize h */
+    STAGE_O_OUT,     /* o = dequant(acc) */
+    STAGE_FFN_IN,    /* x += o; h = rmsnorm(x, ffn_norm); quantize h */
+    STAGE_GU_OUT,    /* g, u = dequant(acc) */
+    STAGE_DOWN_IN,   /* f = relu(g)^2 * u; h = rmsnorm(f, ffn_sub_norm); quantize h */
+    STAGE_DOWN_OUT,  /* d = dequant(acc) */
+    STAGE_RESIDUAL,  /* x += d */
+} stage_id;
+
+typedef struct {
+    bv_model *m;
+    const bv_layer *L;
+    int layer, n, n_past;
+    stage_id stage;
+} stage_job;
+
+static void stage_task(void *ctx, int task, int n_tasks) {
+    const stage_job *j = ctx;
+    bv_model *m = j->m;
+    const bv_config *c = &m->cfg;
+    bv_state *s = &m->s;
+    const bv_layer *L = j->L;
+    int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
+    int ld_acc = 2 * ffn > dim ? 2 * ffn : dim;
+    int t0 = j->n * task / n_tasks, t1 = j->n * (task + 1) / n_tasks;
+    switch (j->stage) {
+    case STAGE_ATTN_IN:
+        for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->x + (size_t)t * dim, L->attn_norm, dim);
+        break;
+    case STAGE_QKV_OUT:
+        dequant(s, t0, t1, ld_acc, 0, &L->lin[BV_Q], s->q, dim);
+        dequant(s, t0, t1, ld_acc, dim, &L->lin[BV_K], s->k, kv_dim);
+        dequant(s, t0, t1, ld_acc, dim + kv_dim, &L->lin[BV_V], s->v, kv_dim);
+        break;
+    case STAGE_ROPE:
+        for (int t = t0; t < t1; t++) {
+            int pos = j->n_past + t;
+            rope(s->q + (size_t)t * dim, c->n_heads, hd, pos, s->rope_inv);
+            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos, s->rope_inv);
+            size_t at = ((size_t)j->layer * s->n_ctx + pos) * kv_dim;
+            bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim, s->kcache + at, kv_dim);
+            bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim, s->vcache + at, kv_dim);
+        }
+        break;
+    case STAGE_O_IN:
+        for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->xb2 + (size_t)t * dim, L->attn_sub_norm, dim);
+        break;
+    case STAGE_O_OUT:
+    case STAGE_DOWN_OUT:
+        dequant(s, t0, t1, ld_acc, 0, &L->lin[j->stage == STAGE_O_OUT ? BV_O : BV_DOWN], s->xb2, dim);
+        break;
+    case STAGE_RESIDUAL:
+        for (size_t i = (size_t)t0 * dim; i < (size_t)t1 * dim; i++) s->x[i] += s->xb2[i];
+        break;
+    case STAGE_FFN_IN:
+        for (size_t i = (size_t)t0 * dim; i < (size_t)t1 * dim; i++) s->x[i] += s->xb2[i];
+        for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->x + (size_t)t * dim, L->ffn_norm, dim);
+        break;
+    case STAGE_GU_OUT:
+        dequant(s, t0, t1, ld_acc, 0, &L->lin[BV_GATE], s->hb, ffn);
+        dequant(s, t0, t1, ld_acc, ffn, &L->lin[BV_UP], s->hb2, ffn);
+        break;
+    case STAGE_DOWN_IN:
+        for (int t = t0; t < t1; t++) {
+            float *h = s->hb + (size_t)t * ffn;
+            const float *u = s->hb2 + (size_t)t * ffn;
+            for (int i = 0; i < ffn; i++) {
+                float g = h[i] > 0.0f ? h[i] : 0.0f;
+                h[i] = g * g * u[i];
+            }
+            norm_quant(m, s, t, h, L->ffn_sub_norm, ffn);
+        }
+        break;
+    }
+}
+
+static void stage(bv_model *m, int layer, int n, int n_past, stage_id id) {
+    stage_job j = {m, &m->w.layers[layer], layer, n, n_past, id};
+    int threads = bv_pool_threads(m->pool);
+    bv_pool_run(m->pool, stage_task, &j, n < threads ? n : threads);
+}
+
 static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) {
     const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
@@ -234,65 +326,42 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         if (atomic_load_explicit(&m->cancel, memory_order_relaxed)) return BV_CANCELLED;
         bv_layer *L = &m->w.layers[l];
 
-        /* h = rmsnorm(x, attn_norm); q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T */
-        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->attn_norm, dim, c->eps);
-        quantize_rows(m, s, s->xb, dim, dim, n);
+        /* q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T  with h = rmsnorm(x, attn_norm) */
+        stage(m, l, n, n_past, STAGE_ATTN_IN);
         const bv_ternary *qkv[3] = {&L->lin[BV_Q], &L->lin[BV_K], &L->lin[BV_V]};
         matmul(m, qkv, 3, s->xq, n, s->acc, ld_acc);
-        dequant(s, n, ld_acc, 0, &L->lin[BV_Q], s->q, dim);
-        dequant(s, n, ld_acc, dim, &L->lin[BV_K], s->k, kv_dim);
-        dequant(s, n, ld_acc, dim + kv_dim, &L->lin[BV_V], s->v, kv_dim);
+        stage(m, l, n, n_past, STAGE_QKV_OUT);
         lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim, dim);
         lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim, kv_dim);
         lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim, kv_dim);
-
-        /* q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v (f16) */
-        for (int t = 0; t < n; t++) {
-            int pos = n_past + t;
-            rope(s->q + (size_t)t * dim, c->n_heads, hd, pos, s->rope_inv);
-            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos, s->rope_inv);
-            size_t at = ((size_t)l * s->n_ctx + pos) * kv_dim;
-            bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim, s->kcache + at, kv_dim);
-            bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim, s->vcache + at, kv_dim);
-        }
+        stage(m, l, n, n_past, STAGE_ROPE);
 
         /* a = softmax(q k.T / sqrt(hd) + causal) v, per head (GQA: kv head = h / group) */
         attn_job aj = {m, l, n, n_past};
         bv_pool_run(m->pool, attn_task, &aj, bv_pool_threads(m->pool));
 
         /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
-        for (int t = 0; t < n; t++)
-            rmsnorm(s->xb + (size_t)t * dim, s->xb2 + (size_t)t * dim, L->attn_sub_norm, dim, c->eps);
-        quantize_rows(m, s, s->xb, dim, dim, n);
+        stage(m, l, n, n_past, STAGE_O_IN);
         const bv_ternary *o[1] = {&L->lin[BV_O]};
         matmul(m, o, 1, s->xq, n, s->acc, ld_acc);
-        dequant(s, n, ld_acc, 0, &L->lin[BV_O], s->xb2, dim);
+        stage(m, l, n, n_past, STAGE_O_OUT);
         lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim, dim);
-        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
 
-        /* h = rmsnorm(x, ffn_norm); g, u = h @ Wg.T, h @ Wu.T */
-        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->ffn_norm, dim, c->eps);
-        quantize_rows(m, s, s->xb, dim, dim, n);
+        /* g, u = h @ Wg.T, h @ Wu.T  with h = rmsnorm(x, ffn_norm) */
+        stage(m, l, n, n_past, STAGE_FFN_IN);
         const bv_ternary *gu[2] = {&L->lin[BV_GATE], &L->lin[BV_UP]};
         matmul(m, gu, 2, s->xq, n, s->acc, ld_acc);
-        dequant(s, n, ld_acc, 0, &L->lin[BV_GATE], s->hb, ffn);
-        dequant(s, n, ld_acc, ffn, &L->lin[BV_UP], s->hb2, ffn);
+        stage(m, l, n, n_past, STAGE_GU_OUT);
         lora_apply(m, &L->lora[BV_GATE], s->xb, dim, n, s->hb, ffn, ffn);
         lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn, ffn);
 
-        /* f = relu(g)^2 * u;  x += rmsnorm(f, ffn_sub_norm) @ Wd.T */
-        for (size_t i = 0; i < (size_t)n * ffn; i++) {
-            float g = s->hb[i] > 0.0f ? s->hb[i] : 0.0f;
-            s->hb[i] = g * g * s->hb2[i];
-        }
-        for (int t = 0; t < n; t++)
-            rmsnorm(s->xb + (size_t)t * ffn, s->hb + (size_t)t * ffn, L->ffn_sub_norm, ffn, c->eps);
-        quantize_rows(m, s, s->xb, ffn, ffn, n);
+        /* x += rmsnorm(relu(g)^2 * u, ffn_sub_norm) @ Wd.T */
+        stage(m, l, n, n_past, STAGE_DOWN_IN);
         const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
         matmul(m, d, 1, s->xq, n, s->acc, ld_acc);
-        dequant(s, n, ld_acc, 0, &L->lin[BV_DOWN], s->xb2, dim);
+        stage(m, l, n, n_past, STAGE_DOWN_OUT);
         lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim, dim);
-        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+        stage(m, l, n, n_past, STAGE_RESIDUAL);
     }
     return BV_OK;
 }
