@@ -17,12 +17,23 @@
 
 /* ---- small float helpers (single thread; cheap next to the matmuls) ---------- */
 
+/* Reductions keep LANES independent partial results, combined in a fixed
+ * order: the compiler can then use vector registers on any CPU (strict IEEE
+ * forbids it to reorder a single running sum), and every kernel path gets the
+ * same bits, since this file is compiled once for all of them. */
+#define LANES 16
+
 /* o = x / sqrt(mean(x^2) + eps) * w                       (reference.rmsnorm) */
 static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float inv = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) o[i] = w[i] * (x[i] * inv);
+    float part[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) part[l] += x[i + l] * x[i + l];
+    float ss = 0.0f;
+    for (int l = 0; l < LANES; l++) ss += part[l];
+    for (; i < n; i++) ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (i = 0; i < n; i++) o[i] = w[i] * (x[i] * inv);
 }
 
 /* q = clip(round(x * 127 / max(|x|max, 1e-5)), -128, 127), zero-padded to npad;
@@ -32,13 +43,17 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
  * libm call per element, which baseline x86-64 would need for nearbyintf. */
 static float act_quant(const float *x, int n, int npad, int8_t *q) {
     const float magic = 12582912.0f;
-    float amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        amax = a > amax ? a : amax;
-    }
+    float part[LANES] = {0}, amax = 0.0f;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float a = fabsf(x[i + l]);
+            part[l] = a > part[l] ? a : part[l];
+        }
+    for (int l = 0; l < LANES; l++) amax = part[l] > amax ? part[l] : amax;
+    for (; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
-    for (int i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         float v = (x[i] * s + magic) - magic; /* not folded: no -ffast-math */
         q[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
     }
