@@ -24,7 +24,7 @@
 #define LANES 16
 
 /* o = x / sqrt(mean(x^2) + eps) * w                       (reference.rmsnorm) */
-static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
+static void rmsnorm(float *restrict o, const float *restrict x, const float *restrict w, int n, float eps) {
     float part[LANES] = {0};
     int i = 0;
     for (; i + LANES <= n; i += LANES)
@@ -41,7 +41,7 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
  * Rounding is to nearest even, like nearbyintf and numpy.round, done by adding
  * and subtracting 1.5 * 2^23 (exact for |v| < 2^22; here |v| <= 127.5): no
  * libm call per element, which baseline x86-64 would need for nearbyintf. */
-static float act_quant(const float *x, int n, int npad, int8_t *q) {
+static float act_quant(const float *restrict x, int n, int npad, int8_t *restrict q) {
     const float magic = 12582912.0f;
     float part[LANES] = {0}, amax = 0.0f;
     int i = 0;
@@ -139,10 +139,12 @@ static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, 
 /* out[t][r] = acc[t][off + r] * xs[t] * scale for tokens [t0, t1)   (int32 -> float) */
 static void dequant(const bv_state *s, int t0, int t1, int ldacc, int off, const bv_ternary *w, float *out,
                     int ldo) {
+    const int rows = w->rows; /* locals + restrict: the loop vectorizes */
     for (int t = t0; t < t1; t++) {
-        const int32_t *a = s->acc + (size_t)t * ldacc + off;
-        float k = s->xs[t] * w->scale;
-        for (int r = 0; r < w->rows; r++) out[(size_t)t * ldo + r] = (float)a[r] * k;
+        const int32_t *restrict a = s->acc + (size_t)t * ldacc + off;
+        float *restrict o = out + (size_t)t * ldo;
+        const float k = s->xs[t] * w->scale;
+        for (int r = 0; r < rows; r++) o[r] = (float)a[r] * k;
     }
 }
 
@@ -262,6 +264,11 @@ typedef struct {
     stage_id stage;
 } stage_job;
 
+/* x[t] += d[t] for tokens [t0, t1) */
+static void add_rows(float *restrict x, const float *restrict d, int t0, int t1, int dim) {
+    for (size_t i = (size_t)t0 * dim; i < (size_t)t1 * dim; i++) x[i] += d[i];
+}
+
 static void stage_task(void *ctx, int task, int n_tasks) {
     const stage_job *j = ctx;
     bv_model *m = j->m;
@@ -298,10 +305,10 @@ static void stage_task(void *ctx, int task, int n_tasks) {
         dequant(s, t0, t1, ld_acc, 0, &L->lin[j->stage == STAGE_O_OUT ? BV_O : BV_DOWN], s->xb2, dim);
         break;
     case STAGE_RESIDUAL:
-        for (size_t i = (size_t)t0 * dim; i < (size_t)t1 * dim; i++) s->x[i] += s->xb2[i];
+        add_rows(s->x, s->xb2, t0, t1, dim);
         break;
     case STAGE_FFN_IN:
-        for (size_t i = (size_t)t0 * dim; i < (size_t)t1 * dim; i++) s->x[i] += s->xb2[i];
+        add_rows(s->x, s->xb2, t0, t1, dim);
         for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->x + (size_t)t * dim, L->ffn_norm, dim);
         break;
     case STAGE_GU_OUT:
@@ -310,8 +317,8 @@ static void stage_task(void *ctx, int task, int n_tasks) {
         break;
     case STAGE_DOWN_IN:
         for (int t = t0; t < t1; t++) {
-            float *h = s->hb + (size_t)t * ffn;
-            const float *u = s->hb2 + (size_t)t * ffn;
+            float *restrict h = s->hb + (size_t)t * ffn;
+            const float *restrict u = s->hb2 + (size_t)t * ffn;
             for (int i = 0; i < ffn; i++) {
                 float g = h[i] > 0.0f ? h[i] : 0.0f;
                 h[i] = g * g * u[i];
