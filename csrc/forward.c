@@ -320,7 +320,13 @@ static void stage_task(void *ctx, int task, int n_tasks) {
             float *restrict h = s->hb + (size_t)t * ffn;
             const float *restrict u = s->hb2 + (size_t)t * ffn;
             for (int i = 0; i < ffn; i++) {
-                float g = h[i] > 0.0f ? h[i] : 0.0f;
+                /* relu by the sign bit (an integer select vectorizes; a float
+                 * compare-and-select does not under strict IEEE) */
+                uint32_t bits;
+                memcpy(&bits, &h[i], 4);
+                bits &= ~(uint32_t)((int32_t)bits >> 31);
+                float g;
+                memcpy(&g, &bits, 4);
                 h[i] = g * g * u[i];
             }
             norm_quant(m, s, t, h, L->ffn_sub_norm, ffn);
