@@ -163,15 +163,24 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     rss, hwm = rss_gb()
     hidden, ffn = shapes["hidden"], shapes["ffn"]
     kv = shapes["n_kv_heads"] * hidden // shapes["n_heads"]
-    ternary_bytes = (
-        shapes["n_layers"] * (2 * hidden * hidden + 2 * kv * hidden + 3 * ffn * hidden) // 4
-    )
+    layout = m.ternary_layout
+
+    def matrix_bytes(rows: int, cols: int) -> int:  # the in-memory layout streamed per token
+        if layout == "t1":
+            return rows * -(-cols // 320) * 64
+        return rows * -(-cols // 128) * 32
+
+    ternary_bytes = shapes["n_layers"] * (
+        2 * matrix_bytes(hidden, hidden) + 2 * matrix_bytes(kv, hidden)
+        + 2 * matrix_bytes(ffn, hidden) + matrix_bytes(hidden, ffn)
+    )  # fmt: skip
     head_bytes = shapes["vocab"] * hidden * {"int8": 1.0, "int4": 0.5, None: 2.0}[head]
     bytes_per_token = ternary_bytes + head_bytes
     decode_tps = DECODE_TOKENS / decode_s
     return {
         "threads": threads,
         "unembed_quant": head or "none",
+        "ternary_layout": layout,
         "kernel_path": _native.kernel_backend(),
         "load_s": round(load_s, 3),
         "prefill_tok_s": round(PROMPT_TOKENS / prefill_s, 1),
@@ -239,11 +248,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads, kernel {info['kernel_path']}, {info['cpu']} ({info['logical_cpus']} CPUs)")  # fmt: skip
     print(f"memory read bandwidth (numpy, 1 thread): {bw} GB/s; targets: decode >= 45 tok/s, prefill >= 190 tok/s, "
           "RSS <= 1.0 GB, load <= 2 s")  # fmt: skip
-    header = f"{'head':>6} {'load s':>7} {'prefill t/s':>12} {'decode t/s':>11} {'GB/s':>6} {'MB/tok':>7} {'RSS GB':>7}"
+    header = f"{'layout':>6} {'head':>6} {'load s':>7} {'prefill t/s':>12} {'decode t/s':>11} {'GB/s':>6} {'MB/tok':>7} {'RSS GB':>7}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['unembed_quant']:>6} {r['load_s']:>7} {r['prefill_tok_s']:>12} {r['decode_tok_s']:>11} "
+        print(f"{r['ternary_layout']:>6} {r['unembed_quant']:>6} {r['load_s']:>7} {r['prefill_tok_s']:>12} {r['decode_tok_s']:>11} "
               f"{r['decode_gb_s']:>6} {r['bytes_per_token_mb']:>7} {r['rss_gb']:>7}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_path = RESULTS / ("llm-quick.json" if args.quick else "llm.json")
