@@ -22,7 +22,6 @@ COMMON_FLAGS = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wextra", "
 ISA_FLAGS = {
     "x86_avx2.c": ["-mavx2", "-mfma", "-mf16c"],
     "x86_avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
-    "x86_avx512_t1.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx512vbmi"],
 }
 
 BASE_SOURCES = [
@@ -35,7 +34,7 @@ BASE_SOURCES = [
     "csrc/pymodule.c",
 ]
 SIMD_SOURCES = (
-    ["csrc/kernels/x86_avx2.c", "csrc/kernels/x86_avx512.c", "csrc/kernels/x86_avx512_t1.c"]
+    ["csrc/kernels/x86_avx2.c", "csrc/kernels/x86_avx512.c"]
     if IS_X86_64
     else []
 )

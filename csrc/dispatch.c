@@ -33,11 +33,9 @@ static unsigned detect(void) {
     if (!osxsave || !os_saves_ymm()) return set;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return set;
     int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1;
-    int avx512vl = (b >> 31) & 1, vnni = (c >> 11) & 1, vbmi = (c >> 1) & 1;
+    int avx512vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
     if (avx2 && fma && f16c) set |= 2;
     if ((set & 2) && avx512f && avx512bw && avx512vl && vnni && os_saves_zmm()) set |= 4;
-    const char *t1 = getenv("BITVOICE_T1");
-    if ((set & 4) && vbmi && !(t1 && !strcmp(t1, "0"))) set |= 8;
     return set;
 }
 
@@ -53,17 +51,9 @@ unsigned bv_kernels_supported(void) { return 1; }
 
 static int pick(const bv_kernels *table) {
     bv_kern = *table;
-#ifdef BV_HAVE_X86_SIMD
-    if (table == &bv_kernels_avx512 && (bv_kernels_supported() & 8)) {
-        bv_kern.t1_gemv = bv_t1_kernels_avx512vbmi.t1_gemv;
-        bv_kern.t1_gemm = bv_t1_kernels_avx512vbmi.t1_gemm;
-        /* T1 streams 20% fewer bytes; with the vpmaddubsw kernels it decodes
-         * ~12% faster than 2-bit at 2 threads on the 2B shapes (prefill equal),
-         * so it is the default here (BITVOICE_T1=0 opts out) */
-        const char *opt = getenv("BITVOICE_T1");
-        bv_kern.prefer_t1 = !(opt && !strcmp(opt, "0"));
-    }
-#endif
+    /* BITVOICE_T1=0 keeps the file's 2-bit layout in memory (tests, benchmarks) */
+    const char *t1 = getenv("BITVOICE_T1");
+    if (t1 && !strcmp(t1, "0")) bv_kern.prefer_t1 = 0;
     /* a SIMD file may leave an entry to the reference (e.g. float helpers) */
     if (!bv_kern.ternary_gemv) bv_kern.ternary_gemv = bv_kernels_ref.ternary_gemv;
     if (!bv_kern.ternary_gemm) bv_kern.ternary_gemm = bv_kernels_ref.ternary_gemm;

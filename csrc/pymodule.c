@@ -369,15 +369,6 @@ static const bv_kernels *table_named(const char *name) {
     return NULL;
 }
 
-/* The T1 kernels a path runs: its own, or VBMI's on avx512, else ref's. */
-static bv_t1_kernels t1_for(const char *name, const bv_kernels *k) {
-    bv_t1_kernels t = {k->t1_gemv ? k->t1_gemv : bv_kernels_ref.t1_gemv,
-                       k->t1_gemm ? k->t1_gemm : bv_kernels_ref.t1_gemm};
-#ifdef BV_HAVE_X86_SIMD
-    if (!strcmp(name, "avx512") && (bv_kernels_supported() & 8)) t = bv_t1_kernels_avx512vbmi;
-#endif
-    return t;
-}
 
 /* Test hook: run one integer kernel of one path on caller buffers, rows [r0, r1).
  * Returns the int32 outputs as bytes ([n][rows] for gemm, [rows] otherwise). */
@@ -415,9 +406,8 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     int32_t *y = (int32_t *)PyBytes_AS_STRING(result);
     memset(y, 0, sizeof(int32_t) * (size_t)out_rows * rows);
     Py_BEGIN_ALLOW_THREADS
-    bv_t1_kernels t1k = t1_for(path, k);
-    if (is_t1 && is_gemm) t1k.t1_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
-    else if (is_t1) t1k.t1_gemv(w.buf, nb, x.buf, y, r0, r1);
+    if (is_t1 && is_gemm) (k->t1_gemm ? k->t1_gemm : bv_kernels_ref.t1_gemm)(w.buf, nb, x.buf, n, y, rows, r0, r1);
+    else if (is_t1) (k->t1_gemv ? k->t1_gemv : bv_kernels_ref.t1_gemv)(w.buf, nb, x.buf, y, r0, r1);
     else if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (!strcmp(op, "ternary_gemv")) k->ternary_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (!strcmp(op, "int8_gemv")) k->int8_gemv(w.buf, nb, x.buf, y, r0, r1);

@@ -53,28 +53,18 @@ typedef struct {
 /* Any entry a SIMD table leaves NULL is taken from the reference table
  * (prefer_t1 is not: a path uses T1 only when it says it is faster). */
 
-/* T1 kernels that need more than a path's base ISA (AVX-512 VBMI): dispatch
- * adds them to the avx512 table when cpuid reports the extension. */
-typedef struct {
-    void (*t1_gemv)(const uint8_t *w, int nb1, const int8_t *x, int32_t *y, int r0, int r1);
-    void (*t1_gemm)(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
-                    int r1);
-} bv_t1_kernels;
-
 extern bv_kernels bv_kern;                 /* the active table */
 extern const bv_kernels bv_kernels_ref;
 #ifdef BV_HAVE_X86_SIMD
 extern const bv_kernels bv_kernels_avx2;
 extern const bv_kernels bv_kernels_avx512;
-extern const bv_t1_kernels bv_t1_kernels_avx512vbmi;
 #endif
 
 /* Fills bv_kern. `want` is NULL (auto: best the CPU has, unless the
  * BITVOICE_KERNEL environment variable names one) or "ref"/"avx2"/"avx512".
  * Returns 0, or -1 if the wanted path is unknown or the CPU lacks it. */
 int bv_kernels_select(const char *want);
-/* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512,
- * 8 AVX-512 VBMI (the T1 kernels). BITVOICE_T1=0 hides bit 8 (tests, bench). */
+/* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512. */
 unsigned bv_kernels_supported(void);
 
 #endif

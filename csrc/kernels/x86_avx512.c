@@ -726,6 +726,7 @@ const bv_kernels bv_kernels_avx512 = {
     .int4_gemv = avx512_int4_gemv,
     .t1_gemv = bv_avx512_t1_gemv,
     .t1_gemm = bv_avx512_t1_gemm,
+    .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */
     .f16_gemv = avx512_f16_gemv,
     .attn_head = avx512_attn_head,
     .f16_to_f32 = avx512_f16_to_f32,

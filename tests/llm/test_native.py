@@ -241,11 +241,17 @@ def test_environment_override_rejects_unknown_path() -> None:
 
 
 @pytest.mark.parametrize("unembed_quant", [None, "int4"])
-def test_t1_layout_gives_identical_logits(kernel: str, tiny_bundle: Path, unembed_quant: str | None) -> None:
+def test_t1_layout_gives_identical_logits(
+    kernel: str, tiny_bundle: Path, unembed_quant: str | None
+) -> None:
     """The 1.6-bit in-memory layout holds the same ternary weights: exact integer
     products, so the logits are bit-identical to the 2-bit layout's."""
-    two_bit = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, ternary_layout="2bit")
-    t1 = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, ternary_layout="t1")
+    two_bit = c_logits(
+        tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, ternary_layout="2bit"
+    )
+    t1 = c_logits(
+        tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, ternary_layout="t1"
+    )
     np.testing.assert_array_equal(t1, two_bit)
 
 
@@ -256,3 +262,26 @@ def test_ternary_layout_choice(tiny_bundle: Path) -> None:
     assert _native.Model(path).ternary_layout in ("t1", "2bit")  # the path's preference
     with pytest.raises(ValueError, match="ternary_layout"):
         _native.Model(path, ternary_layout="3bit")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({"BITVOICE_KERNEL": "ref"}, "2bit"), ({"BITVOICE_KERNEL": "avx512"}, "t1"),
+     ({"BITVOICE_KERNEL": "avx512", "BITVOICE_T1": "0"}, "2bit")],
+)  # fmt: skip
+def test_default_layout_follows_the_path(
+    tiny_bundle: Path, env: dict[str, str], expected: str
+) -> None:
+    """AVX-512 decodes faster from T1 and asks for it; the scalar path keeps the
+    file's layout; BITVOICE_T1=0 opts out."""
+    if env["BITVOICE_KERNEL"] not in PATHS:
+        pytest.skip(f"this CPU cannot run {env['BITVOICE_KERNEL']}")
+    code = f"from engine.llm import _native; print(_native.Model({str(tiny_bundle / 'model.bvm')!r}).ternary_layout)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == expected
