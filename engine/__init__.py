@@ -1,6 +1,6 @@
 """bitvoice: an embedded, CPU-only realtime voice assistant SDK.
 
-    from engine import LLM, STT, TTS, Runtime
+from engine import LLM, STT, TTS, Runtime
 """
 
 from __future__ import annotations

@@ -61,7 +61,9 @@ class Model:
     def set_seed(self, seed: int) -> None: ...
     def cancel(self) -> None:
         """Thread-safe: ask a running eval() to stop at the next layer boundary."""
-    def set_lora(self, name: str, a: Buffer, b: Buffer, rank: int, scale: float, quant: str | None = None) -> None:
+    def set_lora(
+        self, name: str, a: Buffer, b: Buffer, rank: int, scale: float, quant: str | None = None
+    ) -> None:
         """Attach a LoRA delta to one linear ('layers.3.q_proj'): y += scale * B @ (A @ x).
         a: float32 [rank, in], b: float32 [out, rank]. quant: None, 'int8', 'int4'."""
     def clear_lora(self) -> None: ...

@@ -1,12 +1,12 @@
 """The bitvoice LLM bundle: what a folder in the model store holds.
 
-    <store>/<org>/<name>/
-        model.bvm               packed weights (csrc/include/bv_format.h)
-        config.json             the Hugging Face config it was imported from
-        tokenizer.json          `tokenizers` file
-        tokenizer_config.json   special tokens, chat template (when the source had one)
-        generation_config.json  sampling defaults (when the source had one)
-        bundle.json             {"format": BUNDLE_FORMAT, "source": ..., "imported_at": ...}
+<store>/<org>/<name>/
+    model.bvm               packed weights (csrc/include/bv_format.h)
+    config.json             the Hugging Face config it was imported from
+    tokenizer.json          `tokenizers` file
+    tokenizer_config.json   special tokens, chat template (when the source had one)
+    generation_config.json  sampling defaults (when the source had one)
+    bundle.json             {"format": BUNDLE_FORMAT, "source": ..., "imported_at": ...}
 """
 
 from __future__ import annotations
