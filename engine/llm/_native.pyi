@@ -18,6 +18,12 @@ def select_kernel(name: str) -> None:
 def supported_kernels() -> list[str]:
     """The paths this CPU can run, e.g. ['ref', 'avx2', 'avx512']."""
 
+def kernel_run(
+    path: str, op: str, w: Buffer, nb: int, x: Buffer, n: int, rows: int, r0: int = 0, r1: int = -1
+) -> bytes:
+    """Test hook: run one integer kernel ('ternary_gemv', 'ternary_gemm', 'int8_gemv',
+    'int4_gemv', 't1_gemv', 't1_gemm') of one path on rows [r0, r1); int32 results."""
+
 class Model:
     """One loaded bundle with its KV cache (one cache per model).
 
@@ -33,10 +39,17 @@ class Model:
     n_cached: int  # tokens currently valid in the KV cache
     tokens_evaluated: int  # total tokens run through forward since load (for reuse tests)
     eval_calls: int
+    ternary_layout: str  # in-memory layout of the layer matrices: "t1" or "2bit"
 
     def __init__(
-        self, path: str, n_threads: int = 0, n_ctx: int = 0, unembed_quant: str | None = None
-    ) -> None: ...
+        self,
+        path: str,
+        n_threads: int = 0,
+        n_ctx: int = 0,
+        unembed_quant: str | None = None,
+        ternary_layout: str | None = None,
+    ) -> None:
+        """ternary_layout: None/'auto' (the kernel path's preference), '2bit' or 't1'."""
     def eval(self, tokens: Sequence[int], n_past: int, all_logits: bool = False) -> bool:
         """Truncate the cache to n_past, run tokens at positions n_past.., keep logits.
 
@@ -59,12 +72,12 @@ class Model:
 
         repetition_penalty applies to the last `lookback` tokens of `history`."""
     def set_seed(self, seed: int) -> None: ...
+    def clear_cancel(self) -> None:
+        """Drop a pending cancel request (one that no eval() has consumed)."""
     def cancel(self) -> None:
         """Thread-safe: ask a running eval() to stop at the next layer boundary."""
-    def set_lora(
-        self, name: str, a: Buffer, b: Buffer, rank: int, scale: float, quant: str | None = None
-    ) -> None:
+    def set_lora(self, name: str, a: Buffer, b: Buffer, rank: int, scale: float) -> None:
         """Attach a LoRA delta to one linear ('layers.3.q_proj'): y += scale * B @ (A @ x).
-        a: float32 [rank, in], b: float32 [out, rank]. quant: None, 'int8', 'int4'."""
+        a: float32 [rank, in], b: float32 [out, rank] (lora_quant rounding happens before)."""
     def clear_lora(self) -> None: ...
     def close(self) -> None: ...
