@@ -326,8 +326,14 @@ async def test_stop_wins_over_in_flight_start(home: Path, yields: int) -> None:
     start = asyncio.create_task(llm.start())
     for _ in range(yields):
         await asyncio.sleep(0)
+    # The tiny model may finish loading within a few loop turns on a quiet
+    # machine: then this is a plain stop after start. Either way stop() wins.
+    in_flight = not start.done()
     await llm.stop()
-    with pytest.raises(ComponentLifecycleError):
+    if in_flight:
+        with pytest.raises(ComponentLifecycleError):
+            await start
+    else:
         await start
     assert llm.state is ComponentState.STOPPED and llm.native_model is None
     await llm.start()  # a restart works

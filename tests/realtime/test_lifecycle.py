@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RT_HOME, on_server_await, recv_until, start_session
+from rt_helpers import RT_HOME, on_server_await, recv_until, start_session
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

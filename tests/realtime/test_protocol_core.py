@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import silence_pcm16k, speech_pcm16k
+from rt_helpers import silence_pcm16k, speech_pcm16k
 
 from realtime import limits
 from realtime import messages as m

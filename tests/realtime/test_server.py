@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SERVER_MAX_CONVERSATIONS, on_server, recv_until, ws_url
-from conftest import start_session as start_fast
+from rt_helpers import SERVER_MAX_CONVERSATIONS, on_server, recv_until, ws_url
+from rt_helpers import start_session as start_fast
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -207,7 +207,7 @@ async def test_default_engines_on_a_fresh_machine(
 ) -> None:
     import shutil
 
-    from conftest import RT_HOME
+    from rt_helpers import RT_HOME
 
     from engine.llm import tiny
     from engine.stt import DEFAULT_STT_MODEL, STT

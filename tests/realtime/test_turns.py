@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import (
+from rt_helpers import (
     assert_contiguous,
     frames_of,
     on_server,
