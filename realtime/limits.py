@@ -73,3 +73,7 @@ PARTIAL_SAFETY: Final = 1.5
 PARTIAL_MAX_DUTY: Final = 0.5
 DECODE_EMA_ALPHA: Final = 0.3  # weight of the newest decode time in the running estimate
 STT_WARMUP_S: Final = 1.0  # silence decoded once at start: warms Whisper, seeds the estimate
+
+#: Whisper's language detection must be at least this sure before a
+#: conversation keeps the detected language for its later turns.
+STICKY_LANGUAGE_PROBABILITY: Final = 0.8

@@ -18,7 +18,7 @@ import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,18 @@ if TYPE_CHECKING:
     from engine.stt.session import STTSession
     from engine.stt.streaming import StreamingTranscriber
 
-__all__ = ["STT", "validate_language"]
+__all__ = ["STT", "Decoded", "validate_language"]
+
+
+class Decoded(NamedTuple):
+    """One decode: its text, seconds spent, and the language used (given, or
+    detected by Whisper with `language_probability`; 1.0 when it was given)."""
+
+    text: str
+    seconds: float
+    language: str
+    language_probability: float
+
 
 _LANGUAGE_RE = re.compile(r"^[A-Za-z]+(?:-[A-Za-z]+)*$")
 
@@ -163,12 +174,11 @@ class STT(Component):
         return bool(self._model is not None and self._model.model.is_multilingual)
 
     # -- the one way in to the model -----------------------------------------------------------
-    async def _transcribe_pcm(
-        self, pcm: npt.NDArray[np.int16], language: str | None
-    ) -> tuple[str, float]:
+    async def _transcribe_pcm(self, pcm: npt.NDArray[np.int16], language: str | None) -> Decoded:
         """Queue behind any running transcription, then decode in the worker thread.
 
-        Returns (text, seconds spent decoding). Raises `ComponentLifecycleError` if the
+        Returns the text, the seconds spent decoding and the language used (given, or
+        detected with its probability). Raises `ComponentLifecycleError` if the
         component stops while this call waits.
         """
         self._check_running()
@@ -189,9 +199,7 @@ class STT(Component):
         finally:
             self._queued -= 1
 
-    def _decode_blocking(
-        self, pcm: npt.NDArray[np.int16], language: str | None
-    ) -> tuple[str, float]:
+    def _decode_blocking(self, pcm: npt.NDArray[np.int16], language: str | None) -> Decoded:
         model = self._model
         if model is None:
             raise ComponentLifecycleError("STT is stopped")
@@ -203,7 +211,7 @@ class STT(Component):
             language = "en" if language in (None, "en") else language
         t0 = time.perf_counter()
         audio = pcm.astype(np.float32) / 32768.0
-        segments, _info = model.transcribe(
+        segments, info = model.transcribe(
             audio,
             language=language,
             beam_size=limits.BEAM_SIZE,
@@ -212,4 +220,6 @@ class STT(Component):
             vad_filter=False,
         )
         text = " ".join(seg.text.strip() for seg in segments).strip()
-        return text, time.perf_counter() - t0
+        return Decoded(
+            text, time.perf_counter() - t0, info.language, float(info.language_probability)
+        )

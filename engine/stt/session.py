@@ -36,6 +36,9 @@ class STTSession:
         self._closed = False
         self.last_decode_seconds = 0.0
         self.last_audio_seconds = 0.0
+        # the language of the last transcription: given, or detected (with probability)
+        self.last_language: str | None = None
+        self.last_language_probability = 0.0
 
     async def transcribe(self, audio: bytes, language: str | None = None) -> str:
         """Transcribe one utterance; returns the text (possibly empty for silence)."""
@@ -55,10 +58,12 @@ class STTSession:
             pcm = decode_pcm16(
                 audio, target_rate=limits.SAMPLE_RATE, max_seconds=limits.MAX_AUDIO_SECONDS
             )
-        text, seconds = await self._stt._transcribe_pcm(pcm, code)
-        self.last_decode_seconds = seconds
+        decoded = await self._stt._transcribe_pcm(pcm, code)
+        self.last_decode_seconds = decoded.seconds
         self.last_audio_seconds = pcm.size / limits.SAMPLE_RATE
-        return text
+        self.last_language = decoded.language
+        self.last_language_probability = 1.0 if code else decoded.language_probability
+        return decoded.text
 
     async def close(self) -> None:
         self._closed = True

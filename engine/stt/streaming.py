@@ -99,7 +99,7 @@ class StreamingTranscriber:
         self._last_partial_at = self._clock()
         self._last_partial_bytes = len(self._buf)
         pcm = np.frombuffer(snapshot, dtype="<i2").astype(np.int16)
-        text, seconds = await self._stt._transcribe_pcm(pcm, self._language)
+        text, seconds, _, _ = await self._stt._transcribe_pcm(pcm, self._language)
         self.last_partial_text = text
         return Transcript(text, False, len(snapshot) / _BYTES_PER_SECOND, seconds)
 
@@ -110,7 +110,7 @@ class StreamingTranscriber:
         if not snapshot:
             return Transcript("", True, 0.0, 0.0)
         pcm = np.frombuffer(snapshot, dtype="<i2").astype(np.int16)
-        text, seconds = await self._stt._transcribe_pcm(pcm, self._language)
+        text, seconds, _, _ = await self._stt._transcribe_pcm(pcm, self._language)
         return Transcript(text, True, len(snapshot) / _BYTES_PER_SECOND, seconds)
 
     def reset(self) -> None:

@@ -95,6 +95,9 @@ async def test_full_speech_turn_produces_reply_audio(rt_server: RealtimeServer) 
         await say(ws, audio, pace=2.0)
         got = await recv_until(ws, "response.done", limit_s=60)
         history = await history_of(rt_server, sid)
+        conv = await on_server(rt_server, lambda: rt_server.find_conversation(sid))
+        # no language in the session: the detected one is kept for the next turns
+        assert conv is not None and conv.heard_language == "en"
 
     order = [
         tag_of(x) for x in got if tag_of(x) != "conversation.item.input_audio_transcription.delta"

@@ -12,6 +12,7 @@ from stt_helpers import AUDIOEVAL_EN, espeak_wav, wav_bytes, wer
 from engine.audio import decode_audio, decode_pcm16
 from engine.errors import ComponentLifecycleError, InvalidRequestError, SessionClosedError
 from engine.stt import STT
+from engine.stt.component import Decoded
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -99,7 +100,7 @@ async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
     original = stt_base._decode_blocking
     active = threading.Semaphore(1)
 
-    def guarded(*args: object) -> tuple[str, float]:
+    def guarded(*args: object) -> Decoded:
         # Fails if two decodes ever overlap.
         assert active.acquire(blocking=False), "two transcriptions ran at once"
         try:
@@ -183,3 +184,15 @@ async def test_unknown_model_fails_at_start_with_pull_hint() -> None:
     stt = STT("acme/not-a-model")
     with pytest.raises(InvalidRequestError, match="bitvoice pull"):
         await stt.start()
+
+
+async def test_session_reports_the_language_it_used(stt_base: STT) -> None:
+    """With no language, Whisper detects one and says how sure it is (the realtime
+    server keeps a confident detection for later turns); a given one is used as is."""
+    clip = espeak_wav("Could you turn the kitchen lights off, please? It is getting late.")
+    session = stt_base.open_session()
+    await session.transcribe(clip)
+    assert session.last_language == "en"
+    assert 0.8 <= session.last_language_probability <= 1.0
+    await session.transcribe(clip, language="de")
+    assert session.last_language == "de" and session.last_language_probability == 1.0
