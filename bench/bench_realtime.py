@@ -96,7 +96,7 @@ async def session(ws: ClientConnection, **cfg: Any) -> None:
 
 async def speech_turns(port: int, turns: int, partials: bool) -> dict[str, list[float]]:
     """Speech turns; each reply is cancelled once its first audio frame arrived."""
-    from conftest import silence_pcm16k, speech_pcm16k
+    from rt_helpers import silence_pcm16k, speech_pcm16k
 
     lead, speech = silence_pcm16k(0.3), speech_pcm16k("please tell me what the weather is like")
     audio = lead + speech + silence_pcm16k(1.0)
@@ -144,7 +144,7 @@ async def speech_turns(port: int, turns: int, partials: bool) -> dict[str, list[
 
 
 async def barge_ins(server: RealtimeServer, n: int) -> dict[str, list[float]]:
-    from conftest import on_server, speech_pcm16k
+    from rt_helpers import on_server, speech_pcm16k
 
     speech = speech_pcm16k("stop, wait a moment please")
     out: dict[str, list[float]] = {
@@ -194,7 +194,7 @@ async def barge_ins(server: RealtimeServer, n: int) -> dict[str, list[float]]:
 
 async def control_rtt(port: int, n: int) -> list[float]:
     async def streamer(stop: asyncio.Event) -> None:
-        from conftest import noise_pcm16k
+        from rt_helpers import noise_pcm16k
 
         noise = noise_pcm16k(1.0)
         async with connect(f"ws://127.0.0.1:{port}/v1/realtime") as ws:
@@ -225,7 +225,7 @@ async def control_rtt(port: int, n: int) -> list[float]:
     return rtts
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--turns", type=int, default=5, help="speech turns, each with partials on/off")
     ap.add_argument("--barge-ins", type=int, default=5)
@@ -233,7 +233,7 @@ def main() -> int:
     ap.add_argument("--stt-model", default=None, help="Whisper store ID (default: Whisper base)")
     ap.add_argument("--model", default=None, help="LLM store ID (default: best, else demo)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realtime.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     load_start = os.getloadavg()
     holder: list[RealtimeServer] = []
     ready = threading.Event()

@@ -96,12 +96,12 @@ async def bench_tts(threads: int, runs: int) -> dict[str, object]:
     return {"backend": backend, "ttfa_s": statistics.median(ttfa), "rtf": statistics.median(rtf)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results/voice.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("BITVOICE_HOME", tempfile.mkdtemp(prefix="bitvoice-bench-"))
     stt: dict[str, Any] = asyncio.run(bench_stt(args.threads, args.runs, _utterance_pcm()))
     tts: dict[str, Any]
@@ -121,7 +121,8 @@ def main() -> None:
         json.dumps({"machine": machine, "threads": args.threads, "stt": stt, "tts": tts}, indent=2)
     )
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
