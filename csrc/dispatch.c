@@ -55,34 +55,32 @@ static int pick(const bv_kernels *table) {
     const char *t1 = getenv("BITVOICE_T1");
     if (t1 && !strcmp(t1, "0")) bv_kern.prefer_t1 = 0;
     /* a SIMD file may leave an entry to the reference (e.g. float helpers) */
-    if (!bv_kern.ternary_gemv) bv_kern.ternary_gemv = bv_kernels_ref.ternary_gemv;
-    if (!bv_kern.ternary_gemm) bv_kern.ternary_gemm = bv_kernels_ref.ternary_gemm;
-    if (!bv_kern.int8_gemv) bv_kern.int8_gemv = bv_kernels_ref.int8_gemv;
-    if (!bv_kern.int4_gemv) bv_kern.int4_gemv = bv_kernels_ref.int4_gemv;
-    if (!bv_kern.f16_gemv) bv_kern.f16_gemv = bv_kernels_ref.f16_gemv;
-    if (!bv_kern.attn_head) bv_kern.attn_head = bv_kernels_ref.attn_head;
-    if (!bv_kern.f16_to_f32) bv_kern.f16_to_f32 = bv_kernels_ref.f16_to_f32;
-    if (!bv_kern.f32_to_f16) bv_kern.f32_to_f16 = bv_kernels_ref.f32_to_f16;
-    if (!bv_kern.t1_gemv) bv_kern.t1_gemv = bv_kernels_ref.t1_gemv;
-    if (!bv_kern.t1_gemm) bv_kern.t1_gemm = bv_kernels_ref.t1_gemm;
+#define FROM_REF(field) if (!bv_kern.field) bv_kern.field = bv_kernels_ref.field
+    FROM_REF(ternary_gemv); FROM_REF(ternary_gemm); FROM_REF(int8_gemv); FROM_REF(int4_gemv);
+    FROM_REF(t1_gemv); FROM_REF(t1_gemm); FROM_REF(f16_gemv); FROM_REF(attn_head);
+    FROM_REF(f16_to_f32); FROM_REF(f32_to_f16);
+#undef FROM_REF
     return 0;
+}
+
+const bv_kernels *bv_kernels_named(const char *name) {
+    unsigned have = bv_kernels_supported();
+    (void)have; /* unused when built without the x86 SIMD files */
+    if (!strcmp(name, "ref")) return &bv_kernels_ref;
+#ifdef BV_HAVE_X86_SIMD
+    if (!strcmp(name, "avx2") && (have & 2)) return &bv_kernels_avx2;
+    if (!strcmp(name, "avx512") && (have & 4)) return &bv_kernels_avx512;
+#endif
+    return NULL;
 }
 
 int bv_kernels_select(const char *want) {
     if (!want || !*want) want = getenv("BITVOICE_KERNEL");
-    unsigned have = bv_kernels_supported();
-    (void)have; /* unused when built without the x86 SIMD files */
-    if (!want || !*want || !strcmp(want, "auto")) {
-#ifdef BV_HAVE_X86_SIMD
-        if (have & 4) return pick(&bv_kernels_avx512);
-        if (have & 2) return pick(&bv_kernels_avx2);
-#endif
-        return pick(&bv_kernels_ref);
+    if (!want || !*want || !strcmp(want, "auto")) { /* the best path this CPU has */
+        const bv_kernels *best = bv_kernels_named("avx512");
+        if (!best) best = bv_kernels_named("avx2");
+        return pick(best ? best : &bv_kernels_ref);
     }
-    if (!strcmp(want, "ref")) return pick(&bv_kernels_ref);
-#ifdef BV_HAVE_X86_SIMD
-    if (!strcmp(want, "avx2") && (have & 2)) return pick(&bv_kernels_avx2);
-    if (!strcmp(want, "avx512") && (have & 4)) return pick(&bv_kernels_avx512);
-#endif
-    return -1;
+    const bv_kernels *table = bv_kernels_named(want);
+    return table ? pick(table) : -1;
 }

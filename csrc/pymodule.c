@@ -358,18 +358,6 @@ static PyObject *supported_kernels(PyObject *mod, PyObject *unused) {
     return out;
 }
 
-static const bv_kernels *table_named(const char *name) {
-    if (!strcmp(name, "ref")) return &bv_kernels_ref;
-    unsigned have = bv_kernels_supported();
-#ifdef BV_HAVE_X86_SIMD
-    if (!strcmp(name, "avx2") && (have & 2)) return &bv_kernels_avx2;
-    if (!strcmp(name, "avx512") && (have & 4)) return &bv_kernels_avx512;
-#endif
-    (void)have;
-    return NULL;
-}
-
-
 /* Test hook: run one integer kernel of one path on caller buffers, rows [r0, r1).
  * Returns the int32 outputs as bytes ([n][rows] for gemm, [rows] otherwise). */
 static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
@@ -380,7 +368,7 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "ssy*iy*ii|ii", kwlist, &path, &op, &w, &nb, &x, &n, &rows, &r0, &r1))
         return NULL;
     PyObject *result = NULL;
-    const bv_kernels *k = table_named(path);
+    const bv_kernels *k = bv_kernels_named(path);
     if (r1 < 0) r1 = rows;
     if (!k) { PyErr_Format(PyExc_ValueError, "kernel path %s not available here", path); goto done; }
     if (nb <= 0 || n <= 0 || rows <= 0 || r0 < 0 || r1 > rows || r0 > r1) {

@@ -64,6 +64,9 @@ extern const bv_kernels bv_kernels_avx512;
  * BITVOICE_KERNEL environment variable names one) or "ref"/"avx2"/"avx512".
  * Returns 0, or -1 if the wanted path is unknown or the CPU lacks it. */
 int bv_kernels_select(const char *want);
+/* The table of a path by name ("ref", "avx2", "avx512") as its file defines it
+ * (entries it leaves NULL stay NULL), or NULL if unknown or unsupported here. */
+const bv_kernels *bv_kernels_named(const char *name);
 /* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512. */
 unsigned bv_kernels_supported(void);
 
