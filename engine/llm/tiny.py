@@ -11,9 +11,7 @@ language.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -238,28 +236,24 @@ def write_tiny_hf_model(
 def ensure_demo_bundle(store_id: str = DEMO_STORE_ID) -> str:
     """Make sure the store holds the seeded demo bundle; return its store ID.
 
-    Built once (a few seconds) and published atomically: written into a
-    temporary folder beside its final place, then renamed."""
+    Built once (a few seconds) and published atomically by the store."""
+    from engine.errors import InvalidRequestError
+    from engine.llm import store
     from engine.llm.importer import import_hf_model
-    from engine.paths import models_dir
 
-    final = models_dir() / store_id
-    if (final / "bundle.json").exists():
+    if (store.store_path(store_id) / "bundle.json").exists():
         return store_id
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".tmp-") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         src = write_tiny_hf_model(
             Path(tmp) / "hf", seed=1234, embed_std=DEMO_EMBED_STD, words=True, **DEMO_CONFIG
         )
         gen = json.loads((src / "generation_config.json").read_text())
         gen.update(temperature=1.0, top_p=0.95, repetition_penalty=1.8, max_new_tokens=48)
         (src / "generation_config.json").write_text(json.dumps(gen, indent=2))
-        staged = Path(tmp) / "bundle"
-        import_hf_model(src, staged)
         try:
-            os.rename(staged, final)
-        except OSError:
-            if not (final / "bundle.json").exists():
+            store.publish(store_id, lambda dest: import_hf_model(src, dest))
+        except InvalidRequestError:
+            if not (store.store_path(store_id) / "bundle.json").exists():
                 raise
-            shutil.rmtree(staged, ignore_errors=True)  # another process published it first
+            # another process published it first: theirs is the same seeded model
     return store_id
