@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from bench.machine import describe_machine
-from engine.llm.importer import BV_ALIGN, BV_MAGIC, BV_VERSION, ENTRY, HEADER, LINEARS, NORMS
+from engine.llm.importer import (
+    DTYPE_F16,
+    DTYPE_F32,
+    DTYPE_TERNARY,
+    LINEARS,
+    NORMS,
+    BitNetShapes,
+    BvmWriter,
+)
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(os.environ.get("BITVOICE_BENCH_CACHE", Path.home() / ".cache" / "bitvoice-bench"))
@@ -65,56 +73,34 @@ def _random_ternary_rows(rng: np.random.Generator, rows: int, cols: int) -> np.n
 def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
     """Write a model.bvm with random ternary weights, streaming tensor by tensor."""
     rng = np.random.default_rng(seed)
-    hidden, ffn, hd = s["hidden"], s["ffn"], s["hidden"] // s["n_heads"]
-    kv = s["n_kv_heads"] * hd
-    lin_shapes = {"q_proj": (hidden, hidden), "k_proj": (kv, hidden), "v_proj": (kv, hidden),
-                  "o_proj": (hidden, hidden), "gate_proj": (ffn, hidden), "up_proj": (ffn, hidden),
-                  "down_proj": (hidden, ffn)}  # fmt: skip
-    plan: list[tuple[str, int, int, int]] = [
-        ("embed", 1, s["vocab"], hidden),
-        ("norm", 0, 1, hidden),
-    ]
-    for layer in range(s["n_layers"]):
-        for ours in NORMS.values():
-            plan.append((f"layers.{layer}.{ours}", 0, 1, ffn if ours == "ffn_sub_norm" else hidden))
-        for ours in LINEARS.values():
-            plan.append((f"layers.{layer}.{ours}", 2, *lin_shapes[ours]))
-
-    def nbytes(dtype: int, rows: int, cols: int) -> int:
-        return (
-            rows * cols * 4
-            if dtype == 0
-            else rows * cols * 2
-            if dtype == 1
-            else rows * ((cols + 127) // 128) * 32
-        )
-
+    shapes = BitNetShapes(
+        {"hidden_size": s["hidden"], "num_hidden_layers": s["n_layers"],
+         "num_attention_heads": s["n_heads"], "num_key_value_heads": s["n_kv_heads"],
+         "intermediate_size": s["ffn"], "vocab_size": s["vocab"],
+         "max_position_embeddings": s["max_ctx"], "rope_theta": 500000.0, "rms_norm_eps": 1e-5}
+    )  # fmt: skip
+    hidden, vocab = shapes.hidden, shapes.vocab
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
-        pos = HEADER.size + ENTRY.size * len(plan)
-        entries = []
-        for name, dtype, rows, cols in plan:
-            pos = (pos + BV_ALIGN - 1) // BV_ALIGN * BV_ALIGN
-            n = nbytes(dtype, rows, cols)
-            scale = 0.02 if dtype == 2 else 1.0
-            entries.append(ENTRY.pack(name.encode(), dtype, rows, cols, scale, pos, n))
-            pos += n
-        fh.write(HEADER.pack(BV_MAGIC, BV_VERSION, len(plan), HEADER.size, pos, hidden, s["n_layers"],
-                             s["n_heads"], s["n_kv_heads"], ffn, s["vocab"], s["max_ctx"], hd, 500000.0, 1e-5))  # fmt: skip
-        fh.write(b"".join(entries))
-        for (_name, dtype, rows, cols), entry in zip(plan, entries, strict=True):
-            offset = ENTRY.unpack(entry)[5]
-            fh.write(b"\0" * (offset - fh.tell()))
-            if dtype == 0:
-                fh.write(np.ones(cols, dtype="<f4").tobytes())
-            elif dtype == 1:
-                for r0 in range(
-                    0, rows, 8192
-                ):  # the embedding in slices, not 1.3 GB of float32 at once
-                    part = rng.normal(0, 0.02, size=(min(8192, rows - r0), cols)).astype("<f2")
-                    fh.write(part.tobytes())
-            else:
-                fh.write(_random_ternary_rows(rng, rows, cols).tobytes())
+        out = BvmWriter(fh, shapes.n_tensors, shapes)
+        # the embedding in slices of f16, never 1.3 GB of float32 at once
+        slices = (
+            rng.normal(0, 0.02, size=(min(8192, vocab - r0), hidden)).astype("<f2")
+            for r0 in range(0, vocab, 8192)
+        )
+        out.add_chunks("embed", DTYPE_F16, vocab, hidden, 1.0, slices)
+        out.add("norm", DTYPE_F32, 1, hidden, 1.0, np.ones(hidden, dtype="<f4"))
+        for layer in range(shapes.n_layers):
+            for ours in NORMS.values():
+                width = shapes.ffn if ours == "ffn_sub_norm" else hidden
+                out.add(
+                    f"layers.{layer}.{ours}", DTYPE_F32, 1, width, 1.0, np.ones(width, dtype="<f4")
+                )
+            for ours in LINEARS.values():
+                rows, cols = shapes.linear_shape(ours)
+                packed = _random_ternary_rows(rng, rows, cols)
+                out.add(f"layers.{layer}.{ours}", DTYPE_TERNARY, rows, cols, 0.02, packed)
+        out.finish()
     tmp.rename(path)
 
 

@@ -17,7 +17,7 @@ import mmap
 import shutil
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,6 +33,7 @@ __all__ = [
     "BV_VERSION",
     "LINEARS",
     "BitNetShapes",
+    "BvmWriter",
     "import_hf_model",
     "pack_ternary",
     "quantize_absmean",
@@ -90,6 +91,11 @@ class BitNetShapes:
         rope = cfg.get("rope_parameters") or {}
         self.rope_theta = float(cfg.get("rope_theta") or rope.get("rope_theta") or 10000.0)
         self.eps = float(cfg.get("rms_norm_eps") or 1e-6)
+
+    @property
+    def n_tensors(self) -> int:
+        """Tensors in a bundle: embed, norm, 4 norms + 7 linears per layer, lm_head if untied."""
+        return 2 + self.n_layers * (len(NORMS) + len(LINEARS)) + (0 if self.tied else 1)
 
     def linear_shape(self, suffix: str) -> tuple[int, int]:
         q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
@@ -280,7 +286,11 @@ def _to_f16(w: np.ndarray) -> np.ndarray:
 
 
 # --- the bundle writer ---------------------------------------------------------------
-class _BvmWriter:
+class BvmWriter:
+    """Writes a model.bvm front to back: a zeroed header and table, then each
+    tensor (64-byte aligned) as it comes, then the real header and table.
+    The importer and the benchmark's random-model writer both use it."""
+
     def __init__(self, fh: BinaryIO, n_tensors: int, s: BitNetShapes) -> None:
         self.fh, self.n, self.s = fh, n_tensors, s
         self.entries: list[bytes] = []
@@ -294,17 +304,31 @@ class _BvmWriter:
     def add(
         self, name: str, dtype: int, rows: int, cols: int, scale: float, data: np.ndarray
     ) -> None:
-        raw = np.ascontiguousarray(data).tobytes()
+        self.add_chunks(name, dtype, rows, cols, scale, [data])
+
+    def add_chunks(
+        self,
+        name: str,
+        dtype: int,
+        rows: int,
+        cols: int,
+        scale: float,
+        chunks: Iterable[np.ndarray],
+    ) -> None:
+        """One tensor written from consecutive row slices (bounded memory)."""
         pad = self._align(self.pos) - self.pos
         self.fh.write(b"\0" * pad)
         self.pos += pad
+        start = self.pos
+        for chunk in chunks:
+            raw = np.ascontiguousarray(chunk).tobytes()
+            self.fh.write(raw)
+            self.pos += len(raw)
         self.entries.append(
             ENTRY.pack(
-                name.encode()[: BV_NAME_LEN - 1], dtype, rows, cols, scale, self.pos, len(raw)
+                name.encode()[: BV_NAME_LEN - 1], dtype, rows, cols, scale, start, self.pos - start
             )
         )
-        self.fh.write(raw)
-        self.pos += len(raw)
 
     def finish(self) -> None:
         if len(self.entries) != self.n:
@@ -420,9 +444,8 @@ def import_hf_model(src: Path, dest: Path, *, source: str | None = None) -> None
     try:
         with ExitStack() as stack:
             ck = _Checkpoint(src, stack)
-            n_tensors = 2 + s.n_layers * (len(NORMS) + len(LINEARS)) + (0 if s.tied else 1)
             with open(dest / bundle.MODEL_FILE, "wb") as fh:
-                writer = _BvmWriter(fh, n_tensors, s)
+                writer = BvmWriter(fh, s.n_tensors, s)
                 for item in _iter_tensors(ck, cfg, s):
                     writer.add(*item)
                 writer.finish()
