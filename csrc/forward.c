@@ -410,8 +410,7 @@ int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all
     }
     m->eval_calls++;
     s->n_cached = n_past; /* truncate: what follows n_past is overwritten */
-    float *xf = malloc(sizeof(float) * (size_t)c->dim);
-    if (!xf) return BV_ERR_NOMEM;
+    float *xf = s->xb; /* scratch: free once a chunk's layers are done */
     int rc = BV_OK;
     for (int done = 0; done < n && rc == BV_OK;) {
         int chunk = n - done < BV_MAX_BATCH ? n - done : BV_MAX_BATCH;
@@ -428,7 +427,6 @@ int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all
         s->n_cached = n_past + done;
         m->tokens_evaluated += (uint64_t)chunk;
     }
-    free(xf);
     if (rc == BV_CANCELLED) {
         atomic_store(&m->cancel, 0);
         s->n_cached = n_past; /* a partial chunk leaves nothing usable beyond the prefix */

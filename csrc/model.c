@@ -389,7 +389,7 @@ void bv_model_free(bv_model *m) {
     if (m->pool) bv_pool_free(m->pool);
     bv_state *s = &m->s;
     void *bufs[] = {s->x, s->xb, s->xb2, s->xq, s->xs, s->acc, s->q, s->k, s->v, s->hb, s->hb2,
-                    s->scores, s->logits, s->rope_inv, s->kcache, s->vcache, s->lora_tmp,
+                    s->scores, s->logits, s->rope_inv, s->kcache, s->vcache, s->lora_tmp, s->sample_scratch,
                     m->w.head_q, m->w.head_q_scale};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     if (m->w.layers) {

@@ -30,11 +30,14 @@ static int by_logit_desc(const void *a, const void *b) {
 
 int bv_sample(bv_model *m, float *logits, const bv_sampling *p) {
     int vocab = m->cfg.vocab;
+    /* scratch kept on the model: no allocation per decoded token */
+    if (!m->s.sample_scratch) m->s.sample_scratch = calloc((size_t)vocab, sizeof(cand) + 1);
+    cand *c = m->s.sample_scratch;
+    unsigned char *seen = c ? (unsigned char *)(c + vocab) : NULL; /* all zero between calls */
     /* CTRL-style penalty: positive logits divided, negative multiplied; each
      * distinct token of the window penalised once */
     if (p->repetition_penalty != 1.0f && p->history && p->n_history > 0) {
         int start = p->lookback > 0 && p->n_history > p->lookback ? p->n_history - p->lookback : 0;
-        unsigned char *seen = calloc((size_t)vocab, 1);
         if (seen) {
             for (int i = start; i < p->n_history; i++) {
                 int id = p->history[i];
@@ -43,7 +46,8 @@ int bv_sample(bv_model *m, float *logits, const bv_sampling *p) {
                 logits[id] = logits[id] > 0 ? logits[id] / p->repetition_penalty
                                             : logits[id] * p->repetition_penalty;
             }
-            free(seen);
+            for (int i = start; i < p->n_history; i++) /* clear only what was set */
+                if (p->history[i] >= 0 && p->history[i] < vocab) seen[p->history[i]] = 0;
         }
     }
     int best = 0;
@@ -54,7 +58,6 @@ int bv_sample(bv_model *m, float *logits, const bv_sampling *p) {
     /* candidates: tokens within exp(-20) of the best (the rest hold < 1e-8 of
      * the mass each), sorted; then top_k, softmax at temperature, top_p cut.
      * The cut keeps the sort short on a 128k vocabulary. */
-    cand *c = malloc(sizeof(cand) * (size_t)vocab);
     if (!c) return best;
     float top = logits[best], floor_logit = top - 20.0f * p->temperature;
     int n = 0;
@@ -83,6 +86,5 @@ int bv_sample(bv_model *m, float *logits, const bv_sampling *p) {
         acc += c[i].logit;
         if (r < acc) { pick = c[i].id; break; }
     }
-    free(c);
     return pick;
 }

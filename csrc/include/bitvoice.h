@@ -94,6 +94,7 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
     int n_ctx;       /* cache length */
     int n_cached;    /* positions valid in the cache */
     int logits_cap;  /* rows allocated in logits */
+    void *sample_scratch; /* sampler.c's per-call buffers ([vocab] candidates + [vocab] flags), made on first use */
 } bv_state;
 
 typedef struct {

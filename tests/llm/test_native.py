@@ -160,6 +160,8 @@ def test_sampling(tiny_bundle: Path) -> None:
     assert m.sample(repetition_penalty=1e6, history=[best], lookback=4) != best
     # ...but only within the lookback window
     assert m.sample(repetition_penalty=1e6, history=[best, 1, 2, 3, 4], lookback=4) == best
+    # the sampler's scratch is clean between calls: the penalty applies again
+    assert m.sample(repetition_penalty=1e6, history=[best], lookback=4) != best
     with pytest.raises(ValueError):
         m.sample(top_p=0.0)
 
