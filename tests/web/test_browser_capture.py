@@ -17,27 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from chromium_launch import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 WEB = Path(__file__).resolve().parents[2] / "web"
 TONE_HZ = 440.0
 CAPTURE_RATE = 16_000
 FRAME_SAMPLES = 320  # 20 ms at 16 kHz
-
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -74,7 +61,8 @@ def test_capture_makes_16k_pcm16_frames_of_the_microphone_signal(
     wav = _tone_wav(tmp_path / "tone.wav")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+            executable_path=str(CHROMIUM),
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"],
         )
         try:
             page = browser.new_page()

@@ -33,10 +33,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from chromium_launch import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 
@@ -53,21 +53,9 @@ SERVER_START_TIMEOUT_S = 240.0  # Whisper, Piper and the LLM load on a shared 2-
 TURN_TIMEOUT_MS = 180_000
 STOP_DEADLINE_MS = 100.0
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    # Headless has no person to click: let the playback context start without a gesture
-    # as well (the page still asks for one, as browsers require).
-    "--autoplay-policy=no-user-gesture-required",
-]
+# Headless has no person to click: let the playback context start without a gesture
+# as well (the page still asks for one, as browsers require).
+E2E_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
 
 def _free_port() -> int:
@@ -180,7 +168,7 @@ def open_page(playwright: Any, server: str, wav: Path, *, loop: bool) -> Iterato
     Fails the test on any uncaught error in the page.
     """
     mic = f"{wav}" if loop else f"{wav}%noloop"
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"]
+    args = [*E2E_ARGS, f"--use-file-for-fake-audio-capture={mic}"]
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
     try:
         pg = browser.new_page(viewport={"width": 1200, "height": 860})
