@@ -430,11 +430,30 @@ static void avx2_f16_gemv(const uint16_t *w, int cols, const float *x, float *y,
 }
 
 /* One head: s_t = scale * q.k_t, p = softmax(s), out = sum_t p_t v_t (same
- * contract as ref_attn_head; scores holds n_pos floats). */
+ * contract as ref_attn_head; scores holds n_pos floats). Like the AVX-512
+ * twin, both passes keep ATTN_LANES independent accumulators in flight
+ * instead of one chain of dependent FMAs. */
+#define ATTN_LANES 4
+
 static void avx2_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
                            int kv_stride, int hd, float scale, float *scores, float *out) {
     float max = -INFINITY;
-    for (int t = 0; t < n_pos; t++) {
+    int t = 0;
+    for (; t + ATTN_LANES <= n_pos; t += ATTN_LANES) {
+        const uint16_t *kt = k + (size_t)t * kv_stride;
+        __m256 a[ATTN_LANES];
+        for (int i = 0; i < ATTN_LANES; i++) a[i] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 8) {
+            const __m256 qd = load_f8(q + d, hd - d);
+            for (int i = 0; i < ATTN_LANES; i++)
+                a[i] = _mm256_fmadd_ps(qd, load_h8(kt + (size_t)i * kv_stride + d, hd - d), a[i]);
+        }
+        for (int i = 0; i < ATTN_LANES; i++) {
+            scores[t + i] = hsum_ps(a[i]) * scale;
+            if (scores[t + i] > max) max = scores[t + i];
+        }
+    }
+    for (; t < n_pos; t++) {
         const uint16_t *kt = k + (size_t)t * kv_stride;
         __m256 a = _mm256_setzero_ps();
         for (int d = 0; d < hd; d += 8)
@@ -443,17 +462,24 @@ static void avx2_attn_head(const float *q, const uint16_t *k, const uint16_t *v,
         if (scores[t] > max) max = scores[t];
     }
     float sum = 0.0f;
-    for (int t = 0; t < n_pos; t++) {
+    for (t = 0; t < n_pos; t++) {
         scores[t] = expf(scores[t] - max);
         sum += scores[t];
     }
     const float inv = 1.0f / sum;
-    for (int d = 0; d < hd; d += 8) {
-        __m256 a = _mm256_setzero_ps();
-        for (int t = 0; t < n_pos; t++)
-            a = _mm256_fmadd_ps(_mm256_set1_ps(scores[t] * inv),
-                                load_h8(v + (size_t)t * kv_stride + d, hd - d), a);
-        store_f8(out + d, a, hd - d);
+    for (t = 0; t < n_pos; t++) scores[t] *= inv;
+    /* out in slices of ATTN_LANES * 8 floats, one accumulator per 8 */
+    for (int d0 = 0; d0 < hd; d0 += ATTN_LANES * 8) {
+        __m256 a[ATTN_LANES];
+        for (int i = 0; i < ATTN_LANES; i++) a[i] = _mm256_setzero_ps();
+        const int lanes = (hd - d0 + 7) / 8 < ATTN_LANES ? (hd - d0 + 7) / 8 : ATTN_LANES;
+        for (t = 0; t < n_pos; t++) {
+            const __m256 p = _mm256_set1_ps(scores[t]);
+            const uint16_t *vt = v + (size_t)t * kv_stride + d0;
+            for (int i = 0; i < lanes; i++)
+                a[i] = _mm256_fmadd_ps(p, load_h8(vt + 8 * i, hd - d0 - 8 * i), a[i]);
+        }
+        for (int i = 0; i < lanes; i++) store_f8(out + d0 + 8 * i, a[i], hd - d0 - 8 * i);
     }
 }
 
