@@ -57,7 +57,7 @@ static int pick(const bv_kernels *table) {
     /* a SIMD file may leave an entry to the reference (e.g. float helpers) */
 #define FROM_REF(field) if (!bv_kern.field) bv_kern.field = bv_kernels_ref.field
     FROM_REF(ternary_gemv); FROM_REF(ternary_gemm); FROM_REF(int8_gemv); FROM_REF(int4_gemv);
-    FROM_REF(t1_gemv); FROM_REF(t1_gemm); FROM_REF(f16_gemv); FROM_REF(attn_head);
+    FROM_REF(t1_gemv); FROM_REF(t1_gemm); FROM_REF(f16_gemv); FROM_REF(attn_span);
     FROM_REF(f16_to_f32); FROM_REF(f32_to_f16);
 #undef FROM_REF
     return 0;

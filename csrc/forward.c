@@ -183,32 +183,92 @@ static void norm_quant(const bv_model *m, bv_state *s, int t, const float *x, co
     s->xs[t] = act_quant(o, width, npad, s->xq + (size_t)t * npad);
 }
 
-/* ---- attention --------------------------------------------------------------- */
+/* ---- attention ------------------------------------------------------------------
+ * Work units are (token, KV head, span of positions). A unit runs the KV head's
+ * group of query heads over its span (bv_kern.attn_span) and leaves, for each
+ * query head, the softmax partial m (max score), l (sum of e^(s - m)) and o
+ * (sum of e^(s - m) v). A second pass merges a head's spans:
+ *     M = max m_i;   out = sum_i e^(m_i - M) o_i / sum_i e^(m_i - M) l_i
+ * Spans share a long context out over every thread, and a KV head's cache is
+ * read once for its whole group. They depend on the number of positions only,
+ * never on the thread count: the same bits for any number of threads, and for
+ * a token decoded alone or inside a prefill chunk. */
+
+/* spans for a token that sees n_pos positions: ATTN_SPAN positions each, at
+ * most s->attn_max_spans (then longer) */
+static int attn_spans(const bv_state *s, int n_pos) {
+    int spans = (n_pos + BV_ATTN_SPAN - 1) / BV_ATTN_SPAN;
+    return spans < s->attn_max_spans ? spans : s->attn_max_spans;
+}
 
 typedef struct {
     bv_model *m;
     int layer, n, n_past;
+    int first_unit[BV_MAX_BATCH + 1]; /* token t owns units [first_unit[t], first_unit[t + 1]) */
 } attn_job;
 
-/* One task per thread: a contiguous share of the (token, head) pairs. */
+/* a unit's partials: [group] m, [group] l, [group][hd] o */
+static float *attn_partial(const bv_model *m, int t, int kvh, int span) {
+    const bv_config *c = &m->cfg;
+    int group = c->n_heads / c->n_kv_heads;
+    size_t unit = ((size_t)t * c->n_kv_heads + kvh) * m->s.attn_max_spans + span;
+    return m->s.attn_part + unit * (size_t)group * (c->head_dim + 2);
+}
+
+/* one task per unit: the pool hands them out as threads come free */
 static void attn_task(void *ctx, int task, int n_tasks) {
     attn_job *j = ctx;
     bv_model *m = j->m;
     const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
-    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
-    int pairs = j->n * c->n_heads;
+    int t = 0;
+    while (task >= j->first_unit[t + 1]) t++;
+    int unit = task - j->first_unit[t], n_pos = j->n_past + t + 1;
+    int spans = attn_spans(s, n_pos), kvh = unit / spans, span = unit % spans;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int p0 = (int)((long)n_pos * span / spans), p1 = (int)((long)n_pos * (span + 1) / spans);
+    size_t head_cache = ((size_t)j->layer * c->n_kv_heads + kvh) * s->n_ctx * hd;
+    float *part = attn_partial(m, t, kvh, span);
+    bv_kern.attn_span(s->q + (size_t)t * c->dim + (size_t)kvh * group * hd, group,
+                      s->kcache + head_cache + (size_t)p0 * hd, s->vcache + head_cache + (size_t)p0 * hd,
+                      p1 - p0, hd, 1.0f / sqrtf((float)hd), part, part + group, part + 2 * group);
+}
+
+/* xb2[t][head] = the merged spans, for a contiguous share of the (token, head) pairs */
+static void attn_merge_task(void *ctx, int task, int n_tasks) {
+    attn_job *j = ctx;
+    bv_model *m = j->m;
+    const bv_config *c = &m->cfg;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, pairs = j->n * c->n_heads;
     int lo = (int)((long)pairs * task / n_tasks), hi = (int)((long)pairs * (task + 1) / n_tasks);
-    const uint16_t *kc = s->kcache + (size_t)j->layer * s->n_ctx * kv_dim;
-    const uint16_t *vc = s->vcache + (size_t)j->layer * s->n_ctx * kv_dim;
-    float scale = 1.0f / sqrtf((float)hd);
     for (int p = lo; p < hi; p++) {
-        int t = p / c->n_heads, h = p % c->n_heads, kvh = h / group;
-        int n_pos = j->n_past + t + 1; /* causal: the token sees itself and everything before */
-        bv_kern.attn_head(s->q + (size_t)t * c->dim + h * hd, kc + kvh * hd, vc + kvh * hd, n_pos, kv_dim,
-                          hd, scale, s->scores + (size_t)task * s->n_ctx,
-                          s->xb2 + (size_t)t * c->dim + h * hd);
+        int t = p / c->n_heads, h = p % c->n_heads, kvh = h / group, g = h % group;
+        int spans = attn_spans(&m->s, j->n_past + t + 1);
+        float big = -INFINITY, sum = 0.0f;
+        for (int i = 0; i < spans; i++) {
+            float mi = attn_partial(m, t, kvh, i)[g];
+            big = mi > big ? mi : big;
+        }
+        float *restrict out = m->s.xb2 + (size_t)t * c->dim + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) out[d] = 0.0f;
+        for (int i = 0; i < spans; i++) {
+            const float *part = attn_partial(m, t, kvh, i);
+            float w = expf(part[g] - big); /* spans are never empty: m is finite */
+            sum += w * part[group + g];
+            const float *restrict o = part + 2 * group + (size_t)g * hd;
+            for (int d = 0; d < hd; d++) out[d] += w * o[d];
+        }
+        float inv = 1.0f / sum;
+        for (int d = 0; d < hd; d++) out[d] *= inv;
     }
+}
+
+static void attention(bv_model *m, int layer, int n, int n_past) {
+    attn_job j = {.m = m, .layer = layer, .n = n, .n_past = n_past};
+    for (int t = 0; t < n; t++)
+        j.first_unit[t + 1] = j.first_unit[t] + m->cfg.n_kv_heads * attn_spans(&m->s, n_past + t + 1);
+    bv_pool_run(m->pool, attn_task, &j, j.first_unit[n]);
+    bv_pool_run(m->pool, attn_merge_task, &j, bv_pool_threads(m->pool));
 }
 
 /* RoPE, rotate-half form:  x1' = x1 cos - x2 sin;  x2' = x2 cos + x1 sin  (reference.rope) */
@@ -332,9 +392,11 @@ static void stage_task(void *ctx, int task, int n_tasks) {
             int pos = j->n_past + t;
             rope(s->q + (size_t)t * dim, c->n_heads, hd, pos, s->rope_inv);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos, s->rope_inv);
-            size_t at = ((size_t)j->layer * s->n_ctx + pos) * kv_dim;
-            bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim, s->kcache + at, kv_dim);
-            bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim, s->vcache + at, kv_dim);
+            for (int h = 0; h < c->n_kv_heads; h++) { /* cache: [layer][kv head][pos][hd] */
+                size_t at = (((size_t)j->layer * c->n_kv_heads + h) * s->n_ctx + pos) * hd;
+                bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, s->kcache + at, hd);
+                bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim + (size_t)h * hd, s->vcache + at, hd);
+            }
         }
         break;
     case STAGE_O_IN:
@@ -395,8 +457,7 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         stage(m, l, n, n_past, STAGE_ROPE);
 
         /* a = softmax(q k.T / sqrt(hd) + causal) v, per head (GQA: kv head = h / group) */
-        attn_job aj = {m, l, n, n_past};
-        bv_pool_run(m->pool, attn_task, &aj, bv_pool_threads(m->pool));
+        attention(m, l, n, n_past);
 
         /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
         stage(m, l, n, n_past, STAGE_O_IN);

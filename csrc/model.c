@@ -341,7 +341,10 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
     s->v = xcalloc((size_t)B * kv_dim, 4, &ok);
     s->hb = xcalloc((size_t)B * c->ffn, 4, &ok);
     s->hb2 = xcalloc((size_t)B * c->ffn, 4, &ok);
-    s->scores = xcalloc((size_t)bv_pool_threads(m->pool) * s->n_ctx, 4, &ok);
+    s->attn_max_spans = (s->n_ctx + BV_ATTN_SPAN - 1) / BV_ATTN_SPAN;
+    if (s->attn_max_spans > BV_ATTN_MAX_SPANS) s->attn_max_spans = BV_ATTN_MAX_SPANS;
+    s->attn_part = xcalloc((size_t)B * c->n_kv_heads * s->attn_max_spans * (c->n_heads / c->n_kv_heads) *
+                               (c->head_dim + 2), 4, &ok);
     s->logits_cap = 1;
     s->logits = xcalloc((size_t)c->vocab, 4, &ok);
     s->rope_inv = xcalloc((size_t)c->head_dim / 2, 4, &ok);
@@ -389,7 +392,7 @@ void bv_model_free(bv_model *m) {
     if (m->pool) bv_pool_free(m->pool);
     bv_state *s = &m->s;
     void *bufs[] = {s->x, s->xb, s->xb2, s->xq, s->xs, s->acc, s->q, s->k, s->v, s->hb, s->hb2,
-                    s->scores, s->logits, s->rope_inv, s->kcache, s->vcache, s->lora_tmp, s->sample_scratch,
+                    s->attn_part, s->logits, s->rope_inv, s->kcache, s->vcache, s->lora_tmp, s->sample_scratch,
                     m->w.head_q, m->w.head_q_scale};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     if (m->w.layers) {

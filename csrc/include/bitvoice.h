@@ -13,6 +13,8 @@
 #include "bv_threadpool.h"
 
 #define BV_MAX_BATCH 64   /* prefill processes prompts in chunks of this many tokens */
+#define BV_ATTN_SPAN 64   /* positions per attention work unit (forward.c) ... */
+#define BV_ATTN_MAX_SPANS 8 /* ... up to this many units per token and KV head */
 #define BV_ERR_LEN 256
 
 enum { BV_OK = 0, BV_ERR_IO = -1, BV_ERR_FORMAT = -2, BV_ERR_NOMEM = -3, BV_ERR_ARG = -4,
@@ -84,13 +86,14 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
     float *v;        /* [B][kv_dim] */
     float *hb;       /* [B][ffn] */
     float *hb2;      /* [B][ffn] */
-    float *scores;   /* [n_threads][max_ctx] attention scratch */
+    float *attn_part;/* [B][n_kv_heads][attn_max_spans][group * (head_dim + 2)] softmax partials */
+    int attn_max_spans;
     float *lora_tmp; /* [B][max lora rank] */
     float *logits;   /* [n_logits][vocab] */
     int n_logits;    /* rows valid in logits */
     float *rope_inv; /* [head_dim/2] inverse frequencies */
-    uint16_t *kcache;/* [n_layers][n_ctx][kv_dim] f16 */
-    uint16_t *vcache;/* [n_layers][n_ctx][kv_dim] f16 */
+    uint16_t *kcache;/* [n_layers][n_kv_heads][n_ctx][head_dim] f16: a KV head's rows are contiguous */
+    uint16_t *vcache;/* [n_layers][n_kv_heads][n_ctx][head_dim] f16 */
     int n_ctx;       /* cache length */
     int n_cached;    /* positions valid in the cache */
     int logits_cap;  /* rows allocated in logits */

@@ -40,12 +40,16 @@ typedef struct {
     /* Float kernels (results within a named tolerance of ref, not bit-exact). */
     /* f16 LM head: y[r] = sum_k W[r][k] * x[k], W f16 rows of `cols` halves. */
     void (*f16_gemv)(const uint16_t *w, int cols, const float *x, float *y, int r0, int r1);
-    /* One attention head over n_pos cached positions (KV cache in f16):
-     * s_t = scale * q.k_t; p = softmax(s); out = sum_t p_t v_t.
-     * k_t = k + t * kv_stride (halves), same for v; hd = head dim;
-     * scratch holds n_pos floats. */
-    void (*attn_head)(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
-                      int kv_stride, int hd, float scale, float *scratch, float *out);
+    /* Attention of one group of query heads (GQA: the heads that share a KV
+     * head) against one span of n >= 1 cached positions of that KV head.
+     * For each head g < group, over the span's positions t:
+     *   s_t = scale * q_g . k_t;   m_g = max_t s_t;
+     *   l_g = sum_t exp(s_t - m_g);   o_g = sum_t exp(s_t - m_g) v_t
+     * o_g is left undivided by l_g: forward.c merges the spans of a head.
+     * q: group rows of hd floats; k, v: n rows of hd halves (one KV head's
+     * cache is contiguous); o: group rows of hd floats. */
+    void (*attn_span)(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
+                      float scale, float *m, float *l, float *o);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
     void (*f32_to_f16)(const float *src, uint16_t *dst, int n);
 } bv_kernels;

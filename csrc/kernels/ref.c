@@ -148,28 +148,32 @@ static void ref_f16_gemv(const uint16_t *w, int cols, const float *x, float *y, 
     }
 }
 
-static void ref_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
-                          int kv_stride, int hd, float scale, float *scores, float *out) {
-    /* scores = scale * q . k_t, softmax over t (max-subtracted), out = sum_t p_t v_t */
-    float max = -INFINITY;
-    for (int t = 0; t < n_pos; t++) {
-        const uint16_t *kt = k + (size_t)t * kv_stride;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += q[d] * half_to_float(kt[d]);
-        scores[t] = s * scale;
-        if (scores[t] > max) max = scores[t];
-    }
-    float sum = 0.0f;
-    for (int t = 0; t < n_pos; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
-    for (int d = 0; d < hd; d++) out[d] = 0.0f;
-    for (int t = 0; t < n_pos; t++) {
-        const uint16_t *vt = v + (size_t)t * kv_stride;
-        float p = scores[t] * inv;
-        for (int d = 0; d < hd; d++) out[d] += p * half_to_float(vt[d]);
+/* One position at a time with a running maximum (online softmax): when a
+ * score beats the maximum, what was summed so far is rescaled to it. */
+static void ref_attn_span(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
+                          float scale, float *m, float *l, float *o) {
+    for (int g = 0; g < group; g++) {
+        const float *qg = q + (size_t)g * hd;
+        float *og = o + (size_t)g * hd;
+        float mg = -INFINITY, lg = 0.0f;
+        for (int d = 0; d < hd; d++) og[d] = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const uint16_t *kt = k + (size_t)t * hd, *vt = v + (size_t)t * hd;
+            float s = 0.0f;
+            for (int d = 0; d < hd; d++) s += qg[d] * half_to_float(kt[d]);
+            s *= scale;
+            if (s > mg) {
+                float c = expf(mg - s); /* 0 for the first position (mg = -inf) */
+                lg *= c;
+                for (int d = 0; d < hd; d++) og[d] *= c;
+                mg = s;
+            }
+            float p = expf(s - mg);
+            lg += p;
+            for (int d = 0; d < hd; d++) og[d] += p * half_to_float(vt[d]);
+        }
+        m[g] = mg;
+        l[g] = lg;
     }
 }
 
@@ -183,7 +187,7 @@ const bv_kernels bv_kernels_ref = {
     .t1_gemm = ref_t1_gemm,
     .prefer_t1 = 0, /* the scalar path reads the 2-bit layout just as fast */
     .f16_gemv = ref_f16_gemv,
-    .attn_head = ref_attn_head,
+    .attn_span = ref_attn_span,
     .f16_to_f32 = ref_f16_to_f32,
     .f32_to_f16 = ref_f32_to_f16,
 };

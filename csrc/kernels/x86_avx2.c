@@ -20,6 +20,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "bv_kernels.h"
 
@@ -429,57 +430,118 @@ static void avx2_f16_gemv(const uint16_t *w, int cols, const float *x, float *y,
     }
 }
 
-/* One head: s_t = scale * q.k_t, p = softmax(s), out = sum_t p_t v_t (same
- * contract as ref_attn_head; scores holds n_pos floats). Like the AVX-512
- * twin, both passes keep ATTN_LANES independent accumulators in flight
- * instead of one chain of dependent FMAs. */
-#define ATTN_LANES 4
+/* ---- attention (see bv_kernels.h attn_span; the AVX-512 twin explains the
+ * blocks and tiles). 16 ymm registers: V goes 16 floats of o at a time. */
+#define ATTN_BLOCK 8
+#define ATTN_TILE 4
 
-static void avx2_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
-                           int kv_stride, int hd, float scale, float *scores, float *out) {
-    float max = -INFINITY;
-    int t = 0;
-    for (; t + ATTN_LANES <= n_pos; t += ATTN_LANES) {
-        const uint16_t *kt = k + (size_t)t * kv_stride;
-        __m256 a[ATTN_LANES];
-        for (int i = 0; i < ATTN_LANES; i++) a[i] = _mm256_setzero_ps();
+/* e^x for x <= 0: degree-6 Taylor on |f| <= ln2/2, 2^n built in the exponent bits */
+BV_ALWAYS_INLINE __m256 exp_nonpos_ps(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    f = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), f);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int hd, float scale,
+                              float s[ATTN_TILE][ATTN_BLOCK]) {
+    for (int t = 0; t < nt; t += 2) {
+        const int pair = t + 1 < nt;
+        __m256 a0[ATTN_TILE], a1[ATTN_TILE];
+        for (int h = 0; h < ATTN_TILE; h++) a0[h] = a1[h] = _mm256_setzero_ps();
         for (int d = 0; d < hd; d += 8) {
-            const __m256 qd = load_f8(q + d, hd - d);
-            for (int i = 0; i < ATTN_LANES; i++)
-                a[i] = _mm256_fmadd_ps(qd, load_h8(kt + (size_t)i * kv_stride + d, hd - d), a[i]);
+            const __m256 k0 = load_h8(kb + (size_t)t * hd + d, hd - d);
+            const __m256 k1 = pair ? load_h8(kb + (size_t)(t + 1) * hd + d, hd - d) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+            for (int h = 0; h < ATTN_TILE; h++)
+                if (h < nh) {
+                    const __m256 qh = load_f8(q + (size_t)h * hd + d, hd - d);
+                    a0[h] = _mm256_fmadd_ps(qh, k0, a0[h]);
+                    a1[h] = _mm256_fmadd_ps(qh, k1, a1[h]);
+                }
         }
-        for (int i = 0; i < ATTN_LANES; i++) {
-            scores[t + i] = hsum_ps(a[i]) * scale;
-            if (scores[t + i] > max) max = scores[t + i];
+        for (int h = 0; h < nh; h++) {
+            s[h][t] = hsum_ps(a0[h]) * scale;
+            if (pair) s[h][t + 1] = hsum_ps(a1[h]) * scale;
         }
     }
-    for (; t < n_pos; t++) {
-        const uint16_t *kt = k + (size_t)t * kv_stride;
-        __m256 a = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d += 8)
-            a = _mm256_fmadd_ps(load_f8(q + d, hd - d), load_h8(kt + d, hd - d), a);
-        scores[t] = hsum_ps(a) * scale;
-        if (scores[t] > max) max = scores[t];
-    }
-    float sum = 0.0f;
-    for (t = 0; t < n_pos; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
-    }
-    const float inv = 1.0f / sum;
-    for (t = 0; t < n_pos; t++) scores[t] *= inv;
-    /* out in slices of ATTN_LANES * 8 floats, one accumulator per 8 */
-    for (int d0 = 0; d0 < hd; d0 += ATTN_LANES * 8) {
-        __m256 a[ATTN_LANES];
-        for (int i = 0; i < ATTN_LANES; i++) a[i] = _mm256_setzero_ps();
-        const int lanes = (hd - d0 + 7) / 8 < ATTN_LANES ? (hd - d0 + 7) / 8 : ATTN_LANES;
-        for (t = 0; t < n_pos; t++) {
-            const __m256 p = _mm256_set1_ps(scores[t]);
-            const uint16_t *vt = v + (size_t)t * kv_stride + d0;
-            for (int i = 0; i < lanes; i++)
-                a[i] = _mm256_fmadd_ps(p, load_h8(vt + 8 * i, hd - d0 - 8 * i), a[i]);
+}
+
+static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int hd,
+                              float *o) {
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+        const int left0 = hd - d0, left1 = hd - d0 - 8;
+        __m256 acc[ATTN_TILE][2];
+        for (int h = 0; h < ATTN_TILE; h++) {
+            acc[h][0] = h < nh ? load_f8(o + (size_t)h * hd + d0, left0) : _mm256_setzero_ps();
+            acc[h][1] = h < nh && left1 > 0 ? load_f8(o + (size_t)h * hd + d0 + 8, left1) : _mm256_setzero_ps();
         }
-        for (int i = 0; i < lanes; i++) store_f8(out + d0 + 8 * i, a[i], hd - d0 - 8 * i);
+        for (int t = 0; t < nt; t++) {
+            const __m256 v0 = load_h8(vb + (size_t)t * hd + d0, left0);
+            const __m256 v1 = left1 > 0 ? load_h8(vb + (size_t)t * hd + d0 + 8, left1) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+            for (int h = 0; h < ATTN_TILE; h++)
+                if (h < nh) {
+                    const __m256 ph = _mm256_set1_ps(p[h][t]);
+                    acc[h][0] = _mm256_fmadd_ps(ph, v0, acc[h][0]);
+                    acc[h][1] = _mm256_fmadd_ps(ph, v1, acc[h][1]);
+                }
+        }
+        for (int h = 0; h < nh; h++) {
+            store_f8(o + (size_t)h * hd + d0, acc[h][0], left0);
+            if (left1 > 0) store_f8(o + (size_t)h * hd + d0 + 8, acc[h][1], left1);
+        }
+    }
+}
+
+static void avx2_attn_span(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
+                           float scale, float *m, float *l, float *o) {
+    for (int g0 = 0; g0 < group; g0 += ATTN_TILE) {
+        const int nh = group - g0 < ATTN_TILE ? group - g0 : ATTN_TILE;
+        const float *qt = q + (size_t)g0 * hd;
+        float *ot = o + (size_t)g0 * hd;
+        float mt[ATTN_TILE], lt[ATTN_TILE];
+        for (int h = 0; h < nh; h++) {
+            mt[h] = -INFINITY;
+            lt[h] = 0.0f;
+        }
+        memset(ot, 0, sizeof(float) * (size_t)nh * hd);
+        for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
+            const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
+            _Alignas(32) float s[ATTN_TILE][ATTN_BLOCK];
+            attn_block_scores(qt, nh, k + (size_t)t0 * hd, nt, hd, scale, s);
+            for (int h = 0; h < nh; h++) {
+                float block_max = -INFINITY;
+                for (int t = 0; t < nt; t++) block_max = s[h][t] > block_max ? s[h][t] : block_max;
+                for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = -INFINITY;
+                if (block_max > mt[h]) { /* rescale what was summed to the new maximum */
+                    const float c = expf(mt[h] - block_max);
+                    lt[h] *= c;
+                    float *oh = ot + (size_t)h * hd;
+                    for (int d = 0; d < hd; d++) oh[d] *= c;
+                    mt[h] = block_max;
+                }
+                __m256 p = exp_nonpos_ps(_mm256_sub_ps(_mm256_load_ps(s[h]), _mm256_set1_ps(mt[h])));
+                _mm256_store_ps(s[h], p);
+                for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = 0.0f; /* exp(-87) is not 0 */
+                for (int t = 0; t < nt; t++) lt[h] += s[h][t];
+            }
+            attn_block_values(s, nh, v + (size_t)t0 * hd, nt, hd, ot);
+        }
+        for (int h = 0; h < nh; h++) {
+            m[g0 + h] = mt[h];
+            l[g0 + h] = lt[h];
+        }
     }
 }
 
@@ -490,7 +552,7 @@ const bv_kernels bv_kernels_avx2 = {
     .int8_gemv = avx2_int8_gemv,
     .int4_gemv = avx2_int4_gemv,
     .f16_gemv = avx2_f16_gemv,
-    .attn_head = avx2_attn_head,
+    .attn_span = avx2_attn_span,
     .f16_to_f32 = avx2_f16_to_f32,
     .f32_to_f16 = avx2_f32_to_f16,
 };

@@ -27,6 +27,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bv_kernels.h"
 
@@ -684,69 +685,163 @@ static void avx512_f16_gemv(const uint16_t *w, int cols, const float *x, float *
     }
 }
 
-/* One head: s_t = scale * q.k_t, p = softmax(s), out = sum_t p_t v_t (same
- * contract as ref_attn_head; scores holds n_pos floats).
- * Both passes keep ATTN_LANES independent accumulators in flight: one
- * running sum per position (or per 16 output floats) would be one long
- * chain of dependent FMAs, 4 cycles each; measured on the 2B decode, the
- * chained form cost ~9% of a token at 200 positions. */
-#define ATTN_LANES 8
+/* ---- attention (see bv_kernels.h attn_span) --------------------------------
+ * Positions go in blocks of ATTN_BLOCK (one zmm of scores per head): score
+ * the block, update each head's running max / sum (online softmax), then add
+ * the block's weighted V rows. Up to ATTN_TILE query heads share every K and
+ * V row converted from f16, so a KV head's cache is read once per group
+ * rather than once per query head. Score dot products run two positions at a
+ * time: 2 x ATTN_TILE independent FMA chains instead of one. */
+#define ATTN_BLOCK 16
+#define ATTN_TILE 4
 
-static void avx512_attn_head(const float *q, const uint16_t *k, const uint16_t *v, int n_pos,
-                             int kv_stride, int hd, float scale, float *scores, float *out) {
-    float max = -INFINITY;
-    int t = 0;
-    for (; t + ATTN_LANES <= n_pos; t += ATTN_LANES) { /* ATTN_LANES positions side by side */
-        const uint16_t *kt = k + (size_t)t * kv_stride;
-        __m512 a[ATTN_LANES];
-        for (int i = 0; i < ATTN_LANES; i++) a[i] = _mm512_setzero_ps();
+/* e^x for the softmax's x <= 0: x = n ln2 + f, |f| <= ln2/2, e^f by its
+ * degree-6 Taylor polynomial (relative error < 1e-7), times 2^n by vscalefps.
+ * Below -87 the result is ~1e-38: clamped there, it counts as nothing. */
+BV_ALWAYS_INLINE __m512 exp_nonpos_ps(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x); /* ln2, high part */
+    f = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), f);    /* ln2, low part */
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* s[h][t] = scale * q_h . k_t for the nt <= ATTN_BLOCK positions at kb.
+ * Inlined with nh a constant (see attn_block), so the accumulators stay in
+ * registers. */
+BV_ALWAYS_INLINE void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int hd, float scale,
+                              float s[ATTN_TILE][ATTN_BLOCK]) {
+    for (int t = 0; t < nt; t += 2) {
+        const int pair = t + 1 < nt;
+        __m512 a0[ATTN_TILE], a1[ATTN_TILE];
+        for (int h = 0; h < ATTN_TILE; h++) a0[h] = a1[h] = _mm512_setzero_ps();
         for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = tail_mask(hd - d);
-            const __m512 qd = _mm512_maskz_loadu_ps(m, q + d);
-#pragma GCC unroll 8
-            for (int i = 0; i < ATTN_LANES; i++)
-                a[i] = _mm512_fmadd_ps(
-                    qd, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kt + (size_t)i * kv_stride + d)), a[i]);
+            const __mmask16 dm = tail_mask(hd - d);
+            const __m512 k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(dm, kb + (size_t)t * hd + d));
+            const __m512 k1 =
+                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(pair ? dm : 0, kb + (size_t)(t + 1) * hd + d));
+#pragma GCC unroll 4
+            for (int h = 0; h < ATTN_TILE; h++)
+                if (h < nh) {
+                    const __m512 qh = _mm512_maskz_loadu_ps(dm, q + (size_t)h * hd + d);
+                    a0[h] = _mm512_fmadd_ps(qh, k0, a0[h]);
+                    a1[h] = _mm512_fmadd_ps(qh, k1, a1[h]);
+                }
         }
-        for (int i = 0; i < ATTN_LANES; i++) {
-            scores[t + i] = _mm512_reduce_add_ps(a[i]) * scale;
-            if (scores[t + i] > max) max = scores[t + i];
+        for (int h = 0; h < nh; h++) {
+            s[h][t] = _mm512_reduce_add_ps(a0[h]) * scale;
+            if (pair) s[h][t + 1] = _mm512_reduce_add_ps(a1[h]) * scale;
         }
     }
-    for (; t < n_pos; t++) {
-        const uint16_t *kt = k + (size_t)t * kv_stride;
-        __m512 a = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = tail_mask(hd - d);
-            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d),
-                                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kt + d)), a);
+}
+
+/* o_h += sum_t p[h][t] v_t over the nt positions at vb, 64 floats of o at a time */
+BV_ALWAYS_INLINE void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int hd,
+                              float *o) {
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        __mmask16 dm[4];
+        __m512 acc[ATTN_TILE][4];
+        for (int c = 0; c < 4; c++) dm[c] = d0 + 16 * c < hd ? tail_mask(hd - d0 - 16 * c) : 0;
+        for (int h = 0; h < ATTN_TILE; h++)
+            for (int c = 0; c < 4; c++)
+                acc[h][c] = h < nh ? _mm512_maskz_loadu_ps(dm[c], o + (size_t)h * hd + d0 + 16 * c)
+                                   : _mm512_setzero_ps();
+        for (int t = 0; t < nt; t++) {
+            __m512 vv[4];
+            for (int c = 0; c < 4; c++)
+                vv[c] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(dm[c], vb + (size_t)t * hd + d0 + 16 * c));
+#pragma GCC unroll 4
+            for (int h = 0; h < ATTN_TILE; h++)
+                if (h < nh) {
+                    const __m512 ph = _mm512_set1_ps(p[h][t]);
+                    for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(ph, vv[c], acc[h][c]);
+                }
         }
-        scores[t] = _mm512_reduce_add_ps(a) * scale;
-        if (scores[t] > max) max = scores[t];
+        for (int h = 0; h < nh; h++)
+            for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(o + (size_t)h * hd + d0 + 16 * c, dm[c], acc[h][c]);
     }
-    float sum = 0.0f;
-    for (t = 0; t < n_pos; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
+}
+
+/* One block for nh heads: scores, online-softmax update, weighted values.
+ * Always inlined into attn_block_nh below with nh a constant. */
+BV_ALWAYS_INLINE void attn_block(const float *qt, int nh, const uint16_t *kb, const uint16_t *vb, int nt,
+                                 int hd, float scale, float *mt, float *lt, float *ot) {
+    const __mmask16 live = tail_mask(nt);
+    _Alignas(64) float s[ATTN_TILE][ATTN_BLOCK];
+    attn_block_scores(qt, nh, kb, nt, hd, scale, s);
+    for (int h = 0; h < nh; h++) {
+        const __m512 sh = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, s[h]);
+        const float block_max = _mm512_reduce_max_ps(sh);
+        if (block_max > mt[h]) { /* rescale what was summed to the new maximum */
+            const float c = expf(mt[h] - block_max);
+            lt[h] *= c;
+            const __m512 cv = _mm512_set1_ps(c);
+            float *oh = ot + (size_t)h * hd;
+            for (int d = 0; d < hd; d += 16) {
+                const __mmask16 dm = tail_mask(hd - d);
+                _mm512_mask_storeu_ps(oh + d, dm, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(dm, oh + d)));
+            }
+            mt[h] = block_max;
+        }
+        const __m512 p = _mm512_maskz_mov_ps(live, exp_nonpos_ps(_mm512_sub_ps(sh, _mm512_set1_ps(mt[h]))));
+        lt[h] += _mm512_reduce_add_ps(p);
+        _mm512_store_ps(s[h], p);
     }
-    const float inv = 1.0f / sum;
-    for (t = 0; t < n_pos; t++) scores[t] *= inv;
-    /* out in slices of ATTN_LANES * 16 floats, one accumulator per 16 */
-    for (int d0 = 0; d0 < hd; d0 += ATTN_LANES * 16) {
-        __m512 a[ATTN_LANES];
-        __mmask16 m[ATTN_LANES];
-        for (int i = 0; i < ATTN_LANES; i++) {
-            a[i] = _mm512_setzero_ps();
-            m[i] = d0 + 16 * i < hd ? tail_mask(hd - d0 - 16 * i) : 0;
+    attn_block_values(s, nh, vb, nt, hd, ot);
+}
+
+static void attn_block_nh(const float *qt, int nh, const uint16_t *kb, const uint16_t *vb, int nt, int hd,
+                          float scale, float *mt, float *lt, float *ot) {
+    switch (nh) {
+    case 4: attn_block(qt, 4, kb, vb, nt, hd, scale, mt, lt, ot); break;
+    case 3: attn_block(qt, 3, kb, vb, nt, hd, scale, mt, lt, ot); break;
+    case 2: attn_block(qt, 2, kb, vb, nt, hd, scale, mt, lt, ot); break;
+    default: attn_block(qt, 1, kb, vb, nt, hd, scale, mt, lt, ot); break;
+    }
+}
+
+/* KV rows are read once, in order, a block at a time; they come from DRAM
+ * (the weight stream evicted them since the last token), so the K and V rows
+ * ATTN_AHEAD blocks on are prefetched while this block computes. */
+#define ATTN_AHEAD 2
+
+static void avx512_attn_span(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
+                             float scale, float *m, float *l, float *o) {
+    for (int g0 = 0; g0 < group; g0 += ATTN_TILE) {
+        const int nh = group - g0 < ATTN_TILE ? group - g0 : ATTN_TILE;
+        const float *qt = q + (size_t)g0 * hd;
+        float *ot = o + (size_t)g0 * hd;
+        float mt[ATTN_TILE], lt[ATTN_TILE];
+        for (int h = 0; h < nh; h++) {
+            mt[h] = -INFINITY;
+            lt[h] = 0.0f;
         }
-        for (t = 0; t < n_pos; t++) {
-            const __m512 p = _mm512_set1_ps(scores[t]);
-            const uint16_t *vt = v + (size_t)t * kv_stride + d0;
-#pragma GCC unroll 8
-            for (int i = 0; i < ATTN_LANES; i++)
-                a[i] = _mm512_fmadd_ps(p, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[i], vt + 16 * i)), a[i]);
+        memset(ot, 0, sizeof(float) * (size_t)nh * hd);
+        for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
+            const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
+            const int ahead = t0 + ATTN_AHEAD * ATTN_BLOCK;
+            if (ahead < n) {
+                const size_t bytes = (size_t)(n - ahead < ATTN_BLOCK ? n - ahead : ATTN_BLOCK) * hd * 2;
+                const char *kp = (const char *)(k + (size_t)ahead * hd), *vp = (const char *)(v + (size_t)ahead * hd);
+                for (size_t b = 0; b < bytes; b += 64) {
+                    _mm_prefetch(kp + b, _MM_HINT_T0);
+                    _mm_prefetch(vp + b, _MM_HINT_T0);
+                }
+            }
+            attn_block_nh(qt, nh, k + (size_t)t0 * hd, v + (size_t)t0 * hd, nt, hd, scale, mt, lt, ot);
         }
-        for (int i = 0; i < ATTN_LANES; i++) _mm512_mask_storeu_ps(out + d0 + 16 * i, m[i], a[i]);
+        for (int h = 0; h < nh; h++) {
+            m[g0 + h] = mt[h];
+            l[g0 + h] = lt[h];
+        }
     }
 }
 
@@ -760,7 +855,7 @@ const bv_kernels bv_kernels_avx512 = {
     .t1_gemm = bv_avx512_t1_gemm,
     .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */
     .f16_gemv = avx512_f16_gemv,
-    .attn_head = avx512_attn_head,
+    .attn_span = avx512_attn_span,
     .f16_to_f32 = avx512_f16_to_f32,
     .f32_to_f16 = avx512_f32_to_f16,
 };

@@ -102,6 +102,50 @@ def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path) -> None:
     np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
 
 
+# (heads, KV heads, hidden): group sizes 1, 3 and 8 (one tile, a partial tile,
+# two tiles of the SIMD attention), head dims 16, 12 (a masked tail) and 8
+ATTENTION_SHAPES = [(4, 4, 64), (6, 2, 72), (8, 1, 64)]
+
+
+@pytest.fixture(scope="module", params=ATTENTION_SHAPES, ids=lambda s: "h%d-kv%d-d%d" % s)
+def shaped_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    heads, kv_heads, hidden = request.param
+    src = write_tiny_hf_model(
+        tmp_path_factory.mktemp("hfs") / "m",
+        seed=11,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+    )
+    dest = tmp_path_factory.mktemp("bs") / "b"
+    import_hf_model(src, dest)
+    return dest
+
+
+def test_attention_spans_and_groups_match_reference(kernel: str, shaped_bundle: Path) -> None:
+    """150 positions: several attention spans merged, over GQA groups that fill
+    the SIMD head tile, leave part of it empty, or need two of it."""
+    tokens = [int(t) for t in np.random.default_rng(5).integers(0, 384, size=150)]
+    c = c_logits(shaped_bundle, tokens, n_threads=2)
+    r = ReferenceModel(shaped_bundle / "model.bvm").forward(tokens)
+    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+
+
+def test_long_context_is_thread_count_invariant(kernel: str, tiny_bundle: Path) -> None:
+    """Attention spans depend on the position count, not on the threads: the
+    same bits for 1 and 3 threads, and decode after a long prefill agrees."""
+    tokens = [int(t) for t in np.random.default_rng(9).integers(0, 384, size=200)]
+    one = c_logits(tiny_bundle, tokens, n_threads=1)
+    three = c_logits(tiny_bundle, tokens, n_threads=3)
+    np.testing.assert_array_equal(one, three)
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    m.eval(tokens[:130], 0)
+    for i in range(130, 200, 23):
+        m.eval(tokens[m.n_cached : i + 1], m.n_cached)
+        np.testing.assert_allclose(np.array(m.logits()), one[i], atol=1e-3)
+    m.close()
+
+
 def test_kv_cache_reuse_runs_only_new_tokens(tiny_bundle: Path) -> None:
     m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
     m.eval(PROMPT[:6], 0)
