@@ -107,7 +107,7 @@ def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path) -> None:
 ATTENTION_SHAPES = [(4, 4, 64), (6, 2, 72), (8, 1, 64)]
 
 
-@pytest.fixture(scope="module", params=ATTENTION_SHAPES, ids=lambda s: f"h{s[0]}-kv{s[1]}-d{s[2]}")
+@pytest.fixture(scope="module", params=ATTENTION_SHAPES, ids=lambda s: f"h{s[0]}-kv{s[1]}-hidden{s[2]}")
 def shaped_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     heads, kv_heads, hidden = request.param
     src = write_tiny_hf_model(
