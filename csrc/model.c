@@ -49,6 +49,16 @@ static const bv_tensor_entry *expect(const bv_tensor_entry *tab, uint32_t n, con
     return e;
 }
 
+/* Zeroed without touching: large requests get fresh zero pages from the
+ * kernel (glibc calloc mmaps them), so memory counts only once written. For
+ * the KV cache, sized for the whole context but filled a token at a time
+ * (16-byte aligned; the kernels read it with unaligned loads). */
+static void *lazy_calloc(size_t n, size_t size, int *ok) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) *ok = 0;
+    return p;
+}
+
 static void *xcalloc(size_t n, size_t size, int *ok) {
     void *p = NULL;
     size_t bytes = n * size;
@@ -343,13 +353,13 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
     s->hb2 = xcalloc((size_t)B * c->ffn, 4, &ok);
     s->attn_max_spans = (s->n_ctx + BV_ATTN_SPAN - 1) / BV_ATTN_SPAN;
     if (s->attn_max_spans > BV_ATTN_MAX_SPANS) s->attn_max_spans = BV_ATTN_MAX_SPANS;
-    s->attn_part = xcalloc((size_t)B * c->n_kv_heads * s->attn_max_spans * (c->n_heads / c->n_kv_heads) *
+    s->attn_part = lazy_calloc((size_t)B * c->n_kv_heads * s->attn_max_spans * (c->n_heads / c->n_kv_heads) *
                                (c->head_dim + 2), 4, &ok);
     s->logits_cap = 1;
     s->logits = xcalloc((size_t)c->vocab, 4, &ok);
     s->rope_inv = xcalloc((size_t)c->head_dim / 2, 4, &ok);
-    s->kcache = xcalloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
-    s->vcache = xcalloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
+    s->kcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
+    s->vcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
     if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
     /* HF: inv_freq = 1 / theta ** (arange(0, hd, 2) / hd), in float32 */
     for (int i = 0; i < c->head_dim / 2; i++)
