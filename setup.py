@@ -9,6 +9,7 @@ left out and only the scalar reference path is built.
 from __future__ import annotations
 
 import platform
+import tempfile
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -23,6 +24,11 @@ ISA_FLAGS = {
     "x86_avx2.c": ["-mavx2", "-mfma", "-mf16c"],
     "x86_avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
 }
+
+# AMX tiles (prefill GEMMs) go into the AVX-512 file when the compiler knows
+# them (GCC >= 11, clang >= 12); the path is then offered where cpuid and the
+# OS allow it (csrc/dispatch.c).
+AMX_FLAGS = ["-mamx-tile", "-mamx-int8"]
 
 BASE_SOURCES = [
     "csrc/forward.c",
@@ -41,10 +47,24 @@ SIMD_SOURCES = (
 
 
 class BuildWithIsaFlags(build_ext):
+    def compiler_has_amx(self) -> bool:
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / "amx_probe.c"
+            probe.write_text("#include <immintrin.h>\nvoid probe(void) { _tile_release(); }\n")
+            try:
+                self.compiler.compile([str(probe)], output_dir=tmp, extra_postargs=AMX_FLAGS)
+            except Exception:  # any compiler error: build without the AMX path
+                return False
+        return True
+
     def build_extension(self, ext: Extension) -> None:
+        isa_flags = {name: list(flags) for name, flags in ISA_FLAGS.items()}
+        if SIMD_SOURCES and self.compiler_has_amx():
+            isa_flags["x86_avx512.c"] += AMX_FLAGS
+            ext.define_macros = [*ext.define_macros, ("BV_HAVE_AMX", "1")]
         objects: list[str] = []
         for source in SIMD_SOURCES:
-            flags = COMMON_FLAGS + ISA_FLAGS[Path(source).name]
+            flags = COMMON_FLAGS + isa_flags[Path(source).name]
             objects += self.compiler.compile(
                 [source],
                 output_dir=self.build_temp,

@@ -3,6 +3,7 @@
  * the BITVOICE_KERNEL environment variable, then the best path cpuid reports.
  * A requested path the CPU lacks is an error, never a silent fallback: tests
  * that force a path must know they ran it. */
+#define _GNU_SOURCE /* syscall() for the AMX permission request */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,10 @@ bv_kernels bv_kern; /* filled by bv_kernels_select() at module init */
 
 #if defined(BV_HAVE_X86_SIMD) && (defined(__x86_64__) || defined(_M_X64))
 #include <cpuid.h>
+#if defined(BV_HAVE_AMX) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static int os_saves_zmm(void) {
     /* XGETBV: the OS must save opmask, upper ZMM and ZMM16-31 (bits 5,6,7) and
@@ -26,6 +31,22 @@ static int os_saves_ymm(void) {
     return (lo & 0x6) == 0x6;
 }
 
+/* AMX tiles: the CPU has AMX-TILE and AMX-INT8, the OS saves tile state
+ * (XCR0 bits 17, 18), and Linux grants this process the 8 KB of tile data
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, process-wide, once). */
+static int amx_usable(unsigned edx7) {
+#if defined(BV_HAVE_AMX) && defined(__linux__)
+    if (!((edx7 >> 24) & 1) || !((edx7 >> 25) & 1)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#else
+    (void)edx7;
+    return 0;
+#endif
+}
+
 static unsigned detect(void) {
     unsigned a, b, c, d, set = 1;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return set;
@@ -36,6 +57,7 @@ static unsigned detect(void) {
     int avx512vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
     if (avx2 && fma && f16c) set |= 2;
     if ((set & 2) && avx512f && avx512bw && avx512vl && vnni && os_saves_zmm()) set |= 4;
+    if ((set & 4) && amx_usable(d)) set |= 8;
     return set;
 }
 
@@ -71,13 +93,17 @@ const bv_kernels *bv_kernels_named(const char *name) {
     if (!strcmp(name, "avx2") && (have & 2)) return &bv_kernels_avx2;
     if (!strcmp(name, "avx512") && (have & 4)) return &bv_kernels_avx512;
 #endif
+#ifdef BV_HAVE_AMX
+    if (!strcmp(name, "amx") && (have & 8)) return &bv_kernels_amx;
+#endif
     return NULL;
 }
 
 int bv_kernels_select(const char *want) {
     if (!want || !*want) want = getenv("BITVOICE_KERNEL");
     if (!want || !*want || !strcmp(want, "auto")) { /* the best path this CPU has */
-        const bv_kernels *best = bv_kernels_named("avx512");
+        const bv_kernels *best = bv_kernels_named("amx");
+        if (!best) best = bv_kernels_named("avx512");
         if (!best) best = bv_kernels_named("avx2");
         return pick(best ? best : &bv_kernels_ref);
     }

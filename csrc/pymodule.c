@@ -348,8 +348,8 @@ static PyObject *supported_kernels(PyObject *mod, PyObject *unused) {
     unsigned have = bv_kernels_supported();
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
-    const char *names[] = {"ref", "avx2", "avx512"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"ref", "avx2", "avx512", "amx"};
+    for (int i = 0; i < (int)(sizeof names / sizeof *names); i++) {
         if (!(have & (1u << i))) continue;
         PyObject *s = PyUnicode_FromString(names[i]);
         if (!s || PyList_Append(out, s) < 0) { Py_XDECREF(s); Py_DECREF(out); return NULL; }

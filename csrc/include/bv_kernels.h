@@ -2,7 +2,7 @@
  * (kernels/ref.c, kernels/x86_avx2.c, kernels/x86_avx512.c), all with the
  * same contract, all exact: integer results must match the scalar reference
  * bit for bit on every shape. dispatch.c fills `bv_kern` once from cpuid or
- * from BITVOICE_KERNEL=ref|avx2|avx512.
+ * from BITVOICE_KERNEL=ref|avx2|avx512|amx.
  *
  * Shapes: nb = padded cols / BV_QK. x / X rows are int8 activations padded
  * with zeros to nb * BV_QK. Row ranges [r0, r1) let the thread pool split a
@@ -63,6 +63,9 @@ extern const bv_kernels bv_kernels_ref;
 extern const bv_kernels bv_kernels_avx2;
 extern const bv_kernels bv_kernels_avx512;
 #endif
+#ifdef BV_HAVE_AMX
+extern const bv_kernels bv_kernels_amx; /* avx512 with AMX-INT8 tiles for the GEMMs */
+#endif
 
 /* Fills bv_kern. `want` is NULL (auto: best the CPU has, unless the
  * BITVOICE_KERNEL environment variable names one) or "ref"/"avx2"/"avx512".
@@ -71,7 +74,7 @@ int bv_kernels_select(const char *want);
 /* The table of a path by name ("ref", "avx2", "avx512") as its file defines it
  * (entries it leaves NULL stay NULL), or NULL if unknown or unsupported here. */
 const bv_kernels *bv_kernels_named(const char *name);
-/* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512. */
+/* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512, 8 amx. */
 unsigned bv_kernels_supported(void);
 
 #endif

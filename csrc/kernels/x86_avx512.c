@@ -50,6 +50,8 @@
 #define GEMM_KC_T1_BLOCKS 3 /* 960 columns: 30 KB of codes */
 #define GEMM_KC_COLS (GEMM_KC_BLOCKS * BV_QK)
 #define GEMM_MIN_TOKENS 4
+#define AMX_TOKENS 16 /* tokens per AMX tile (its rows) */
+#define GEMM_ACC_TOKENS 32 /* acc holds a zmm tile (12 tokens) or two AMX tiles (32) */
 /* GEMVs read a group of consecutive rows (one contiguous span) a few lines of
  * each row at a time, a pattern the hardware prefetchers follow poorly (with
  * a fixed 256-byte look-ahead, decode reached ~60% of a plain read's GB/s).
@@ -429,10 +431,25 @@ typedef void (*unpack_fn)(const uint8_t *w, size_t rb, int r, int nrows, int c0,
  * kpad: padded columns (X rows are kpad apart); kc: chunk columns, a multiple
  * of the layout's block width, at most GEMM_KC_COLS. Returns 0, or -1 when
  * the packed activations cannot be allocated (nothing written). */
+#ifdef BV_HAVE_AMX
+static void amx_begin(void);
+static void amx_end(void);
+static int amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int n_left, int ncols, int32_t *acc);
+#endif
+
 static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn unpack,
-                        const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+                        const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1, int use_amx) {
     const size_t ldx = (size_t)kpad;
-    const int n_pad = (n + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
+    /* with AMX, whole blocks of 16 tokens go to the tiles and the rest (< 16)
+     * to the zmm tiles, whose packed activations then start at n_amx */
+#ifdef BV_HAVE_AMX
+    const int n_amx = use_amx ? n / AMX_TOKENS * AMX_TOKENS : 0;
+#else
+    const int n_amx = 0;
+    (void)use_amx;
+#endif
+    const int n_zmm = n - n_amx;
+    const int n_pad = (n_zmm + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
     if (kc > kpad) kc = kpad;
     const size_t xs_bytes = ((size_t)n_pad * kc + 63) / 64 * 64;
     const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
@@ -442,20 +459,32 @@ static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn
     int32_t *sx = (int32_t *)(mem + xs_bytes);
     for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
     _Alignas(64) uint8_t wbuf[GEMM_ROWS * GEMM_KC_COLS];
-    _Alignas(64) int32_t acc[GEMM_TOKENS * GEMM_ROWS];
+    _Alignas(64) int32_t acc[GEMM_ACC_TOKENS * GEMM_ROWS];
+#ifdef BV_HAVE_AMX
+    if (n_amx) amx_begin();
+#endif
     for (int c0 = 0; c0 < kpad; c0 += kc) {
         const int ncols = kpad - c0 < kc ? kpad - c0 : kc;
         const int first = c0 == 0;
-        pack_x(X, ldx, n, n_pad, c0, ncols, xs);
+        if (n_zmm) pack_x(X + (size_t)n_amx * ldx, ldx, n_zmm, n_pad, c0, ncols, xs);
         for (int r = r0; r < r1; r += GEMM_ROWS) {
             const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
             unpack(w, rb, r, nr, c0, ncols, wbuf);
             for (int t0 = 0; t0 < n;) {
-                const int tw = tile_width(t0, n_pad);
-                if (tw == GEMM_TOKENS)
-                    gemm_tile_12(wbuf, xs + (size_t)t0 * ncols, (size_t)ncols / 4, acc);
+                int tw;
+#ifdef BV_HAVE_AMX
+                if (t0 < n_amx)
+                    tw = amx_tiles(wbuf, X + (size_t)t0 * ldx + c0, ldx, n_amx - t0, ncols, acc);
                 else
-                    gemm_tile_4(wbuf, xs + (size_t)t0 * ncols, (size_t)ncols / 4, acc);
+#endif
+                {
+                    const int tz = t0 - n_amx; /* token index in the packed activations */
+                    tw = tile_width(tz, n_pad);
+                    if (tw == GEMM_TOKENS)
+                        gemm_tile_12(wbuf, xs + (size_t)tz * ncols, (size_t)ncols / 4, acc);
+                    else
+                        gemm_tile_4(wbuf, xs + (size_t)tz * ncols, (size_t)ncols / 4, acc);
+                }
                 const int nt = n - t0 < tw ? n - t0 : tw;
                 for (int t = 0; t < nt; t++) {
                     int32_t *y = Y + (size_t)(t0 + t) * ldy + r;
@@ -472,20 +501,28 @@ static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn
             }
         }
     }
+#ifdef BV_HAVE_AMX
+    if (n_amx) amx_end();
+#endif
     free(mem);
     return 0;
 }
 
-static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
-                                int ldy, int r0, int r1) {
+static void ternary_gemm_on(int use_amx, const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
+                            int ldy, int r0, int r1) {
     const size_t ldx = (size_t)nb * BV_QK;
     /* Few tokens (or no memory for the packed activations): stream the packed
      * rows once per token instead; same exact results. */
     if (n < GEMM_MIN_TOKENS || gemm_chunked(w, (size_t)nb * BV_BLOCK_BYTES, nb * BV_QK,
                                             GEMM_KC_BLOCKS * BV_QK, unpack_rows, X, n, Y, ldy,
-                                            r0, r1) != 0)
+                                            r0, r1, use_amx) != 0)
         for (int t = 0; t < n; t++)
             avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
+}
+
+static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
+                                int ldy, int r0, int r1) {
+    ternary_gemm_on(0, w, nb, X, n, Y, ldy, r0, r1);
 }
 
 /* ---- T1 GEMM (prefill) ------------------------------------------------------
@@ -530,15 +567,105 @@ static void unpack_rows_t1(const uint8_t *w, size_t rb, int r, int nrows, int c0
     }
 }
 
-void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
+static void t1_gemm_on(int use_amx, const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
                        int r0, int r1) {
     const size_t ldx = (size_t)nb1 * BV_T1_QK;
     if (n < GEMM_MIN_TOKENS || gemm_chunked(w, (size_t)nb1 * BV_T1_BLOCK_BYTES, nb1 * BV_T1_QK,
                                             GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1, X, n,
-                                            Y, ldy, r0, r1) != 0)
+                                            Y, ldy, r0, r1, use_amx) != 0)
         for (int t = 0; t < n; t++)
             bv_avx512_t1_gemv(w, nb1, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
 }
+
+void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
+                       int r0, int r1) {
+    t1_gemm_on(0, w, nb1, X, n, Y, ldy, r0, r1);
+}
+
+/* ---- AMX: the same two GEMMs with the products on the tile unit ------------
+ * On CPUs with AMX-INT8 the unpacked code buffer of gemm_chunked already is a
+ * B tile: 16 steps (64 columns) x 16 rows x 4 codes is the layout TDPBSUD
+ * reads, steps 128 bytes apart (the two row halves interleave). A tiles are
+ * 16 token rows of int8 activations read straight from X. TDPBSUD (signed x
+ * unsigned) sums x * code; the epilogue subtracts sum(x) as for the zmm
+ * tiles, so results are the same exact integers. One TDPBSUD does 16 x 16 x
+ * 64 products, ~8x two vpdpbusd ports: prefill is then bound by unpacking.
+ * Tiles: 0-3 accumulators (token block i, row half h: tile 2i + h), 4-5 A
+ * (token blocks), 6-7 B (row halves). */
+#ifdef BV_HAVE_AMX
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+static void amx_begin(void) {
+    amx_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        c.rows[i] = 16;
+        c.colsb[i] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* give the tile state back, so the kernel need not save 8 KB of tiles at
+ * every context switch of this thread */
+static void amx_end(void) { _tile_release(); }
+
+/* acc[t][half][16] = codes(wbuf) . X[t] over ncols columns (a multiple of 64)
+ * for two blocks of 16 tokens when n_left allows, else one; returns the
+ * tokens done. X points at the first token's first column; rows ldx apart. */
+static int amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int n_left, int ncols, int32_t *acc) {
+    const size_t step_bytes = 2 * 64, acc_row = GEMM_ROWS * 4;
+    if (n_left >= 2 * AMX_TOKENS) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int k = 0; k < ncols; k += 64) {
+            const uint8_t *b = wbuf + (size_t)(k / 4) * step_bytes;
+            _tile_loadd(6, b, step_bytes);
+            _tile_loadd(7, b + 64, step_bytes);
+            _tile_loadd(4, X + k, ldx);
+            _tile_loadd(5, X + (size_t)AMX_TOKENS * ldx + k, ldx);
+            _tile_dpbsud(0, 4, 6);
+            _tile_dpbsud(1, 4, 7);
+            _tile_dpbsud(2, 5, 6);
+            _tile_dpbsud(3, 5, 7);
+        }
+        _tile_stored(0, acc, acc_row);
+        _tile_stored(1, acc + 16, acc_row);
+        _tile_stored(2, acc + AMX_TOKENS * GEMM_ROWS, acc_row);
+        _tile_stored(3, acc + AMX_TOKENS * GEMM_ROWS + 16, acc_row);
+        return 2 * AMX_TOKENS;
+    }
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int k = 0; k < ncols; k += 64) {
+        const uint8_t *b = wbuf + (size_t)(k / 4) * step_bytes;
+        _tile_loadd(6, b, step_bytes);
+        _tile_loadd(7, b + 64, step_bytes);
+        _tile_loadd(4, X + k, ldx);
+        _tile_dpbsud(0, 4, 6);
+        _tile_dpbsud(1, 4, 7);
+    }
+    _tile_stored(0, acc, acc_row);
+    _tile_stored(1, acc + 16, acc_row);
+    return AMX_TOKENS;
+}
+
+static void amx_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
+                             int r1) {
+    ternary_gemm_on(1, w, nb, X, n, Y, ldy, r0, r1);
+}
+
+static void amx_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
+                        int r1) {
+    t1_gemm_on(1, w, nb1, X, n, Y, ldy, r0, r1);
+}
+#endif
 
 /* ---- int8 GEMV (LM head) ---------------------------------------------------
  * vpdpbusd needs one unsigned operand: u = x + 128 (x ^ 0x80) is, and
@@ -845,19 +972,32 @@ static void avx512_attn_span(const float *q, int group, const uint16_t *k, const
     }
 }
 
+/* the AVX-512 table's entries but its GEMMs: the AMX path shares them */
+#define AVX512_SHARED_ENTRIES \
+    .ternary_gemv = avx512_ternary_gemv, \
+    .int8_gemv = avx512_int8_gemv, \
+    .int4_gemv = avx512_int4_gemv, \
+    .t1_gemv = bv_avx512_t1_gemv, \
+    .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */ \
+    .f16_gemv = avx512_f16_gemv, \
+    .attn_span = avx512_attn_span, \
+    .f16_to_f32 = avx512_f16_to_f32, \
+    .f32_to_f16 = avx512_f32_to_f16, \
+
 const bv_kernels bv_kernels_avx512 = {
     .name = "avx512",
-    .ternary_gemv = avx512_ternary_gemv,
+    AVX512_SHARED_ENTRIES
     .ternary_gemm = avx512_ternary_gemm,
-    .int8_gemv = avx512_int8_gemv,
-    .int4_gemv = avx512_int4_gemv,
-    .t1_gemv = bv_avx512_t1_gemv,
     .t1_gemm = bv_avx512_t1_gemm,
-    .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */
-    .f16_gemv = avx512_f16_gemv,
-    .attn_span = avx512_attn_span,
-    .f16_to_f32 = avx512_f16_to_f32,
-    .f32_to_f16 = avx512_f32_to_f16,
 };
+
+#ifdef BV_HAVE_AMX
+const bv_kernels bv_kernels_amx = {
+    .name = "amx",
+    AVX512_SHARED_ENTRIES
+    .ternary_gemm = amx_ternary_gemm,
+    .t1_gemm = amx_t1_gemm,
+};
+#endif
 
 #endif /* x86-64 */

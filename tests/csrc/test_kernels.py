@@ -26,12 +26,12 @@ QK = 128  # weights per ternary block / int4 group (BV_QK)
 BLOCK_BYTES = 32  # one ternary block (BV_BLOCK_BYTES)
 GROUP_BYTES = 64  # one int4 group (BV_I4_GROUP_BYTES)
 
-ALL_PATHS = ("ref", "avx2", "avx512")
-SIMD_PATHS = ("avx2", "avx512")
+ALL_PATHS = ("ref", "avx2", "avx512", "amx")
+SIMD_PATHS = ("avx2", "avx512", "amx")
 OPS = ("ternary_gemv", "ternary_gemm", "int8_gemv", "int4_gemv")
 COLS = (1, 3, 7, 31, 33, 127, 129, 4097)
 ROWS = (1, 3, 7, 31, 33, 127, 129)
-TOKENS = (1, 2, 3, 5, 8, 17)
+TOKENS = (1, 2, 3, 5, 8, 17, 33)
 SEED = 20240611
 
 I8 = npt.NDArray[np.int8]
