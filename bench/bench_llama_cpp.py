@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
     others = [r["others_cores"] for r in all_runs]
 
     wait_quiet(args.wait_quiet)
-    bw = memory_bandwidth_gb_s()
+    bw = memory_bandwidth_gb_s(args.threads)
     info = machine()
     bv = {**best(bv_runs), "bytes_per_token_mb": bv_runs[0]["bytes_per_token_mb"]}
     rows: list[dict[str, Any]] = [{"engine": f"bitvoice ({args.head} head)", **bv}]
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None, *, asked: bool = False) -> int:
           f"{label}, {args.threads} threads, prompt {PROMPT_TOKENS}, decode {DECODE_TOKENS}; "
           f"best of {args.runs} runs each")  # fmt: skip
     print(f"{info['cpu']} ({info['logical_cpus']} CPUs), bitvoice kernel {info['kernel_path']}; "
-          f"memory read bandwidth (numpy, 1 thread) {bw} GB/s; "
+          f"memory read bandwidth ({args.threads} threads) {bw} GB/s; "
           f"1-min load average during the runs {min(loads):.2f}..{max(loads):.2f}; "
           f"other processes' CPU just before each run {min(busies)}..{max(busies)} cores, "
           f"during each run {min(others)}..{max(others)} cores")  # fmt: skip
