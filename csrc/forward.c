@@ -89,6 +89,18 @@ BV_FLOAT_CLONES static float act_quant(const float *restrict x, int n, int npad,
 
 /* ---- threaded matmuls ------------------------------------------------------ */
 
+/* out[t][r] = acc[t][r] * xs[t] * scale for rows [r0, r1) of every token (int32 -> float) */
+BV_FLOAT_CLONES static void dequant(const int32_t *acc, int ldacc, const float *xs, int n, float scale, float *out,
+                                    int ldo, int r0, int r1) {
+    for (int t = 0; t < n; t++) { /* locals + restrict: the loop vectorizes */
+        const int32_t *restrict a = acc + (size_t)t * ldacc;
+        float *restrict o = out + (size_t)t * ldo;
+        const float k = xs[t] * scale;
+        for (int r = r0; r < r1; r++) o[r] = (float)a[r] * k;
+    }
+}
+
+
 #define MAX_FUSED 3 /* q,k,v or gate,up run as one parallel job */
 
 typedef struct {
@@ -98,6 +110,9 @@ typedef struct {
     int n;
     int32_t *Y;      /* [n][ldy], matrix j's rows at column offset sum(rows of 0..j-1) */
     int ldy;
+    const float *xs;       /* [n] activation steps of X */
+    float *out[MAX_FUSED]; /* [n][ldo[j]] matrix j's dequantized result */
+    int ldo[MAX_FUSED];
 } matmul_job;
 
 static void matmul_task(void *ctx, int task, int n_tasks) {
@@ -110,6 +125,7 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
+        /* each task dequantizes the rows it just made, while they are in cache */
         if (r0 < r1 && w->t1) {
             if (j->n == 1)
                 bv_kern.t1_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
@@ -121,16 +137,22 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
             else
                 bv_kern.ternary_gemm(w->data, w->nb, j->X, j->n, j->Y + base, j->ldy, r0, r1);
         }
+        if (r0 < r1) dequant(j->Y + base, j->ldy, j->xs, j->n, w->scale, j->out[mi], j->ldo[mi], r0, r1);
         base += w->rows;
     }
 }
 
-/* Y[t][...] = T_j X[t] for the fused matrices (same input width). */
-static void matmul(bv_model *m, const bv_ternary **w, int n_mats, const int8_t *X, int n, int32_t *Y,
-                   int ldy) {
-    matmul_job j = {.n_mats = n_mats, .X = X, .n = n, .Y = Y, .ldy = ldy};
+/* out_j[t] = (T_j X[t]) * xs[t] * scale_j for the fused matrices (same input
+ * width), through the int32 scratch Y */
+static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float **out, const int *ldo) {
+    bv_state *s = &m->s;
+    const bv_config *c = &m->cfg;
+    matmul_job j = {.n_mats = n_mats, .X = s->xq, .n = n, .Y = s->acc, .xs = s->xs};
+    j.ldy = 2 * c->ffn > c->dim ? 2 * c->ffn : c->dim;
     for (int i = 0; i < n_mats; i++) {
         j.w[i] = w[i];
+        j.out[i] = out[i];
+        j.ldo[i] = ldo[i];
         j.total_rows += w[i]->rows;
     }
     int threads = bv_pool_threads(m->pool);
@@ -159,18 +181,6 @@ static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, 
             for (int i = 0; i < lo->rank; i++) acc += b[i] * tmp[i];
             y[(size_t)t * ldy + r] += acc;
         }
-    }
-}
-
-/* out[t][r] = acc[t][off + r] * xs[t] * scale for tokens [t0, t1)   (int32 -> float) */
-BV_FLOAT_CLONES static void dequant(const bv_state *s, int t0, int t1, int ldacc, int off, const bv_ternary *w, float *out,
-                    int ldo) {
-    const int rows = w->rows; /* locals + restrict: the loop vectorizes */
-    for (int t = t0; t < t1; t++) {
-        const int32_t *restrict a = s->acc + (size_t)t * ldacc + off;
-        float *restrict o = out + (size_t)t * ldo;
-        const float k = s->xs[t] * w->scale;
-        for (int r = 0; r < rows; r++) o[r] = (float)a[r] * k;
     }
 }
 
@@ -271,17 +281,30 @@ static void attention(bv_model *m, int layer, int n, int n_past) {
     bv_pool_run(m->pool, attn_merge_task, &j, bv_pool_threads(m->pool));
 }
 
-/* RoPE, rotate-half form:  x1' = x1 cos - x2 sin;  x2' = x2 cos + x1 sin  (reference.rope) */
-static void rope(float *v, int n_heads, int hd, int pos, const float *inv) {
+/* RoPE, rotate-half form:  x1' = x1 cos - x2 sin;  x2' = x2 cos + x1 sin  (reference.rope)
+ * cs: the token's cos[half] then sin[half] (rope_angles) */
+static void rope(float *v, int n_heads, int hd, const float *cs) {
     int half = hd / 2;
-    for (int i = 0; i < half; i++) {
-        float angle = (float)pos * inv[i];
-        float cs = cosf(angle), sn = sinf(angle);
-        for (int h = 0; h < n_heads; h++) {
-            float *x = v + h * hd;
+    for (int h = 0; h < n_heads; h++) {
+        float *restrict x = v + h * hd;
+        for (int i = 0; i < half; i++) {
             float x1 = x[i], x2 = x[i + half];
-            x[i] = x1 * cs - x2 * sn;
-            x[i + half] = x2 * cs + x1 * sn;
+            x[i] = x1 * cs[i] - x2 * cs[half + i];
+            x[i + half] = x2 * cs[i] + x1 * cs[half + i];
+        }
+    }
+}
+
+/* cos and sin of pos * inv_freq for each token of the chunk: once per token,
+ * not once per layer and per q/k */
+static void rope_angles(bv_state *s, int n, int n_past, int hd) {
+    int half = hd / 2;
+    for (int t = 0; t < n; t++) {
+        float *cs = s->rope_cs + (size_t)t * hd;
+        for (int i = 0; i < half; i++) {
+            float angle = (float)(n_past + t) * s->rope_inv[i];
+            cs[i] = cosf(angle);
+            cs[half + i] = sinf(angle);
         }
     }
 }
@@ -332,14 +355,10 @@ static void lm_head(bv_model *m, const float *x, float *logits) {
  * single decode token it runs inline (bv_pool_run with one task). */
 typedef enum {
     STAGE_ATTN_IN,   /* h = rmsnorm(x, attn_norm); quantize h */
-    STAGE_QKV_OUT,   /* q, k, v = dequant(acc) */
     STAGE_ROPE,      /* q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v (f16) */
     STAGE_O_IN,      /* h = rmsnorm(a, attn_sub_norm); quantize h */
-    STAGE_O_OUT,     /* o = dequant(acc) */
     STAGE_FFN_IN,    /* x += o; h = rmsnorm(x, ffn_norm); quantize h */
-    STAGE_GU_OUT,    /* g, u = dequant(acc) */
     STAGE_DOWN_IN,   /* f = relu(g)^2 * u; h = rmsnorm(f, ffn_sub_norm); quantize h */
-    STAGE_DOWN_OUT,  /* d = dequant(acc) */
     STAGE_RESIDUAL,  /* x += d */
 } stage_id;
 
@@ -376,22 +395,16 @@ static void stage_task(void *ctx, int task, int n_tasks) {
     bv_state *s = &m->s;
     const bv_layer *L = j->L;
     int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
-    int ld_acc = 2 * ffn > dim ? 2 * ffn : dim;
     int t0 = j->n * task / n_tasks, t1 = j->n * (task + 1) / n_tasks;
     switch (j->stage) {
     case STAGE_ATTN_IN:
         for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->x + (size_t)t * dim, L->attn_norm, dim);
         break;
-    case STAGE_QKV_OUT:
-        dequant(s, t0, t1, ld_acc, 0, &L->lin[BV_Q], s->q, dim);
-        dequant(s, t0, t1, ld_acc, dim, &L->lin[BV_K], s->k, kv_dim);
-        dequant(s, t0, t1, ld_acc, dim + kv_dim, &L->lin[BV_V], s->v, kv_dim);
-        break;
     case STAGE_ROPE:
         for (int t = t0; t < t1; t++) {
             int pos = j->n_past + t;
-            rope(s->q + (size_t)t * dim, c->n_heads, hd, pos, s->rope_inv);
-            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos, s->rope_inv);
+            rope(s->q + (size_t)t * dim, c->n_heads, hd, s->rope_cs + (size_t)t * hd);
+            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cs + (size_t)t * hd);
             for (int h = 0; h < c->n_kv_heads; h++) { /* cache: [layer][kv head][pos][hd] */
                 size_t at = (((size_t)j->layer * c->n_kv_heads + h) * s->n_ctx + pos) * hd;
                 bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, s->kcache + at, hd);
@@ -402,20 +415,12 @@ static void stage_task(void *ctx, int task, int n_tasks) {
     case STAGE_O_IN:
         for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->xb2 + (size_t)t * dim, L->attn_sub_norm, dim);
         break;
-    case STAGE_O_OUT:
-    case STAGE_DOWN_OUT:
-        dequant(s, t0, t1, ld_acc, 0, &L->lin[j->stage == STAGE_O_OUT ? BV_O : BV_DOWN], s->xb2, dim);
-        break;
     case STAGE_RESIDUAL:
         add_rows(s->x, s->xb2, t0, t1, dim);
         break;
     case STAGE_FFN_IN:
         add_rows(s->x, s->xb2, t0, t1, dim);
         for (int t = t0; t < t1; t++) norm_quant(m, s, t, s->x + (size_t)t * dim, L->ffn_norm, dim);
-        break;
-    case STAGE_GU_OUT:
-        dequant(s, t0, t1, ld_acc, 0, &L->lin[BV_GATE], s->hb, ffn);
-        dequant(s, t0, t1, ld_acc, ffn, &L->lin[BV_UP], s->hb2, ffn);
         break;
     case STAGE_DOWN_IN:
         for (int t = t0; t < t1; t++) {
@@ -437,7 +442,8 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
     const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
     int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
-    int ld_acc = 2 * ffn > dim ? 2 * ffn : dim;
+
+    rope_angles(s, n, n_past, hd);
 
     /* x = embed[tokens] */
     for (int t = 0; t < n; t++) bv_kern.f16_to_f32(m->w.embed + (size_t)tokens[t] * dim, s->x + (size_t)t * dim, dim);
@@ -449,8 +455,9 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         /* q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T  with h = rmsnorm(x, attn_norm) */
         stage(m, l, n, n_past, STAGE_ATTN_IN);
         const bv_ternary *qkv[3] = {&L->lin[BV_Q], &L->lin[BV_K], &L->lin[BV_V]};
-        matmul(m, qkv, 3, s->xq, n, s->acc, ld_acc);
-        stage(m, l, n, n_past, STAGE_QKV_OUT);
+        float *qkv_out[3] = {s->q, s->k, s->v};
+        const int qkv_ld[3] = {dim, kv_dim, kv_dim};
+        matmul(m, qkv, 3, n, qkv_out, qkv_ld);
         lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim, dim);
         lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim, kv_dim);
         lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim, kv_dim);
@@ -462,23 +469,22 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
         stage(m, l, n, n_past, STAGE_O_IN);
         const bv_ternary *o[1] = {&L->lin[BV_O]};
-        matmul(m, o, 1, s->xq, n, s->acc, ld_acc);
-        stage(m, l, n, n_past, STAGE_O_OUT);
+        matmul(m, o, 1, n, &s->xb2, &dim);
         lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim, dim);
 
         /* g, u = h @ Wg.T, h @ Wu.T  with h = rmsnorm(x, ffn_norm) */
         stage(m, l, n, n_past, STAGE_FFN_IN);
         const bv_ternary *gu[2] = {&L->lin[BV_GATE], &L->lin[BV_UP]};
-        matmul(m, gu, 2, s->xq, n, s->acc, ld_acc);
-        stage(m, l, n, n_past, STAGE_GU_OUT);
+        float *gu_out[2] = {s->hb, s->hb2};
+        const int gu_ld[2] = {ffn, ffn};
+        matmul(m, gu, 2, n, gu_out, gu_ld);
         lora_apply(m, &L->lora[BV_GATE], s->xb, dim, n, s->hb, ffn, ffn);
         lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn, ffn);
 
         /* x += rmsnorm(relu(g)^2 * u, ffn_sub_norm) @ Wd.T */
         stage(m, l, n, n_past, STAGE_DOWN_IN);
         const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
-        matmul(m, d, 1, s->xq, n, s->acc, ld_acc);
-        stage(m, l, n, n_past, STAGE_DOWN_OUT);
+        matmul(m, d, 1, n, &s->xb2, &dim);
         lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim, dim);
         stage(m, l, n, n_past, STAGE_RESIDUAL);
     }

@@ -358,6 +358,7 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
     s->logits_cap = 1;
     s->logits = xcalloc((size_t)c->vocab, 4, &ok);
     s->rope_inv = xcalloc((size_t)c->head_dim / 2, 4, &ok);
+    s->rope_cs = xcalloc((size_t)B * c->head_dim, 4, &ok);
     s->kcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
     s->vcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
     if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
@@ -402,7 +403,7 @@ void bv_model_free(bv_model *m) {
     if (m->pool) bv_pool_free(m->pool);
     bv_state *s = &m->s;
     void *bufs[] = {s->x, s->xb, s->xb2, s->xq, s->xs, s->acc, s->q, s->k, s->v, s->hb, s->hb2,
-                    s->attn_part, s->logits, s->rope_inv, s->kcache, s->vcache, s->lora_tmp, s->sample_scratch,
+                    s->attn_part, s->logits, s->rope_inv, s->rope_cs, s->kcache, s->vcache, s->lora_tmp, s->sample_scratch,
                     m->w.head_q, m->w.head_q_scale};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     if (m->w.layers) {

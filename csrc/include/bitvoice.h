@@ -92,6 +92,7 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
     float *logits;   /* [n_logits][vocab] */
     int n_logits;    /* rows valid in logits */
     float *rope_inv; /* [head_dim/2] inverse frequencies */
+    float *rope_cs;  /* [B][head_dim] cos, then sin, of each chunk token's position angles */
     uint16_t *kcache;/* [n_layers][n_kv_heads][n_ctx][head_dim] f16: a KV head's rows are contiguous */
     uint16_t *vcache;/* [n_layers][n_kv_heads][n_ctx][head_dim] f16 */
     int n_ctx;       /* cache length */
