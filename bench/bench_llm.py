@@ -124,6 +124,16 @@ def rss_gb() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1e6, int(fields["VmHWM"].split()[0]) / 1e6
 
 
+def timed_decode(m: Any, n_past: int, count: int) -> float:
+    """Seconds to decode `count` greedy tokens after `n_past` cached positions."""
+    tok = m.sample()
+    t0 = time.perf_counter()
+    for i in range(count):
+        m.eval([tok], n_past + i)
+        tok = m.sample()
+    return time.perf_counter() - t0
+
+
 def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) -> dict[str, Any]:
     """Measure one configuration in this process."""
     from engine.llm import _native
@@ -146,12 +156,7 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     t0 = time.perf_counter()
     m.eval(prompt, 0)
     prefill_s = time.perf_counter() - t0
-    tok = m.sample()
-    t0 = time.perf_counter()
-    for i in range(DECODE_TOKENS):
-        m.eval([tok], PROMPT_TOKENS + i)
-        tok = m.sample()
-    decode_s = time.perf_counter() - t0
+    decode_s = timed_decode(m, PROMPT_TOKENS, DECODE_TOKENS)
     rss, hwm = rss_gb()
     # decode again with a long context in the cache: attention now reads
     # n_layers * 2 * kv_dim * 2 bytes per cached position for every token
@@ -160,12 +165,7 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
         chunk = min(64, long_ctx - n)
         m.eval([int(t) for t in rng.integers(0, shapes["vocab"], chunk)], n)
         n += chunk
-    tok = m.sample()
-    t0 = time.perf_counter()
-    for i in range(LONG_DECODE_TOKENS):
-        m.eval([tok], long_ctx + i)
-        tok = m.sample()
-    long_decode_s = time.perf_counter() - t0
+    long_decode_s = timed_decode(m, long_ctx, LONG_DECODE_TOKENS)
     hidden, ffn = shapes["hidden"], shapes["ffn"]
     kv = shapes["n_kv_heads"] * hidden // shapes["n_heads"]
     layout = m.ternary_layout

@@ -50,8 +50,9 @@
 #define GEMM_KC_T1_BLOCKS 3 /* 960 columns: 30 KB of codes */
 #define GEMM_KC_COLS (GEMM_KC_BLOCKS * BV_QK)
 #define GEMM_MIN_TOKENS 4
-#define AMX_TOKENS 16 /* tokens per AMX tile (its rows) */
-#define GEMM_ACC_TOKENS 32 /* acc holds a zmm tile (12 tokens) or two AMX tiles (32) */
+#define AMX_TOKENS 16       /* tokens per AMX tile (its rows) */
+#define AMX_BLOCK_TOKENS 32 /* two tiles of tokens per step, sharing each B tile */
+#define GEMM_ACC_TOKENS 32  /* acc holds a zmm tile (12 tokens) or an AMX block (32) */
 /* GEMVs read a group of consecutive rows (one contiguous span) a few lines of
  * each row at a time, a pattern the hardware prefetchers follow poorly (with
  * a fixed 256-byte look-ahead, decode reached ~60% of a plain read's GB/s).
@@ -434,16 +435,16 @@ typedef void (*unpack_fn)(const uint8_t *w, size_t rb, int r, int nrows, int c0,
 #ifdef BV_HAVE_AMX
 static void amx_begin(void);
 static void amx_end(void);
-static int amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int n_left, int ncols, int32_t *acc);
+static void amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int ncols, int32_t *acc);
 #endif
 
 static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn unpack,
                         const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1, int use_amx) {
     const size_t ldx = (size_t)kpad;
-    /* with AMX, whole blocks of 16 tokens go to the tiles and the rest (< 16)
+    /* with AMX, whole blocks of 32 tokens go to the tiles and the rest (< 32)
      * to the zmm tiles, whose packed activations then start at n_amx */
 #ifdef BV_HAVE_AMX
-    const int n_amx = use_amx ? n / AMX_TOKENS * AMX_TOKENS : 0;
+    const int n_amx = use_amx ? n / AMX_BLOCK_TOKENS * AMX_BLOCK_TOKENS : 0;
 #else
     const int n_amx = 0;
     (void)use_amx;
@@ -473,9 +474,10 @@ static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn
             for (int t0 = 0; t0 < n;) {
                 int tw;
 #ifdef BV_HAVE_AMX
-                if (t0 < n_amx)
-                    tw = amx_tiles(wbuf, X + (size_t)t0 * ldx + c0, ldx, n_amx - t0, ncols, acc);
-                else
+                if (t0 < n_amx) {
+                    amx_tiles(wbuf, X + (size_t)t0 * ldx + c0, ldx, ncols, acc);
+                    tw = AMX_BLOCK_TOKENS;
+                } else
 #endif
                 {
                     const int tz = t0 - n_amx; /* token index in the packed activations */
@@ -614,46 +616,30 @@ static void amx_begin(void) {
  * every context switch of this thread */
 static void amx_end(void) { _tile_release(); }
 
-/* acc[t][half][16] = codes(wbuf) . X[t] over ncols columns (a multiple of 64)
- * for two blocks of 16 tokens when n_left allows, else one; returns the
- * tokens done. X points at the first token's first column; rows ldx apart. */
-static int amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int n_left, int ncols, int32_t *acc) {
+/* acc[t][half][16] = codes(wbuf) . X[t] for two blocks of 16 tokens (all 8
+ * tiles busy), over ncols columns (a multiple of 64). X points at the first
+ * token's first column; rows ldx apart. */
+static void amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int ncols, int32_t *acc) {
     const size_t step_bytes = 2 * 64, acc_row = GEMM_ROWS * 4;
-    if (n_left >= 2 * AMX_TOKENS) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        for (int k = 0; k < ncols; k += 64) {
-            const uint8_t *b = wbuf + (size_t)(k / 4) * step_bytes;
-            _tile_loadd(6, b, step_bytes);
-            _tile_loadd(7, b + 64, step_bytes);
-            _tile_loadd(4, X + k, ldx);
-            _tile_loadd(5, X + (size_t)AMX_TOKENS * ldx + k, ldx);
-            _tile_dpbsud(0, 4, 6);
-            _tile_dpbsud(1, 4, 7);
-            _tile_dpbsud(2, 5, 6);
-            _tile_dpbsud(3, 5, 7);
-        }
-        _tile_stored(0, acc, acc_row);
-        _tile_stored(1, acc + 16, acc_row);
-        _tile_stored(2, acc + AMX_TOKENS * GEMM_ROWS, acc_row);
-        _tile_stored(3, acc + AMX_TOKENS * GEMM_ROWS + 16, acc_row);
-        return 2 * AMX_TOKENS;
-    }
     _tile_zero(0);
     _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
     for (int k = 0; k < ncols; k += 64) {
         const uint8_t *b = wbuf + (size_t)(k / 4) * step_bytes;
         _tile_loadd(6, b, step_bytes);
         _tile_loadd(7, b + 64, step_bytes);
         _tile_loadd(4, X + k, ldx);
+        _tile_loadd(5, X + (size_t)AMX_TOKENS * ldx + k, ldx);
         _tile_dpbsud(0, 4, 6);
         _tile_dpbsud(1, 4, 7);
+        _tile_dpbsud(2, 5, 6);
+        _tile_dpbsud(3, 5, 7);
     }
     _tile_stored(0, acc, acc_row);
     _tile_stored(1, acc + 16, acc_row);
-    return AMX_TOKENS;
+    _tile_stored(2, acc + AMX_TOKENS * GEMM_ROWS, acc_row);
+    _tile_stored(3, acc + AMX_TOKENS * GEMM_ROWS + 16, acc_row);
 }
 
 static void amx_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0,

@@ -93,8 +93,8 @@ def test_t1_gemv_wide_rows(path: str, cols: int) -> None:
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("n", [4, 12, 13, 16, 28, 40, 49])
 def test_t1_gemm_token_tiles(path: str, n: int) -> None:
-    """Every mix of 12- and 4-token tiles (and of 32- and 16-token AMX tiles
-    with a zmm tail), a row tail past a 32-row tile and
+    """Every mix of 12- and 4-token tiles (on amx: 32-token tile blocks, then
+    those zmm tiles for the rest), a row tail past a 32-row tile and
     K chunks of 960 columns with a short last one (4097 -> 13 blocks)."""
     rng = np.random.default_rng(n)
     t = rng.integers(-1, 2, size=(45, 4097)).astype(np.int8)
