@@ -451,15 +451,20 @@ static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn
 #endif
     const int n_zmm = n - n_amx;
     const int n_pad = (n_zmm + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
-    if (kc > kpad) kc = kpad;
+    /* AMX takes the whole row length as one chunk: its accumulator tiles then
+     * drain once per block of rows and tokens, not once per 960 columns
+     * (measured: the drain stalled the tile unit about as long as it worked) */
+    if (n_amx || kc > kpad) kc = kpad;
     const size_t xs_bytes = ((size_t)n_pad * kc + 63) / 64 * 64;
     const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
-    uint8_t *mem = aligned_alloc(64, xs_bytes + sx_bytes);
+    const size_t heap_wbuf = n_amx ? (size_t)GEMM_ROWS * kc : 0;
+    uint8_t *mem = aligned_alloc(64, xs_bytes + sx_bytes + heap_wbuf);
     if (!mem) return -1;
     int8_t *xs = (int8_t *)mem;
     int32_t *sx = (int32_t *)(mem + xs_bytes);
     for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
-    _Alignas(64) uint8_t wbuf[GEMM_ROWS * GEMM_KC_COLS];
+    _Alignas(64) uint8_t stack_wbuf[GEMM_ROWS * GEMM_KC_COLS];
+    uint8_t *wbuf = heap_wbuf ? mem + xs_bytes + sx_bytes : stack_wbuf;
     _Alignas(64) int32_t acc[GEMM_ACC_TOKENS * GEMM_ROWS];
 #ifdef BV_HAVE_AMX
     if (n_amx) amx_begin();
