@@ -50,9 +50,6 @@
 #define GEMM_KC_T1_BLOCKS 3 /* 960 columns: 30 KB of codes */
 #define GEMM_KC_COLS (GEMM_KC_BLOCKS * BV_QK)
 #define GEMM_MIN_TOKENS 4
-#define AMX_TOKENS 16       /* tokens per AMX tile (its rows) */
-#define AMX_BLOCK_TOKENS 32 /* two tiles of tokens per step, sharing each B tile */
-#define GEMM_ACC_TOKENS 32  /* acc holds a zmm tile (12 tokens) or an AMX block (32) */
 /* GEMVs read a group of consecutive rows (one contiguous span) a few lines of
  * each row at a time, a pattern the hardware prefetchers follow poorly (with
  * a fixed 256-byte look-ahead, decode reached ~60% of a plain read's GB/s).
@@ -432,66 +429,33 @@ typedef void (*unpack_fn)(const uint8_t *w, size_t rb, int r, int nrows, int c0,
  * kpad: padded columns (X rows are kpad apart); kc: chunk columns, a multiple
  * of the layout's block width, at most GEMM_KC_COLS. Returns 0, or -1 when
  * the packed activations cannot be allocated (nothing written). */
-#ifdef BV_HAVE_AMX
-static void amx_begin(void);
-static void amx_end(void);
-static void amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int ncols, int32_t *acc);
-#endif
-
 static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn unpack,
-                        const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1, int use_amx) {
+                        const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
     const size_t ldx = (size_t)kpad;
-    /* with AMX, whole blocks of 32 tokens go to the tiles and the rest (< 32)
-     * to the zmm tiles, whose packed activations then start at n_amx */
-#ifdef BV_HAVE_AMX
-    const int n_amx = use_amx ? n / AMX_BLOCK_TOKENS * AMX_BLOCK_TOKENS : 0;
-#else
-    const int n_amx = 0;
-    (void)use_amx;
-#endif
-    const int n_zmm = n - n_amx;
-    const int n_pad = (n_zmm + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
-    /* AMX takes the whole row length as one chunk: its accumulator tiles then
-     * drain once per block of rows and tokens, not once per 960 columns
-     * (measured: the drain stalled the tile unit about as long as it worked) */
-    if (n_amx || kc > kpad) kc = kpad;
+    const int n_pad = (n + GEMM_TOKENS_TAIL - 1) / GEMM_TOKENS_TAIL * GEMM_TOKENS_TAIL;
+    if (kc > kpad) kc = kpad;
     const size_t xs_bytes = ((size_t)n_pad * kc + 63) / 64 * 64;
     const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
-    const size_t heap_wbuf = n_amx ? (size_t)GEMM_ROWS * kc : 0;
-    uint8_t *mem = aligned_alloc(64, xs_bytes + sx_bytes + heap_wbuf);
+    uint8_t *mem = aligned_alloc(64, xs_bytes + sx_bytes);
     if (!mem) return -1;
     int8_t *xs = (int8_t *)mem;
     int32_t *sx = (int32_t *)(mem + xs_bytes);
     for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
-    _Alignas(64) uint8_t stack_wbuf[GEMM_ROWS * GEMM_KC_COLS];
-    uint8_t *wbuf = heap_wbuf ? mem + xs_bytes + sx_bytes : stack_wbuf;
-    _Alignas(64) int32_t acc[GEMM_ACC_TOKENS * GEMM_ROWS];
-#ifdef BV_HAVE_AMX
-    if (n_amx) amx_begin();
-#endif
+    _Alignas(64) uint8_t wbuf[GEMM_ROWS * GEMM_KC_COLS];
+    _Alignas(64) int32_t acc[GEMM_TOKENS * GEMM_ROWS];
     for (int c0 = 0; c0 < kpad; c0 += kc) {
         const int ncols = kpad - c0 < kc ? kpad - c0 : kc;
         const int first = c0 == 0;
-        if (n_zmm) pack_x(X + (size_t)n_amx * ldx, ldx, n_zmm, n_pad, c0, ncols, xs);
+        pack_x(X, ldx, n, n_pad, c0, ncols, xs);
         for (int r = r0; r < r1; r += GEMM_ROWS) {
             const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
             unpack(w, rb, r, nr, c0, ncols, wbuf);
             for (int t0 = 0; t0 < n;) {
-                int tw;
-#ifdef BV_HAVE_AMX
-                if (t0 < n_amx) {
-                    amx_tiles(wbuf, X + (size_t)t0 * ldx + c0, ldx, ncols, acc);
-                    tw = AMX_BLOCK_TOKENS;
-                } else
-#endif
-                {
-                    const int tz = t0 - n_amx; /* token index in the packed activations */
-                    tw = tile_width(tz, n_pad);
-                    if (tw == GEMM_TOKENS)
-                        gemm_tile_12(wbuf, xs + (size_t)tz * ncols, (size_t)ncols / 4, acc);
-                    else
-                        gemm_tile_4(wbuf, xs + (size_t)tz * ncols, (size_t)ncols / 4, acc);
-                }
+                const int tw = tile_width(t0, n_pad);
+                if (tw == GEMM_TOKENS)
+                    gemm_tile_12(wbuf, xs + (size_t)t0 * ncols, (size_t)ncols / 4, acc);
+                else
+                    gemm_tile_4(wbuf, xs + (size_t)t0 * ncols, (size_t)ncols / 4, acc);
                 const int nt = n - t0 < tw ? n - t0 : tw;
                 for (int t = 0; t < nt; t++) {
                     int32_t *y = Y + (size_t)(t0 + t) * ldy + r;
@@ -508,23 +472,190 @@ static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn
             }
         }
     }
-#ifdef BV_HAVE_AMX
-    if (n_amx) amx_end();
-#endif
     free(mem);
     return 0;
 }
 
+/* ---- AMX: the same two GEMMs with the products on the tile unit ------------
+ * On CPUs with AMX-INT8, TDPBUSD multiplies a 16 x 64 tile of unsigned bytes
+ * by a 64 x 16 tile of signed ones (16 x 16 x 64 products, ~8x what two
+ * vpdpbusd ports do), so prefill is bound by unpacking the weights. The
+ * weights are therefore the A tiles, in their natural row-major order: a T1
+ * block's digit d is already 64 consecutive columns, so unpacking is the
+ * vpmaddubsw chain and a store, with no transpose. The activations are the B
+ * tiles (4 consecutive columns of 16 tokens per 64-byte tile row: "VNNI"
+ * order), packed once per call with tokens past n left zero, so any token
+ * count runs on tiles. A C tile is 16 rows x 16 tokens: the epilogue
+ * transposes it into Y's token rows and subtracts sum(x) as the zmm path does.
+ * The whole row length is one K chunk: the C tiles drain once per block.
+ * Tiles: 0-3 C (row tile i, token tile j: tile 2i + j), 4-5 A, 6-7 B. */
+#ifdef BV_HAVE_AMX
+#define AMX_TOKENS 16 /* tokens per B tile */
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+/* rows [r, r + nrows) of a packed matrix -> buf[GEMM_ROWS][kpad] codes in
+ * column order (rows past nrows are zero codes) */
+typedef void (*unpack_rowmajor_fn)(const uint8_t *w, size_t rb, int r, int nrows, int kpad, uint8_t *buf);
+
+static void unpack_rows_rowmajor(const uint8_t *w, size_t rb, int r, int nrows, int kpad, uint8_t *buf) {
+    const __m512i three = _mm512_set1_epi8(3);
+    const __m512i sh_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi64x(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi64(4), _mm256_set1_epi64x(6), 1);
+    for (int i = 0; i < GEMM_ROWS; i++) {
+        uint8_t *dst = buf + (size_t)i * kpad;
+        if (i >= nrows) {
+            memset(dst, 0, (size_t)kpad);
+            continue;
+        }
+        const uint8_t *src = w + (size_t)(r + i) * rb;
+        for (int k = 0; k < kpad / BV_QK; k++) { /* the codes of weights 0..63, then 64..127 */
+            const __m512i bc =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES)));
+            _mm512_store_si512((void *)(dst + (size_t)k * BV_QK), _mm512_and_si512(_mm512_srlv_epi64(bc, sh_a), three));
+            _mm512_store_si512((void *)(dst + (size_t)k * BV_QK + 64),
+                               _mm512_and_si512(_mm512_srlv_epi64(bc, sh_b), three));
+        }
+    }
+}
+
+static void unpack_rows_t1_rowmajor(const uint8_t *w, size_t rb, int r, int nrows, int kpad, uint8_t *buf) {
+    const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
+    const __m512i hi = _mm512_set1_epi16((short)0xFF00);
+    for (int i = 0; i < GEMM_ROWS; i++) {
+        uint8_t *dst = buf + (size_t)i * kpad;
+        if (i >= nrows) {
+            memset(dst, 0, (size_t)kpad);
+            continue;
+        }
+        const uint8_t *src = w + (size_t)(r + i) * rb;
+        for (int b = 0; b < kpad / BV_T1_QK; b++) {
+            const __m512i q = _mm512_loadu_si512((const void *)(src + (size_t)b * BV_T1_BLOCK_BYTES));
+            __m512i pe = _mm512_maddubs_epi16(q, k30), po = _mm512_maddubs_epi16(q, k03);
+            for (int d = 0; d < 5; d++) {
+                /* even bytes' codes from pe's high bytes, odd bytes' from po's */
+                _mm512_store_si512((void *)(dst + (size_t)b * BV_T1_QK + 64 * d),
+                                   _mm512_ternarylogic_epi32(_mm512_srli_epi16(pe, 8), po, hi, 0xF8));
+                if (d < 4) {
+                    pe = _mm512_maddubs_epi16(pe, k30);
+                    po = _mm512_maddubs_epi16(po, k30);
+                }
+            }
+        }
+    }
+}
+
+/* X rows [0, n) -> xv[token tile][step][16 tokens x 4 bytes], zero past n */
+static void amx_pack_x(const int8_t *X, size_t ldx, int n, int kpad, int8_t *xv) {
+    const int steps = kpad / 4;
+    for (int t0 = 0; t0 < n; t0 += AMX_TOKENS) {
+        int8_t *tile = xv + (size_t)(t0 / AMX_TOKENS) * steps * 64;
+        for (int c = 0; c < kpad; c += 64) {
+            __m512i v[16], out[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = t0 + i < n ? _mm512_loadu_si512((const void *)(X + (size_t)(t0 + i) * ldx + c))
+                                  : _mm512_setzero_si512();
+            transpose16(v, out); /* out[j] = dword j (columns c + 4j..) of the 16 tokens */
+            for (int j = 0; j < 16; j++) _mm512_store_si512((void *)(tile + (size_t)(c / 4 + j) * 64), out[j]);
+        }
+    }
+}
+
+/* Y[t][r..] = C - sum(x_t) for one 16-row x 16-token C tile in c (rows 64 bytes
+ * apart): transposed into token rows, rows past nr and tokens past nt left out */
+static void amx_store_c(const int32_t *c, int nr, int nt, const int32_t *sx, int32_t *Y, int ldy) {
+    __m512i v[16], out[16];
+    for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512((const void *)(c + i * 16));
+    transpose16(v, out); /* out[t] = the 16 rows of token t */
+    const __mmask16 m = tail_mask(nr);
+    for (int t = 0; t < nt; t++)
+        _mm512_mask_storeu_epi32(Y + (size_t)t * ldy, m, _mm512_sub_epi32(out[t], _mm512_set1_epi32(sx[t])));
+}
+
+static int gemm_amx(const uint8_t *w, size_t rb, int kpad, unpack_rowmajor_fn unpack, const int8_t *X, int n,
+                    int32_t *Y, int ldy, int r0, int r1) {
+    const size_t ldx = (size_t)kpad;
+    const int n_tiles = (n + AMX_TOKENS - 1) / AMX_TOKENS, n_blocks = (n_tiles + 1) / 2;
+    const size_t xv_bytes = (size_t)n_blocks * 2 * AMX_TOKENS * kpad; /* whole blocks: a zero tile pads */
+    const size_t wb_bytes = (size_t)GEMM_ROWS * kpad;
+    const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
+    uint8_t *mem = aligned_alloc(64, xv_bytes + wb_bytes + sx_bytes);
+    if (!mem) return -1;
+    int8_t *xv = (int8_t *)mem;
+    uint8_t *wbuf = mem + xv_bytes;
+    int32_t *sx = (int32_t *)(mem + xv_bytes + wb_bytes);
+    memset(xv, 0, xv_bytes);
+    amx_pack_x(X, ldx, n, kpad, xv);
+    for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
+    const size_t tile_bytes = (size_t)kpad / 4 * 64; /* one token tile of xv */
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    _Alignas(64) int32_t c[4][16 * 16];
+    for (int r = r0; r < r1; r += GEMM_ROWS) {
+        const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
+        unpack(w, rb, r, nr, kpad, wbuf);
+        for (int blk = 0; blk < n_blocks; blk++) {
+            const int8_t *b0 = xv + (size_t)(2 * blk) * tile_bytes, *b1 = b0 + tile_bytes;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int k = 0; k < kpad; k += 64) {
+                _tile_loadd(4, wbuf + k, ldx);
+                _tile_loadd(5, wbuf + (size_t)16 * kpad + k, ldx);
+                _tile_loadd(6, b0 + (size_t)k * 16, 64);
+                _tile_loadd(7, b1 + (size_t)k * 16, 64);
+                _tile_dpbusd(0, 4, 6);
+                _tile_dpbusd(1, 4, 7);
+                _tile_dpbusd(2, 5, 6);
+                _tile_dpbusd(3, 5, 7);
+            }
+            _tile_stored(0, c[0], 64);
+            _tile_stored(1, c[1], 64);
+            _tile_stored(2, c[2], 64);
+            _tile_stored(3, c[3], 64);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    const int rr = i * 16, t0 = (2 * blk + j) * AMX_TOKENS;
+                    const int nri = nr - rr < 16 ? nr - rr : 16, ntj = n - t0 < 16 ? n - t0 : 16;
+                    if (nri > 0 && ntj > 0)
+                        amx_store_c(c[2 * i + j], nri, ntj, sx + t0, Y + (size_t)t0 * ldy + r + rr, ldy);
+                }
+        }
+    }
+    /* give the tile state back, so the kernel need not save 8 KB of tiles at
+     * every context switch of this thread */
+    _tile_release();
+    free(mem);
+    return 0;
+}
+#endif /* BV_HAVE_AMX */
+
 static void ternary_gemm_on(int use_amx, const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
                             int ldy, int r0, int r1) {
-    const size_t ldx = (size_t)nb * BV_QK;
+    const size_t ldx = (size_t)nb * BV_QK, rb = (size_t)nb * BV_BLOCK_BYTES;
+    if (n >= GEMM_MIN_TOKENS) {
+#ifdef BV_HAVE_AMX
+        if (use_amx && gemm_amx(w, rb, nb * BV_QK, unpack_rows_rowmajor, X, n, Y, ldy, r0, r1) == 0) return;
+#else
+        (void)use_amx;
+#endif
+        if (gemm_chunked(w, rb, nb * BV_QK, GEMM_KC_BLOCKS * BV_QK, unpack_rows, X, n, Y, ldy, r0, r1) == 0)
+            return;
+    }
     /* Few tokens (or no memory for the packed activations): stream the packed
      * rows once per token instead; same exact results. */
-    if (n < GEMM_MIN_TOKENS || gemm_chunked(w, (size_t)nb * BV_BLOCK_BYTES, nb * BV_QK,
-                                            GEMM_KC_BLOCKS * BV_QK, unpack_rows, X, n, Y, ldy,
-                                            r0, r1, use_amx) != 0)
-        for (int t = 0; t < n; t++)
-            avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
+    for (int t = 0; t < n; t++) avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
 }
 
 static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
@@ -576,12 +707,19 @@ static void unpack_rows_t1(const uint8_t *w, size_t rb, int r, int nrows, int c0
 
 static void t1_gemm_on(int use_amx, const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
                        int r0, int r1) {
-    const size_t ldx = (size_t)nb1 * BV_T1_QK;
-    if (n < GEMM_MIN_TOKENS || gemm_chunked(w, (size_t)nb1 * BV_T1_BLOCK_BYTES, nb1 * BV_T1_QK,
-                                            GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1, X, n,
-                                            Y, ldy, r0, r1, use_amx) != 0)
-        for (int t = 0; t < n; t++)
-            bv_avx512_t1_gemv(w, nb1, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
+    const size_t ldx = (size_t)nb1 * BV_T1_QK, rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
+    if (n >= GEMM_MIN_TOKENS) {
+#ifdef BV_HAVE_AMX
+        if (use_amx && gemm_amx(w, rb, nb1 * BV_T1_QK, unpack_rows_t1_rowmajor, X, n, Y, ldy, r0, r1) == 0)
+            return;
+#else
+        (void)use_amx;
+#endif
+        if (gemm_chunked(w, rb, nb1 * BV_T1_QK, GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1, X, n, Y, ldy, r0,
+                         r1) == 0)
+            return;
+    }
+    for (int t = 0; t < n; t++) bv_avx512_t1_gemv(w, nb1, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
 }
 
 void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
@@ -589,64 +727,7 @@ void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_
     t1_gemm_on(0, w, nb1, X, n, Y, ldy, r0, r1);
 }
 
-/* ---- AMX: the same two GEMMs with the products on the tile unit ------------
- * On CPUs with AMX-INT8 the unpacked code buffer of gemm_chunked already is a
- * B tile: 16 steps (64 columns) x 16 rows x 4 codes is the layout TDPBSUD
- * reads, steps 128 bytes apart (the two row halves interleave). A tiles are
- * 16 token rows of int8 activations read straight from X. TDPBSUD (signed x
- * unsigned) sums x * code; the epilogue subtracts sum(x) as for the zmm
- * tiles, so results are the same exact integers. One TDPBSUD does 16 x 16 x
- * 64 products, ~8x two vpdpbusd ports: prefill is then bound by unpacking.
- * Tiles: 0-3 accumulators (token block i, row half h: tile 2i + h), 4-5 A
- * (token blocks), 6-7 B (row halves). */
 #ifdef BV_HAVE_AMX
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_config;
-
-static void amx_begin(void) {
-    amx_config c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        c.rows[i] = 16;
-        c.colsb[i] = 64;
-    }
-    _tile_loadconfig(&c);
-}
-
-/* give the tile state back, so the kernel need not save 8 KB of tiles at
- * every context switch of this thread */
-static void amx_end(void) { _tile_release(); }
-
-/* acc[t][half][16] = codes(wbuf) . X[t] for two blocks of 16 tokens (all 8
- * tiles busy), over ncols columns (a multiple of 64). X points at the first
- * token's first column; rows ldx apart. */
-static void amx_tiles(const uint8_t *wbuf, const int8_t *X, size_t ldx, int ncols, int32_t *acc) {
-    const size_t step_bytes = 2 * 64, acc_row = GEMM_ROWS * 4;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int k = 0; k < ncols; k += 64) {
-        const uint8_t *b = wbuf + (size_t)(k / 4) * step_bytes;
-        _tile_loadd(6, b, step_bytes);
-        _tile_loadd(7, b + 64, step_bytes);
-        _tile_loadd(4, X + k, ldx);
-        _tile_loadd(5, X + (size_t)AMX_TOKENS * ldx + k, ldx);
-        _tile_dpbsud(0, 4, 6);
-        _tile_dpbsud(1, 4, 7);
-        _tile_dpbsud(2, 5, 6);
-        _tile_dpbsud(3, 5, 7);
-    }
-    _tile_stored(0, acc, acc_row);
-    _tile_stored(1, acc + 16, acc_row);
-    _tile_stored(2, acc + AMX_TOKENS * GEMM_ROWS, acc_row);
-    _tile_stored(3, acc + AMX_TOKENS * GEMM_ROWS + 16, acc_row);
-}
-
 static void amx_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
                              int r1) {
     ternary_gemm_on(1, w, nb, X, n, Y, ldy, r0, r1);
