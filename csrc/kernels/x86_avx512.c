@@ -498,52 +498,34 @@ typedef struct {
     uint8_t rows[16];
 } amx_config;
 
-/* rows [r, r + nrows) of a packed matrix -> buf[GEMM_ROWS][kpad] codes in
- * column order (rows past nrows are zero codes) */
-typedef void (*unpack_rowmajor_fn)(const uint8_t *w, size_t rb, int r, int nrows, int kpad, uint8_t *buf);
+/* one packed row -> its kpad codes in column order */
+typedef void (*row_codes_fn)(const uint8_t *src, int kpad, uint8_t *dst);
 
-static void unpack_rows_rowmajor(const uint8_t *w, size_t rb, int r, int nrows, int kpad, uint8_t *buf) {
+static void row_codes_2bit(const uint8_t *src, int kpad, uint8_t *dst) {
     const __m512i three = _mm512_set1_epi8(3);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi64x(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi64(4), _mm256_set1_epi64x(6), 1);
-    for (int i = 0; i < GEMM_ROWS; i++) {
-        uint8_t *dst = buf + (size_t)i * kpad;
-        if (i >= nrows) {
-            memset(dst, 0, (size_t)kpad);
-            continue;
-        }
-        const uint8_t *src = w + (size_t)(r + i) * rb;
-        for (int k = 0; k < kpad / BV_QK; k++) { /* the codes of weights 0..63, then 64..127 */
-            const __m512i bc =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES)));
-            _mm512_store_si512((void *)(dst + (size_t)k * BV_QK), _mm512_and_si512(_mm512_srlv_epi64(bc, sh_a), three));
-            _mm512_store_si512((void *)(dst + (size_t)k * BV_QK + 64),
-                               _mm512_and_si512(_mm512_srlv_epi64(bc, sh_b), three));
-        }
+    for (int k = 0; k < kpad / BV_QK; k++) { /* the codes of weights 0..63, then 64..127 */
+        const __m512i bc =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES)));
+        _mm512_store_si512((void *)(dst + (size_t)k * BV_QK), _mm512_and_si512(_mm512_srlv_epi64(bc, sh_a), three));
+        _mm512_store_si512((void *)(dst + (size_t)k * BV_QK + 64), _mm512_and_si512(_mm512_srlv_epi64(bc, sh_b), three));
     }
 }
 
-static void unpack_rows_t1_rowmajor(const uint8_t *w, size_t rb, int r, int nrows, int kpad, uint8_t *buf) {
+static void row_codes_t1(const uint8_t *src, int kpad, uint8_t *dst) {
     const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
     const __m512i hi = _mm512_set1_epi16((short)0xFF00);
-    for (int i = 0; i < GEMM_ROWS; i++) {
-        uint8_t *dst = buf + (size_t)i * kpad;
-        if (i >= nrows) {
-            memset(dst, 0, (size_t)kpad);
-            continue;
-        }
-        const uint8_t *src = w + (size_t)(r + i) * rb;
-        for (int b = 0; b < kpad / BV_T1_QK; b++) {
-            const __m512i q = _mm512_loadu_si512((const void *)(src + (size_t)b * BV_T1_BLOCK_BYTES));
-            __m512i pe = _mm512_maddubs_epi16(q, k30), po = _mm512_maddubs_epi16(q, k03);
-            for (int d = 0; d < 5; d++) {
-                /* even bytes' codes from pe's high bytes, odd bytes' from po's */
-                _mm512_store_si512((void *)(dst + (size_t)b * BV_T1_QK + 64 * d),
-                                   _mm512_ternarylogic_epi32(_mm512_srli_epi16(pe, 8), po, hi, 0xF8));
-                if (d < 4) {
-                    pe = _mm512_maddubs_epi16(pe, k30);
-                    po = _mm512_maddubs_epi16(po, k30);
-                }
+    for (int b = 0; b < kpad / BV_T1_QK; b++) {
+        const __m512i q = _mm512_loadu_si512((const void *)(src + (size_t)b * BV_T1_BLOCK_BYTES));
+        __m512i pe = _mm512_maddubs_epi16(q, k30), po = _mm512_maddubs_epi16(q, k03);
+        for (int d = 0; d < 5; d++) {
+            /* even bytes' codes from pe's high bytes, odd bytes' from po's */
+            _mm512_store_si512((void *)(dst + (size_t)b * BV_T1_QK + 64 * d),
+                               _mm512_ternarylogic_epi32(_mm512_srli_epi16(pe, 8), po, hi, 0xF8));
+            if (d < 4) {
+                pe = _mm512_maddubs_epi16(pe, k30);
+                po = _mm512_maddubs_epi16(po, k30);
             }
         }
     }
@@ -576,7 +558,7 @@ static void amx_store_c(const int32_t *c, int nr, int nt, const int32_t *sx, int
         _mm512_mask_storeu_epi32(Y + (size_t)t * ldy, m, _mm512_sub_epi32(out[t], _mm512_set1_epi32(sx[t])));
 }
 
-static int gemm_amx(const uint8_t *w, size_t rb, int kpad, unpack_rowmajor_fn unpack, const int8_t *X, int n,
+static int gemm_amx(const uint8_t *w, size_t rb, int kpad, row_codes_fn row_codes, const int8_t *X, int n,
                     int32_t *Y, int ldy, int r0, int r1) {
     const size_t ldx = (size_t)kpad;
     const int n_tiles = (n + AMX_TOKENS - 1) / AMX_TOKENS, n_blocks = (n_tiles + 1) / 2;
@@ -603,7 +585,10 @@ static int gemm_amx(const uint8_t *w, size_t rb, int kpad, unpack_rowmajor_fn un
     _Alignas(64) int32_t c[4][16 * 16];
     for (int r = r0; r < r1; r += GEMM_ROWS) {
         const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
-        unpack(w, rb, r, nr, kpad, wbuf);
+        for (int i = 0; i < GEMM_ROWS; i++) { /* rows past nr: zero codes */
+            if (i < nr) row_codes(w + (size_t)(r + i) * rb, kpad, wbuf + (size_t)i * kpad);
+            else memset(wbuf + (size_t)i * kpad, 0, (size_t)kpad);
+        }
         for (int blk = 0; blk < n_blocks; blk++) {
             const int8_t *b0 = xv + (size_t)(2 * blk) * tile_bytes, *b1 = b0 + tile_bytes;
             _tile_zero(0);
@@ -646,7 +631,7 @@ static void ternary_gemm_on(int use_amx, const uint8_t *w, int nb, const int8_t 
     const size_t ldx = (size_t)nb * BV_QK, rb = (size_t)nb * BV_BLOCK_BYTES;
     if (n >= GEMM_MIN_TOKENS) {
 #ifdef BV_HAVE_AMX
-        if (use_amx && gemm_amx(w, rb, nb * BV_QK, unpack_rows_rowmajor, X, n, Y, ldy, r0, r1) == 0) return;
+        if (use_amx && gemm_amx(w, rb, nb * BV_QK, row_codes_2bit, X, n, Y, ldy, r0, r1) == 0) return;
 #else
         (void)use_amx;
 #endif
@@ -710,7 +695,7 @@ static void t1_gemm_on(int use_amx, const uint8_t *w, int nb1, const int8_t *X, 
     const size_t ldx = (size_t)nb1 * BV_T1_QK, rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
     if (n >= GEMM_MIN_TOKENS) {
 #ifdef BV_HAVE_AMX
-        if (use_amx && gemm_amx(w, rb, nb1 * BV_T1_QK, unpack_rows_t1_rowmajor, X, n, Y, ldy, r0, r1) == 0)
+        if (use_amx && gemm_amx(w, rb, nb1 * BV_T1_QK, row_codes_t1, X, n, Y, ldy, r0, r1) == 0)
             return;
 #else
         (void)use_amx;
