@@ -55,8 +55,9 @@
  * a fixed 256-byte look-ahead, decode reached ~60% of a plain read's GB/s).
  * Each load is paired with a prefetch of the same offset in a later group,
  * which covers every line of that group once, at least STREAM_AHEAD bytes
- * ahead in the stream, into L2 (measured: 4 KB into L2 beat 1-16 KB into L1
- * or L2 on the 2B decode stream). */
+ * ahead in the stream (measured on the 2B decode, 256 B to 16 KB ahead into
+ * L1, L2 or non-temporal: 1-2 KB into L1 best, 4 KB into L2 ~4% slower, NTA
+ * far slower; without the prefetches the GEMV streams at half the speed). */
 #define STREAM_AHEAD 1024
 #define PF_HINT _MM_HINT_T0
 
