@@ -1,7 +1,7 @@
 """Single-thread speed of the integer kernels, per path, on the BitNet-b1.58-2B
 shapes, through the test hook engine.llm._native.kernel_run.
 
-    python -m bench.bench_kernels [--paths avx512,avx2,ref] [--seconds 0.5]
+    python -m bench.bench_kernels [--paths amx,avx512,avx2,ref] [--seconds 0.5]
 
 Prints the machine, then a table (path, op, shape, time, GB/s of weights for
 the GEMVs, GOPS for the prefill GEMM, % of a nominal peak) and writes
@@ -57,7 +57,7 @@ TERNARY_SHAPES = (
 HEAD_SHAPE = ("lm head", 128256, 2560)
 # nominal multiply-accumulates per cycle of the inner-loop instruction
 # (no meaningful figure for the scalar path)
-MAC_PER_CYCLE = {"avx512": 128, "avx2": 64, "ref": 0}
+MAC_PER_CYCLE = {"amx": 1024, "avx512": 128, "avx2": 64, "ref": 0}  # amx: one TDPBUSD per 16 cycles
 
 
 def machine() -> dict[str, Any]:

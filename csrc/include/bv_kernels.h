@@ -68,10 +68,10 @@ extern const bv_kernels bv_kernels_amx; /* avx512 with AMX-INT8 tiles for the GE
 #endif
 
 /* Fills bv_kern. `want` is NULL (auto: best the CPU has, unless the
- * BITVOICE_KERNEL environment variable names one) or "ref"/"avx2"/"avx512".
+ * BITVOICE_KERNEL environment variable names one) or "ref"/"avx2"/"avx512"/"amx".
  * Returns 0, or -1 if the wanted path is unknown or the CPU lacks it. */
 int bv_kernels_select(const char *want);
-/* The table of a path by name ("ref", "avx2", "avx512") as its file defines it
+/* The table of a path by name ("ref", "avx2", "avx512", "amx") as its file defines it
  * (entries it leaves NULL stay NULL), or NULL if unknown or unsupported here. */
 const bv_kernels *bv_kernels_named(const char *name);
 /* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512, 8 amx. */

@@ -13,10 +13,10 @@ def kernel_backend() -> str:
     """The kernel path in use: 'ref', 'avx2' or 'avx512'."""
 
 def select_kernel(name: str) -> None:
-    """Force a path ('ref', 'avx2', 'avx512', 'auto'); ValueError if this CPU lacks it."""
+    """Force a path ('ref', 'avx2', 'avx512', 'amx', 'auto'); ValueError if this CPU lacks it."""
 
 def supported_kernels() -> list[str]:
-    """The paths this CPU can run, e.g. ['ref', 'avx2', 'avx512']."""
+    """The paths this CPU can run, e.g. ['ref', 'avx2', 'avx512', 'amx']."""
 
 def kernel_run(
     path: str, op: str, w: Buffer, nb: int, x: Buffer, n: int, rows: int, r0: int = 0, r1: int = -1
