@@ -100,7 +100,6 @@ BV_FLOAT_CLONES static void dequant(const int32_t *acc, int ldacc, const float *
     }
 }
 
-
 #define MAX_FUSED 3 /* q,k,v or gate,up run as one parallel job */
 
 typedef struct {
@@ -125,7 +124,6 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
-        /* each task dequantizes the rows it just made, while they are in cache */
         if (r0 < r1 && w->t1) {
             if (j->n == 1)
                 bv_kern.t1_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
@@ -137,6 +135,7 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
             else
                 bv_kern.ternary_gemm(w->data, w->nb, j->X, j->n, j->Y + base, j->ldy, r0, r1);
         }
+        /* each task dequantizes the rows it just made, while they are in cache */
         if (r0 < r1) dequant(j->Y + base, j->ldy, j->xs, j->n, w->scale, j->out[mi], j->ldo[mi], r0, r1);
         base += w->rows;
     }
