@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests" / "realtime"))
 
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
+from bench.machine import describe_machine  # noqa: E402
 from realtime import limits  # noqa: E402
 from realtime import messages as m  # noqa: E402
 from realtime.server import RealtimeServer, ServerConfig, serve  # noqa: E402
@@ -68,20 +69,11 @@ def stats(xs: list[float]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """describe_machine() plus what a server benchmark also wants: usable CPUs, OS."""
     return {
-        "cpu": cpu or platform.processor(),
-        "logical_cpus": os.cpu_count(),
+        **describe_machine(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
-        "python": platform.python_version(),
     }
 
 
