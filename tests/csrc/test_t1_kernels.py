@@ -43,36 +43,39 @@ def run(
     return np.frombuffer(out, dtype="<i4").reshape(n, rows)
 
 
+def random_case(seed: int, rows: int, cols: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ternary weights [rows, cols] and int8 activations [n, cols] from `seed`."""
+    rng = np.random.default_rng(seed)
+    t = rng.integers(-1, 2, size=(rows, cols)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(n, cols)).astype(np.int8)
+    return t, x
+
+
+def matmul(t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return x.astype(np.int32) @ t.T.astype(np.int32)
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("rows", "cols"), [(r, c) for r in ROWS for c in COLS])
 def test_t1_gemv_exact(path: str, rows: int, cols: int) -> None:
-    rng = np.random.default_rng(rows * 10007 + cols)
-    t = rng.integers(-1, 2, size=(rows, cols)).astype(np.int8)
-    x = rng.integers(-128, 128, size=(1, cols)).astype(np.int8)
+    t, x = random_case(rows * 10007 + cols, rows, cols, 1)
     x[0, : min(cols, 4)] = (-128, 127, -128, 127)[: min(cols, 4)]  # saturation extremes
-    expected = x.astype(np.int32) @ t.T.astype(np.int32)
-    np.testing.assert_array_equal(run(path, "t1_gemv", t, x, 1), expected)
+    np.testing.assert_array_equal(run(path, "t1_gemv", t, x, 1), matmul(t, x))
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("n", [1, 2, 5, 17])
 @pytest.mark.parametrize(("rows", "cols"), [(7, 33), (33, 321), (129, 4097)])
 def test_t1_gemm_exact(path: str, n: int, rows: int, cols: int) -> None:
-    rng = np.random.default_rng(n * 31 + rows + cols)
-    t = rng.integers(-1, 2, size=(rows, cols)).astype(np.int8)
-    x = rng.integers(-128, 128, size=(n, cols)).astype(np.int8)
-    expected = x.astype(np.int32) @ t.T.astype(np.int32)
-    np.testing.assert_array_equal(run(path, "t1_gemm", t, x, n), expected)
+    t, x = random_case(n * 31 + rows + cols, rows, cols, n)
+    np.testing.assert_array_equal(run(path, "t1_gemm", t, x, n), matmul(t, x))
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_t1_row_subrange(path: str) -> None:
-    rng = np.random.default_rng(5)
-    t = rng.integers(-1, 2, size=(40, 700)).astype(np.int8)
-    x = rng.integers(-128, 128, size=(1, 700)).astype(np.int8)
+    t, x = random_case(5, 40, 700, 1)
     got = run(path, "t1_gemv", t, x, 1, 9, 31)
-    expected = x.astype(np.int32) @ t.T.astype(np.int32)
-    np.testing.assert_array_equal(got[0, 9:31], expected[0, 9:31])
+    np.testing.assert_array_equal(got[0, 9:31], matmul(t, x)[0, 9:31])
     assert not got[0, :9].any() and not got[0, 31:].any(), "rows outside [r0, r1) are not written"
 
 
@@ -81,13 +84,10 @@ def test_t1_row_subrange(path: str) -> None:
 def test_t1_gemv_wide_rows(path: str, cols: int) -> None:
     """Rows wider than one stack slice of prepared activations (10240 columns
     on avx512) add the slices' partial sums; all-extreme values check range."""
-    rng = np.random.default_rng(cols)
-    t = rng.integers(-1, 2, size=(9, cols)).astype(np.int8)
+    t, x = random_case(cols, 9, cols, 1)
     t[0] = 1
-    x = rng.integers(-128, 128, size=(1, cols)).astype(np.int8)
     x[0, ::2] = -128
-    expected = x.astype(np.int32) @ t.T.astype(np.int32)
-    np.testing.assert_array_equal(run(path, "t1_gemv", t, x, 1), expected)
+    np.testing.assert_array_equal(run(path, "t1_gemv", t, x, 1), matmul(t, x))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -96,19 +96,13 @@ def test_t1_gemm_token_tiles(path: str, n: int) -> None:
     """Every mix of 12- and 4-token tiles (on amx: 32-token tile blocks, then
     those zmm tiles for the rest), a row tail past a 32-row tile and
     K chunks of 960 columns with a short last one (4097 -> 13 blocks)."""
-    rng = np.random.default_rng(n)
-    t = rng.integers(-1, 2, size=(45, 4097)).astype(np.int8)
-    x = rng.integers(-128, 128, size=(n, 4097)).astype(np.int8)
-    expected = x.astype(np.int32) @ t.T.astype(np.int32)
-    np.testing.assert_array_equal(run(path, "t1_gemm", t, x, n), expected)
+    t, x = random_case(n, 45, 4097, n)
+    np.testing.assert_array_equal(run(path, "t1_gemm", t, x, n), matmul(t, x))
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_t1_gemm_row_subrange(path: str) -> None:
-    rng = np.random.default_rng(6)
-    t = rng.integers(-1, 2, size=(80, 700)).astype(np.int8)
-    x = rng.integers(-128, 128, size=(6, 700)).astype(np.int8)
+    t, x = random_case(6, 80, 700, 6)
     got = run(path, "t1_gemm", t, x, 6, 7, 71)
-    expected = x.astype(np.int32) @ t.T.astype(np.int32)
-    np.testing.assert_array_equal(got[:, 7:71], expected[:, 7:71])
+    np.testing.assert_array_equal(got[:, 7:71], matmul(t, x)[:, 7:71])
     assert not got[:, :7].any() and not got[:, 71:].any(), "rows outside [r0, r1) are not written"

@@ -213,20 +213,26 @@ def _assistant_items(page: Any) -> list[dict[str, Any]]:
     return items
 
 
+def _heard_transcript(page: Any) -> tuple[str, float]:
+    """Wait for the final user transcript; check it against the spoken WAV.
+    Whisper base hears espeak-ng's robot voice well but not perfectly ("capital on friends")."""
+    page.wait_for_function(
+        "window.bitvoice.conversation.items.some(i => i.kind === 'user' && !i.partial)",
+        timeout=TURN_TIMEOUT_MS,
+    )
+    user_text = page.locator("li.msg.user .body").first.inner_text()
+    error_rate = jiwer.wer(_words(SPOKEN), _words(user_text))
+    assert error_rate <= MAX_WER, f"transcript was {user_text!r} (WER {error_rate:.2f})"
+    return user_text, error_rate
+
+
 def test_a_spoken_turn_end_to_end(page: Any, measured: dict[str, Any]) -> None:
     # A person presses the microphone button; the fake microphone then plays the WAV.
     page.get_by_role("button", name="Start microphone").click()
     page.wait_for_function("window.bitvoice.state.framesSent > 25", timeout=20_000)
 
     # The final transcript of the spoken WAV appears in the conversation view.
-    page.wait_for_function(
-        "window.bitvoice.conversation.items.some(i => i.kind === 'user' && !i.partial)",
-        timeout=TURN_TIMEOUT_MS,
-    )
-    user_text = page.locator("li.msg.user .body").first.inner_text()
-    # Whisper base hears espeak-ng's robot voice well but not perfectly ("capital on friends").
-    error_rate = jiwer.wer(_words(SPOKEN), _words(user_text))
-    assert error_rate <= MAX_WER, f"transcript was {user_text!r} (WER {error_rate:.2f})"
+    user_text, error_rate = _heard_transcript(page)
 
     # The reply text streams: several deltas arrive before the reply is done.
     page.wait_for_function(
@@ -376,13 +382,7 @@ def test_push_to_talk(
         )
         sent = _js(page, "window.bitvoice.sent.map(m => m.type)")
         assert sent.index("input_audio_buffer.commit") < sent.index("response.create")
-        page.wait_for_function(
-            "window.bitvoice.conversation.items.some(i => i.kind === 'user' && !i.partial)",
-            timeout=TURN_TIMEOUT_MS,
-        )
-        user_text = page.locator("li.msg.user .body").first.inner_text()
-        error_rate = jiwer.wer(_words(SPOKEN), _words(user_text))
-        assert error_rate <= MAX_WER, f"transcript was {user_text!r} (WER {error_rate:.2f})"
+        user_text, error_rate = _heard_transcript(page)
         page.wait_for_function(
             "window.bitvoice.received.some(r => r.type === 'response.created')",
             timeout=TURN_TIMEOUT_MS,
