@@ -171,24 +171,18 @@ def bench_path(path: str, seconds: float, mhz: float, bw: float) -> list[dict[st
 
     # the scalar path is ~30x slower: fewer seconds per case, same shapes
     budget = seconds if path != "ref" else seconds / 4
+    # each shape in the 2-bit layout, then in T1 (1.6 bits/weight; cols padded to 320)
+    layouts = (("ternary", QK, ternary_bytes), ("t1", T1_QK, t1_bytes))
     for name, rows, cols in TERNARY_SHAPES:
-        nb = cols // QK
-        w = ternary_bytes(rng, rows, nb)
-        x1 = aligned(rng.bytes(nb * QK))
-        xn = aligned(rng.bytes(PREFILL_TOKENS * nb * QK))
-        t = best_time(budget, 2, path, "ternary_gemv", w, nb, x1, 1, rows)
-        record("ternary_gemv", name, rows, cols, 1, t, len(w))
-        t = best_time(budget, 2, path, "ternary_gemm", w, nb, xn, PREFILL_TOKENS, rows)
-        record("ternary_gemm", name, rows, cols, PREFILL_TOKENS, t, len(w))
-        # the same shape in the T1 layout (1.6 bits/weight; cols padded to 320)
-        nb1 = (cols + T1_QK - 1) // T1_QK
-        w1 = t1_bytes(rng, rows, nb1)
-        x1 = aligned(rng.bytes(nb1 * T1_QK))
-        xn = aligned(rng.bytes(PREFILL_TOKENS * nb1 * T1_QK))
-        t = best_time(budget, 2, path, "t1_gemv", w1, nb1, x1, 1, rows)
-        record("t1_gemv", name, rows, cols, 1, t, len(w1))
-        t = best_time(budget, 2, path, "t1_gemm", w1, nb1, xn, PREFILL_TOKENS, rows)
-        record("t1_gemm", name, rows, cols, PREFILL_TOKENS, t, len(w1))
+        for layout, block, packed_bytes in layouts:
+            nb = (cols + block - 1) // block
+            w = packed_bytes(rng, rows, nb)
+            x1 = aligned(rng.bytes(nb * block))
+            xn = aligned(rng.bytes(PREFILL_TOKENS * nb * block))
+            t = best_time(budget, 2, path, f"{layout}_gemv", w, nb, x1, 1, rows)
+            record(f"{layout}_gemv", name, rows, cols, 1, t, len(w))
+            t = best_time(budget, 2, path, f"{layout}_gemm", w, nb, xn, PREFILL_TOKENS, rows)
+            record(f"{layout}_gemm", name, rows, cols, PREFILL_TOKENS, t, len(w))
     name, rows, cols = HEAD_SHAPE
     nb = cols // QK
     x1 = aligned(rng.bytes(nb * QK))
