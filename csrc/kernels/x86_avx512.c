@@ -53,17 +53,39 @@
 /* GEMVs read a group of consecutive rows (one contiguous span) a few lines of
  * each row at a time, a pattern the hardware prefetchers follow poorly (with
  * a fixed 256-byte look-ahead, decode reached ~60% of a plain read's GB/s).
- * Each load is paired with a prefetch of the same offset in a later group,
- * which covers every line of that group once, at least STREAM_AHEAD bytes
- * ahead in the stream (measured on the 2B decode, 256 B to 16 KB ahead into
- * L1, L2 or non-temporal: 1-2 KB into L1 best, 4 KB into L2 ~4% slower, NTA
- * far slower; without the prefetches the GEMV streams at half the speed). */
-#define STREAM_AHEAD 1024
-#define PF_HINT _MM_HINT_T0
+ * Each load is paired with two prefetches of the same offset in later groups,
+ * which cover every line of those groups once: one at least STREAM_NEAR bytes
+ * ahead into L1, so the loads hit, and one at least STREAM_FAR bytes ahead
+ * into L2, so that enough lines are in flight to cover the DRAM latency (an
+ * L1 prefetch holds one of the core's few L1 fill buffers until its line
+ * arrives from DRAM; the L2 one is done with it once the line is in L2).
+ * Measured on the 2B decode (T1 matmuls per token): the L1 prefetch alone,
+ * best at 1-2 KB, streamed ~24 GB/s, 80% of the 2-thread read bandwidth;
+ * with the L2 prefetch 16 KB ahead ~28 GB/s (18.0 -> 14.7 ms; 8 KB and
+ * 24 KB a little slower). The prefetches are inline asm, volatile so that
+ * each stays where it is written: GCC hoists the builtin's prefetches of an
+ * unrolled row loop into one burst at the top of the loop body, which
+ * measured as slow as no L2 prefetch at all. */
+#define STREAM_NEAR 1024
+#define STREAM_FAR 16384
 
-/* bytes from a row-group load to the same place in the group to prefetch */
-static inline size_t stream_distance(size_t group_bytes) {
-    return (STREAM_AHEAD + group_bytes - 1) / group_bytes * group_bytes;
+typedef struct {
+    size_t near, far; /* bytes ahead: whole row groups */
+} stream_ahead;
+
+static inline stream_ahead stream_distances(size_t group_bytes) {
+    stream_ahead a = {(STREAM_NEAR + group_bytes - 1) / group_bytes * group_bytes,
+                      (STREAM_FAR + group_bytes - 1) / group_bytes * group_bytes};
+    return a;
+}
+
+BV_ALWAYS_INLINE void prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
+BV_ALWAYS_INLINE void prefetch_l2(const void *p) { __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p)); }
+
+/* both prefetches for the line at p (the GEMVs whose loop body is short) */
+BV_ALWAYS_INLINE void stream_prefetch(const void *p, stream_ahead a) {
+    prefetch_l1((const char *)p + a.near);
+    prefetch_l2((const char *)p + a.far);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -119,7 +141,7 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
     const __m512i m_a = _mm512_inserti64x4(_mm512_set1_epi8(0x03), _mm256_set1_epi8(0x0C), 1);
     const __m512i m_b =
         _mm512_inserti64x4(_mm512_set1_epi8(0x30), _mm256_set1_epi8((char)0xC0), 1);
-    const size_t ahead = stream_distance(GEMV_ROWS * rb);
+    const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -131,7 +153,7 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
 #pragma GCC unroll 8
             for (int i = 0; i < GEMV_ROWS; i++) {
                 const uint8_t *p = wr + (size_t)i * rb + (size_t)k * BV_BLOCK_BYTES;
-                if (!(k & 1)) _mm_prefetch((const char *)(p + ahead), PF_HINT);
+                if (!(k & 1)) stream_prefetch(p, ahead);
                 const __m512i bc = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
                 a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(bc, m_a), x0);
                 b[i] = _mm512_dpbusd_epi32(b[i], _mm512_and_si512(bc, m_b), x1);
@@ -189,13 +211,16 @@ static void t1_prepare_x(const int8_t *x, int nb1, __m512i *xp) {
         }
 }
 
-/* acc_e/acc_o += one 64-byte T1 block of codes dotted with its prepared x */
-#define T1_BLOCK_DOT(s, xb, ae, ao)                                                       \
+/* acc_e/acc_o += one 64-byte T1 block of codes dotted with its prepared x;
+ * far: the L2 prefetch to issue halfway through (NULL: none), which spreads
+ * the row loop's prefetches over its compute */
+#define T1_BLOCK_DOT(s, xb, ae, ao, far)                                                  \
     do {                                                                                  \
         __m512i pe_ = _mm512_maddubs_epi16((s), k30), po_ = _mm512_maddubs_epi16((s), k03); \
         for (int d_ = 0; d_ < 5; d_++) {                                                  \
             (ae) = _mm512_dpbusd_epi32((ae), pe_, _mm512_load_si512((const void *)&(xb)[d_])); \
             (ao) = _mm512_dpbusd_epi32((ao), po_, _mm512_load_si512((const void *)&(xb)[5 + d_])); \
+            if (d_ == 2 && (far)) prefetch_l2(far);                                       \
             if (d_ < 4) {                                                                 \
                 pe_ = _mm512_maddubs_epi16(pe_, k30);                                     \
                 po_ = _mm512_maddubs_epi16(po_, k30);                                     \
@@ -208,7 +233,7 @@ static void t1_prepare_x(const int8_t *x, int nb1, __m512i *xp) {
 static void t1_gemv_prepared(const uint8_t *w, size_t rb, int nb1, const __m512i *xp, int32_t sx,
                              int add, int32_t *y, int r0, int r1) {
     const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
-    const size_t ahead = stream_distance(T1_GEMV_ROWS * rb);
+    const stream_ahead ahead = stream_distances(T1_GEMV_ROWS * rb);
     int r = r0;
     for (; r + T1_GEMV_ROWS <= r1; r += T1_GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -219,9 +244,9 @@ static void t1_gemv_prepared(const uint8_t *w, size_t rb, int nb1, const __m512i
 #pragma GCC unroll 8
             for (int i = 0; i < T1_GEMV_ROWS; i++) {
                 const uint8_t *p = wr + (size_t)i * rb + (size_t)b * BV_T1_BLOCK_BYTES;
-                _mm_prefetch((const char *)(p + ahead), PF_HINT);
+                prefetch_l1(p + ahead.near);
                 const __m512i q = _mm512_loadu_si512((const void *)p);
-                T1_BLOCK_DOT(q, xb, ae[i], ao[i]);
+                T1_BLOCK_DOT(q, xb, ae[i], ao[i], p + ahead.far);
             }
         }
         for (int i = 0; i < T1_GEMV_ROWS; i++) {
@@ -234,7 +259,7 @@ static void t1_gemv_prepared(const uint8_t *w, size_t rb, int nb1, const __m512i
         __m512i ae = _mm512_setzero_si512(), ao = _mm512_setzero_si512();
         for (int b = 0; b < nb1; b++) {
             const __m512i q = _mm512_loadu_si512((const void *)(wr + (size_t)b * BV_T1_BLOCK_BYTES));
-            T1_BLOCK_DOT(q, xp + b * 10, ae, ao);
+            T1_BLOCK_DOT(q, xp + b * 10, ae, ao, (const uint8_t *)NULL);
         }
         const int32_t v = _mm512_reduce_add_epi32(_mm512_add_epi32(ae, ao)) - sx;
         y[r] = add ? y[r] + v : v;
@@ -734,7 +759,7 @@ static void amx_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32
 static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
     const size_t cols = (size_t)nb * BV_QK;
     const __m512i bias = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
-    const size_t ahead = stream_distance(GEMV_ROWS * cols);
+    const stream_ahead ahead = stream_distances(GEMV_ROWS * cols);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const int8_t *qr = q + (size_t)r * cols;
@@ -745,7 +770,7 @@ static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *
 #pragma GCC unroll 8
             for (int i = 0; i < GEMV_ROWS; i++) {
                 const int8_t *p = qr + (size_t)i * cols + k;
-                _mm_prefetch((const char *)(p + ahead), PF_HINT);
+                stream_prefetch(p, ahead);
                 const __m512i qv = _mm512_loadu_si512((const void *)p);
                 a[i] = _mm512_dpbusd_epi32(a[i], u, qv);
                 s[i] = _mm512_dpbusd_epi32(s[i], ones, qv);
@@ -778,7 +803,7 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
     const size_t rb = (size_t)nb * BV_I4_GROUP_BYTES;
     const int32_t sx8 = 8 * sum_i8(x, (size_t)nb * BV_QK);
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
-    const size_t ahead = stream_distance(GEMV_ROWS * rb);
+    const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *qr = q + (size_t)r * rb;
@@ -790,7 +815,7 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
 #pragma GCC unroll 8
             for (int i = 0; i < GEMV_ROWS; i++) {
                 const uint8_t *p = qr + (size_t)i * rb + (size_t)g * BV_I4_GROUP_BYTES;
-                _mm_prefetch((const char *)(p + ahead), PF_HINT);
+                stream_prefetch(p, ahead);
                 const __m512i qv = _mm512_loadu_si512((const void *)p);
                 a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(qv, lo4), x0);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qv, 4), lo4);
@@ -899,15 +924,37 @@ BV_ALWAYS_INLINE __m512 exp_nonpos_ps(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* The K and V rows come from DRAM (the weight stream evicted them since the
+ * last token) and are read once, in order. Each position's rows are
+ * prefetched ATTN_NEAR positions ahead into L1 and ATTN_FAR ahead into L2,
+ * one position's lines per position computed: spread over the compute, not
+ * in a burst per block, which would stall on the core's fill buffers.
+ * Measured on the 2B decode, attention per token: 1.92 -> 1.69 ms at 256
+ * cached positions, 6.1 -> 5.5 ms at 1024 (a whole block prefetched two
+ * blocks ahead before; one thread computes a 4-head position in ~23 ns warm
+ * in cache, ~57 ns from DRAM that way). `left`: positions from the block's
+ * first to the end of the span (none are prefetched past it; 0: none). */
+#define ATTN_NEAR 16
+#define ATTN_FAR 64
+
+BV_ALWAYS_INLINE void prefetch_kv_row(const uint16_t *rows, int t, int left, int hd) {
+    if (t + ATTN_NEAR < left)
+        for (int b = 0; b < hd * 2; b += 64) prefetch_l1((const char *)(rows + (size_t)(t + ATTN_NEAR) * hd) + b);
+    if (t + ATTN_FAR < left)
+        for (int b = 0; b < hd * 2; b += 64) prefetch_l2((const char *)(rows + (size_t)(t + ATTN_FAR) * hd) + b);
+}
+
 /* s[h][t] = scale * q_h . k_t for the nt <= ATTN_BLOCK positions at kb.
  * Inlined with nh a constant (see attn_block), so the accumulators stay in
  * registers. */
-BV_ALWAYS_INLINE void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int hd, float scale,
-                              float s[ATTN_TILE][ATTN_BLOCK]) {
+BV_ALWAYS_INLINE void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int left, int hd,
+                                         float scale, float s[ATTN_TILE][ATTN_BLOCK]) {
     for (int t = 0; t < nt; t += 2) {
         const int pair = t + 1 < nt;
         __m512 a0[ATTN_TILE], a1[ATTN_TILE];
         for (int h = 0; h < ATTN_TILE; h++) a0[h] = a1[h] = _mm512_setzero_ps();
+        prefetch_kv_row(kb, t, left, hd);
+        prefetch_kv_row(kb, t + 1, left, hd);
         for (int d = 0; d < hd; d += 16) {
             const __mmask16 dm = tail_mask(hd - d);
             const __m512 k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(dm, kb + (size_t)t * hd + d));
@@ -929,8 +976,8 @@ BV_ALWAYS_INLINE void attn_block_scores(const float *q, int nh, const uint16_t *
 }
 
 /* o_h += sum_t p[h][t] v_t over the nt positions at vb, 64 floats of o at a time */
-BV_ALWAYS_INLINE void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int hd,
-                              float *o) {
+BV_ALWAYS_INLINE void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int left,
+                                         int hd, float *o) {
     for (int d0 = 0; d0 < hd; d0 += 64) {
         __mmask16 dm[4];
         __m512 acc[ATTN_TILE][4];
@@ -940,6 +987,7 @@ BV_ALWAYS_INLINE void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, 
                 acc[h][c] = h < nh ? _mm512_maskz_loadu_ps(dm[c], o + (size_t)h * hd + d0 + 16 * c)
                                    : _mm512_setzero_ps();
         for (int t = 0; t < nt; t++) {
+            if (d0 == 0) prefetch_kv_row(vb, t, left, hd);
             __m512 vv[4];
             for (int c = 0; c < 4; c++)
                 vv[c] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(dm[c], vb + (size_t)t * hd + d0 + 16 * c));
@@ -958,10 +1006,10 @@ BV_ALWAYS_INLINE void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, 
 /* One block for nh heads: scores, online-softmax update, weighted values.
  * Always inlined into attn_block_nh below with nh a constant. */
 BV_ALWAYS_INLINE void attn_block(const float *qt, int nh, const uint16_t *kb, const uint16_t *vb, int nt,
-                                 int hd, float scale, float *mt, float *lt, float *ot) {
+                                 int left, int hd, float scale, float *mt, float *lt, float *ot) {
     const __mmask16 live = tail_mask(nt);
     _Alignas(64) float s[ATTN_TILE][ATTN_BLOCK];
-    attn_block_scores(qt, nh, kb, nt, hd, scale, s);
+    attn_block_scores(qt, nh, kb, nt, left, hd, scale, s);
     for (int h = 0; h < nh; h++) {
         const __m512 sh = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, s[h]);
         const float block_max = _mm512_reduce_max_ps(sh);
@@ -980,23 +1028,18 @@ BV_ALWAYS_INLINE void attn_block(const float *qt, int nh, const uint16_t *kb, co
         lt[h] += _mm512_reduce_add_ps(p);
         _mm512_store_ps(s[h], p);
     }
-    attn_block_values(s, nh, vb, nt, hd, ot);
+    attn_block_values(s, nh, vb, nt, left, hd, ot);
 }
 
-static void attn_block_nh(const float *qt, int nh, const uint16_t *kb, const uint16_t *vb, int nt, int hd,
-                          float scale, float *mt, float *lt, float *ot) {
+static void attn_block_nh(const float *qt, int nh, const uint16_t *kb, const uint16_t *vb, int nt, int left,
+                          int hd, float scale, float *mt, float *lt, float *ot) {
     switch (nh) {
-    case 4: attn_block(qt, 4, kb, vb, nt, hd, scale, mt, lt, ot); break;
-    case 3: attn_block(qt, 3, kb, vb, nt, hd, scale, mt, lt, ot); break;
-    case 2: attn_block(qt, 2, kb, vb, nt, hd, scale, mt, lt, ot); break;
-    default: attn_block(qt, 1, kb, vb, nt, hd, scale, mt, lt, ot); break;
+    case 4: attn_block(qt, 4, kb, vb, nt, left, hd, scale, mt, lt, ot); break;
+    case 3: attn_block(qt, 3, kb, vb, nt, left, hd, scale, mt, lt, ot); break;
+    case 2: attn_block(qt, 2, kb, vb, nt, left, hd, scale, mt, lt, ot); break;
+    default: attn_block(qt, 1, kb, vb, nt, left, hd, scale, mt, lt, ot); break;
     }
 }
-
-/* KV rows are read once, in order, a block at a time; they come from DRAM
- * (the weight stream evicted them since the last token), so the K and V rows
- * ATTN_AHEAD blocks on are prefetched while this block computes. */
-#define ATTN_AHEAD 2
 
 static void avx512_attn_span(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
                              float scale, float *m, float *l, float *o) {
@@ -1012,16 +1055,10 @@ static void avx512_attn_span(const float *q, int group, const uint16_t *k, const
         memset(ot, 0, sizeof(float) * (size_t)nh * hd);
         for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
             const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
-            const int ahead = t0 + ATTN_AHEAD * ATTN_BLOCK;
-            if (ahead < n) {
-                const size_t bytes = (size_t)(n - ahead < ATTN_BLOCK ? n - ahead : ATTN_BLOCK) * hd * 2;
-                const char *kp = (const char *)(k + (size_t)ahead * hd), *vp = (const char *)(v + (size_t)ahead * hd);
-                for (size_t b = 0; b < bytes; b += 64) {
-                    _mm_prefetch(kp + b, _MM_HINT_T0);
-                    _mm_prefetch(vp + b, _MM_HINT_T0);
-                }
-            }
-            attn_block_nh(qt, nh, k + (size_t)t0 * hd, v + (size_t)t0 * hd, nt, hd, scale, mt, lt, ot);
+            /* the first pass over the span's rows prefetches them; later passes
+             * (groups of more than ATTN_TILE heads) find them in cache */
+            attn_block_nh(qt, nh, k + (size_t)t0 * hd, v + (size_t)t0 * hd, nt, g0 == 0 ? n - t0 : 0, hd, scale, mt,
+                          lt, ot);
         }
         for (int h = 0; h < nh; h++) {
             m[g0 + h] = mt[h];
