@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "bv_kernels.h"
+#include "x86_prefetch.h"
 
 #define BV_ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -106,6 +107,7 @@ static void avx2_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32_t
     const int32_t sx = sum_i8(x, (size_t)nb * BV_QK);
     const __m256i m03 = _mm256_set1_epi8(0x03), m0c = _mm256_set1_epi8(0x0C);
     const __m256i ones16 = _mm256_set1_epi16(1);
+    const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -115,9 +117,11 @@ static void avx2_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32_t
             const int k1 = nb - k0 < GEMV_FLUSH_BLOCKS ? nb : k0 + GEMV_FLUSH_BLOCKS;
             for (int k = k0; k < k1; k++) {
 #pragma GCC unroll 4
-                for (int i = 0; i < GEMV_ROWS; i++)
-                    tern_block(&a[i], wr + (size_t)i * rb + (size_t)k * BV_BLOCK_BYTES,
-                               x + (size_t)k * BV_QK, m03, m0c);
+                for (int i = 0; i < GEMV_ROWS; i++) {
+                    const uint8_t *p = wr + (size_t)i * rb + (size_t)k * BV_BLOCK_BYTES;
+                    if (!(k & 1)) stream_prefetch(p, ahead); /* one 64-byte line per two blocks */
+                    tern_block(&a[i], p, x + (size_t)k * BV_QK, m03, m0c);
+                }
             }
             for (int i = 0; i < GEMV_ROWS; i++) tern_flush(&a[i], ones16);
         }
@@ -270,11 +274,14 @@ BV_ALWAYS_INLINE __m256i i8_dot32(__m256i acc, const int8_t *q, __m256i xl, __m2
 
 static void avx2_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
     const size_t cols = (size_t)nb * BV_QK;
+    const stream_ahead ahead = stream_distances(GEMV_ROWS * cols);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const int8_t *qr = q + (size_t)r * cols;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         for (size_t k = 0; k < cols; k += 32) {
+            if (!(k & 63))
+                for (int i = 0; i < GEMV_ROWS; i++) stream_prefetch(qr + (size_t)i * cols + k, ahead);
             const __m256i xl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + k)));
             const __m256i xh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + k + 16)));
             a0 = i8_dot32(a0, qr + k, xl, xh);
@@ -321,6 +328,7 @@ static void avx2_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y
     const size_t rb = (size_t)nb * BV_I4_GROUP_BYTES;
     const int32_t sx8 = 8 * sum_i8(x, (size_t)nb * BV_QK);
     const __m256i lo4 = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
+    const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *qr = q + (size_t)r * rb;
@@ -328,9 +336,13 @@ static void avx2_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y
         for (int g = 0; g < nb; g++) {
             const size_t o = (size_t)g * BV_I4_GROUP_BYTES;
             const int8_t *xg = x + (size_t)g * BV_QK;
+            stream_prefetch(qr + o, ahead);
             a0 = i4_group(a0, qr + o, xg, lo4, ones16);
+            stream_prefetch(qr + rb + o, ahead);
             a1 = i4_group(a1, qr + rb + o, xg, lo4, ones16);
+            stream_prefetch(qr + 2 * rb + o, ahead);
             a2 = i4_group(a2, qr + 2 * rb + o, xg, lo4, ones16);
+            stream_prefetch(qr + 3 * rb + o, ahead);
             a3 = i4_group(a3, qr + 3 * rb + o, xg, lo4, ones16);
         }
         _mm_storeu_si128((__m128i *)(y + r),
@@ -453,12 +465,16 @@ BV_ALWAYS_INLINE __m256 exp_nonpos_ps(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-static void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int hd, float scale,
+/* left: positions from kb to the end of the span, for the K/V row prefetches
+ * (x86_prefetch.h; 0: none) */
+static void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int left, int hd, float scale,
                               float s[ATTN_TILE][ATTN_BLOCK]) {
     for (int t = 0; t < nt; t += 2) {
         const int pair = t + 1 < nt;
         __m256 a0[ATTN_TILE], a1[ATTN_TILE];
         for (int h = 0; h < ATTN_TILE; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+        prefetch_kv_row(kb, t, left, hd);
+        prefetch_kv_row(kb, t + 1, left, hd);
         for (int d = 0; d < hd; d += 8) {
             const __m256 k0 = load_h8(kb + (size_t)t * hd + d, hd - d);
             const __m256 k1 = pair ? load_h8(kb + (size_t)(t + 1) * hd + d, hd - d) : _mm256_setzero_ps();
@@ -477,7 +493,7 @@ static void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt
     }
 }
 
-static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int hd,
+static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int left, int hd,
                               float *o) {
     for (int d0 = 0; d0 < hd; d0 += 16) {
         const int left0 = hd - d0, left1 = hd - d0 - 8;
@@ -487,6 +503,7 @@ static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint
             acc[h][1] = h < nh && left1 > 0 ? load_f8(o + (size_t)h * hd + d0 + 8, left1) : _mm256_setzero_ps();
         }
         for (int t = 0; t < nt; t++) {
+            if (d0 == 0) prefetch_kv_row(vb, t, left, hd);
             const __m256 v0 = load_h8(vb + (size_t)t * hd + d0, left0);
             const __m256 v1 = left1 > 0 ? load_h8(vb + (size_t)t * hd + d0 + 8, left1) : _mm256_setzero_ps();
 #pragma GCC unroll 4
@@ -519,7 +536,8 @@ static void avx2_attn_span(const float *q, int group, const uint16_t *k, const u
         for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
             const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
             _Alignas(32) float s[ATTN_TILE][ATTN_BLOCK];
-            attn_block_scores(qt, nh, k + (size_t)t0 * hd, nt, hd, scale, s);
+            const int left = g0 == 0 ? n - t0 : 0; /* later passes find the rows in cache */
+            attn_block_scores(qt, nh, k + (size_t)t0 * hd, nt, left, hd, scale, s);
             for (int h = 0; h < nh; h++) {
                 float block_max = -INFINITY;
                 for (int t = 0; t < nt; t++) block_max = s[h][t] > block_max ? s[h][t] : block_max;
@@ -536,7 +554,7 @@ static void avx2_attn_span(const float *q, int group, const uint16_t *k, const u
                 for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = 0.0f; /* exp(-87) is not 0 */
                 for (int t = 0; t < nt; t++) lt[h] += s[h][t];
             }
-            attn_block_values(s, nh, v + (size_t)t0 * hd, nt, hd, ot);
+            attn_block_values(s, nh, v + (size_t)t0 * hd, nt, left, hd, ot);
         }
         for (int h = 0; h < nh; h++) {
             m[g0 + h] = mt[h];
