@@ -108,6 +108,7 @@ static void avx2_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32_t
     const __m256i m03 = _mm256_set1_epi8(0x03), m0c = _mm256_set1_epi8(0x0C);
     const __m256i ones16 = _mm256_set1_epi16(1);
     const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
+    stream_start(w + (size_t)r0 * rb, (size_t)(r1 - r0) * rb, ahead);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -275,6 +276,7 @@ BV_ALWAYS_INLINE __m256i i8_dot32(__m256i acc, const int8_t *q, __m256i xl, __m2
 static void avx2_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
     const size_t cols = (size_t)nb * BV_QK;
     const stream_ahead ahead = stream_distances(GEMV_ROWS * cols);
+    stream_start(q + (size_t)r0 * cols, (size_t)(r1 - r0) * cols, ahead);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const int8_t *qr = q + (size_t)r * cols;
@@ -329,6 +331,7 @@ static void avx2_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y
     const int32_t sx8 = 8 * sum_i8(x, (size_t)nb * BV_QK);
     const __m256i lo4 = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
     const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
+    stream_start(q + (size_t)r0 * rb, (size_t)(r1 - r0) * rb, ahead);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *qr = q + (size_t)r * rb;

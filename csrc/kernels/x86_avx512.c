@@ -105,6 +105,7 @@ static void avx512_ternary_gemv(const uint8_t *w, int nb, const int8_t *x, int32
     const __m512i m_b =
         _mm512_inserti64x4(_mm512_set1_epi8(0x30), _mm256_set1_epi8((char)0xC0), 1);
     const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
+    stream_start(w + (size_t)r0 * rb, (size_t)(r1 - r0) * rb, ahead);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -197,6 +198,7 @@ static void t1_gemv_prepared(const uint8_t *w, size_t rb, int nb1, const __m512i
                              int add, int32_t *y, int r0, int r1) {
     const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
     const stream_ahead ahead = stream_distances(T1_GEMV_ROWS * rb);
+    stream_start(w + (size_t)r0 * rb, (size_t)(r1 - r0) * rb, ahead);
     int r = r0;
     for (; r + T1_GEMV_ROWS <= r1; r += T1_GEMV_ROWS) {
         const uint8_t *wr = w + (size_t)r * rb;
@@ -723,6 +725,7 @@ static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *
     const size_t cols = (size_t)nb * BV_QK;
     const __m512i bias = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
     const stream_ahead ahead = stream_distances(GEMV_ROWS * cols);
+    stream_start(q + (size_t)r0 * cols, (size_t)(r1 - r0) * cols, ahead);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const int8_t *qr = q + (size_t)r * cols;
@@ -767,6 +770,7 @@ static void avx512_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t 
     const int32_t sx8 = 8 * sum_i8(x, (size_t)nb * BV_QK);
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
     const stream_ahead ahead = stream_distances(GEMV_ROWS * rb);
+    stream_start(q + (size_t)r0 * rb, (size_t)(r1 - r0) * rb, ahead);
     int r = r0;
     for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS) {
         const uint8_t *qr = q + (size_t)r * rb;
