@@ -81,7 +81,10 @@ BV_FLOAT_CLONES static float act_quant(const float *restrict x, int n, int npad,
     float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
     for (i = 0; i < n; i++) {
         float v = (x[i] * s + magic) - magic; /* not folded: no -ffast-math */
-        q[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+        /* clamped as an integer (v is a whole number, |v| < 2^22): integer
+         * min/max vectorize, float compare-and-selects do not (strict IEEE) */
+        int32_t iv = (int32_t)v;
+        q[i] = (int8_t)(iv > 127 ? 127 : iv < -128 ? -128 : iv);
     }
     memset(q + n, 0, (size_t)(npad - n));
     return 1.0f / s;
