@@ -190,17 +190,22 @@ static PyObject *Model_sample(ModelObject *self, PyObject *args, PyObject *kw) {
     }
     p.history = h;
     p.n_history = (int)nh;
-    /* sample from a copy of the last logits row so logits() stays the raw model output */
-    float *row = PyMem_Malloc(sizeof(float) * (size_t)m->cfg.vocab);
-    if (!row) { PyMem_Free(h); return PyErr_NoMemory(); }
-    memcpy(row, m->s.logits + (size_t)(m->s.n_logits - 1) * m->cfg.vocab, sizeof(float) * (size_t)m->cfg.vocab);
+    /* the repetition penalty rewrites logits: it works on a copy of the last
+     * row, so logits() stays the raw model output; without it the sampler
+     * only reads the row (no 0.5 MB copy per decoded token) */
+    float *last = m->s.logits + (size_t)(m->s.n_logits - 1) * m->cfg.vocab, *row = last;
+    if (p.repetition_penalty != 1.0f && h) {
+        row = PyMem_Malloc(sizeof(float) * (size_t)m->cfg.vocab);
+        if (!row) { PyMem_Free(h); return PyErr_NoMemory(); }
+        memcpy(row, last, sizeof(float) * (size_t)m->cfg.vocab);
+    }
     int tok;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     tok = bv_sample(m, row, &p);
     Py_END_ALLOW_THREADS
     self->busy = 0;
-    PyMem_Free(row);
+    if (row != last) PyMem_Free(row);
     PyMem_Free(h);
     return PyLong_FromLong(tok);
 }

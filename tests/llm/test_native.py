@@ -230,6 +230,7 @@ def test_sampling(tiny_bundle: Path) -> None:
     # repetition penalty steers greedy away from a penalised argmax
     best = int(logits.argmax())
     assert m.sample(repetition_penalty=1e6, history=[best], lookback=4) != best
+    np.testing.assert_array_equal(np.array(m.logits()), logits)  # penalised on a copy
     # ...but only within the lookback window
     assert m.sample(repetition_penalty=1e6, history=[best, 1, 2, 3, 4], lookback=4) == best
     # the sampler's scratch is clean between calls: the penalty applies again
