@@ -30,27 +30,25 @@ AUDIO_RATE_ERROR_INTERVAL_S: Final = 1.0
 # A user turn longer than this is cut and answered (Whisper's streaming cap is 120 s).
 MAX_TURN_AUDIO_S: Final = 60.0
 
-# --- VAD -------------------------------------------------------------------------------------
+# --- VAD and turn-taking ---------------------------------------------------------------------
 # Speech starts (and barge-in happens) after realtime.vad.limits.START_SPEECH_MS of voiced
-# frames in a row, so a click or a short noise neither starts a turn nor interrupts.
+# frames in a row. A turn ends after the session's silence_duration_ms of silence; after
+# SPECULATIVE_PAUSE_MS of silence the server already starts the turn's work (STT, LLM, TTS),
+# sending nothing until the end is confirmed and throwing it away if speech resumes. When the
+# transcript of the paused speech reads as a complete sentence or question, the turn ends
+# after COMPLETE_TURN_SILENCE_MS instead (realtime.input.looks_complete).
+SPECULATIVE_PAUSE_MS: Final = 150
+COMPLETE_TURN_SILENCE_MS: Final = 300
 
 # --- reply audio -------------------------------------------------------------------------------
 AUDIO_FRAME_MS: Final = 40  # reply audio is sent in frames of this length
 AUDIO_FRAME_SAMPLES: Final = OUTPUT_RATE * AUDIO_FRAME_MS // 1000
 PLAYBACK_LEAD_MS: Final = 250  # how far ahead of real time the pacer may send
-# TTS chunks (at most engine.tts.limits.MAX_CHUNK_SAMPLES = 200 ms each) buffered between TTS
-# and the pacer: while paused, TTS (and then the LLM) stop once this is full ("pause stops
-# generation once a small buffer is full").
-AUDIO_QUEUE_CHUNKS: Final = 10  # <= 2 s
-SENTENCE_QUEUE: Final = 4  # sentences waiting for TTS
-TOKEN_QUEUE: Final = 64  # LLM text deltas waiting for the chunker
-MIN_SEGMENT_CHARS: Final = 12  # a sentence shorter than this is joined with the next
-MAX_SEGMENT_CHARS: Final = 220  # a run-on sentence is cut at a comma/space near this length
-# The first segment of a reply is cut sooner: TTS time grows with the text, and the first audio
-# waits for the whole first segment.
-FIRST_SEGMENT_MAX_CHARS: Final = 60
-SPEED_MIN: Final = 0.5
-SPEED_MAX: Final = 2.0
+PAUSE_POLL_S: Final = 0.02  # how often a paused pacer looks at the TTS session again
+# LLM text deltas waiting for the TTS session. Speed, pause, the text segmenter and the
+# session's own audio buffer belong to the TTS session (engine.tts); while it is paused it stops
+# pulling text, and the LLM stops once this queue is full.
+TOKEN_QUEUE: Final = 64
 
 # --- connections ---------------------------------------------------------------------------------
 DEFAULT_MAX_CONVERSATIONS: Final = 8  # default for --max-conversations
@@ -60,7 +58,11 @@ DRAIN_TIMEOUT_S: Final = 10.0  # SIGTERM: how long running turns may finish
 TURN_CANCEL_TIMEOUT_S: Final = 5.0  # how long a cancelled turn may take to unwind
 CLOSE_TIMEOUT_S: Final = 2.0  # websockets close handshake
 PING_INTERVAL_S: Final = 20.0  # websockets keepalive
-MAX_CONTROL_BACKLOG: Final = 256  # queued outgoing control messages before a slow client is cut
+# A client that does not read: its outgoing queue is bounded in bytes (replies to its own
+# pings count too), and one send may wait at most SEND_TIMEOUT_S for the socket to drain; past
+# either, the connection is closed (1008) and its slot freed.
+MAX_OUTGOING_BYTES: Final = 2 * 1024 * 1024
+SEND_TIMEOUT_S: Final = 10.0
 STATIC_MAX_BYTES: Final = 8 * 1024 * 1024  # largest static file served
 TRACE_MAX_EVENTS: Final = 4096  # per-conversation trace (ServerConfig.trace) keeps the newest
 
@@ -70,6 +72,10 @@ TRACE_MAX_EVENTS: Final = 4096  # per-conversation trace (ServerConfig.trace) ke
 # decode time, times PARTIAL_SAFETY, fits in the silence the VAD still needs before it can end
 # the turn; and partials take at most PARTIAL_MAX_DUTY of the STT engine's time.
 PARTIAL_SAFETY: Final = 1.5
+PARTIAL_MIN_AUDIO_S: Final = 0.6  # no partial of less audio than this
+PARTIAL_MIN_NEW_AUDIO_S: Final = 0.3  # nor before this much audio came since the last one
+# transcribers kept for items that ended but were not answered yet (queued turns)
+MAX_ITEM_STREAMS: Final = 4
 PARTIAL_MAX_DUTY: Final = 0.5
 DECODE_EMA_ALPHA: Final = 0.3  # weight of the newest decode time in the running estimate
 STT_WARMUP_S: Final = 1.0  # silence decoded once at start: warms Whisper, seeds the estimate

@@ -26,6 +26,8 @@ from typing import Annotated, Final, Literal, NoReturn
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from engine.tts import limits as tts_limits  # the speed range has one owner: the TTS session
+
 __all__ = [
     "AUDIO_FRAME_KIND",
     "AUDIO_HEADER",
@@ -92,7 +94,7 @@ __all__ = [
 # `invalid_field` error before any work starts) --------------------------------------------
 
 EventId = Annotated[str, msgspec.Meta(max_length=64)]
-Speed = Annotated[float, msgspec.Meta(ge=0.5, le=2.0)]
+Speed = Annotated[float, msgspec.Meta(ge=tts_limits.MIN_SPEED, le=tts_limits.MAX_SPEED)]
 VoiceName = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9]+$", min_length=1, max_length=64)]
 Language = Annotated[str, msgspec.Meta(pattern="^[A-Za-z-]+$", min_length=1, max_length=16)]
 Instructions = Annotated[str, msgspec.Meta(max_length=8000)]
@@ -199,8 +201,10 @@ class ResponseInfo(_Part, frozen=True):
 class TurnMetrics(_Part, frozen=True):
     """Per-stage latency of one turn, in milliseconds from the end of user speech.
 
-    `speech_end` is VAD end-of-speech (or the commit / response.create time in manual mode).
-    A stage that did not happen is null.
+    The zero is the end of the user's turn: the VAD's end-of-turn decision (or the commit /
+    response.create time in manual mode). A stage that did not happen is null. A stage may be
+    negative: the server starts a turn's work speculatively at a short pause, before the end
+    of the turn is confirmed (`turn_start_ms` < 0 then), and sends nothing until it is.
     """
 
     stt_final_ms: float | None = None
@@ -213,6 +217,8 @@ class TurnMetrics(_Part, frozen=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
+    turn_start_ms: float | None = None  # the turn's work began (negative: speculatively)
+    llm_prefill_ms: float | None = None  # the LLM's prefill of the new turn (duration)
 
 
 # --- client -> server --------------------------------------------------------------------------
@@ -497,6 +503,8 @@ ERROR_CODES: Final[dict[str, str]] = {
     "session_not_started": "audio or a response before the first `session.update`",
     "audio_rate_exceeded": "the client sends audio faster than real time",
     "invalid_audio": "audio is not whole PCM16 samples or not valid base64",
+    "unknown_voice": "session.update names a voice the server does not have",
+    "unsupported_language": "session.update names a language the STT model cannot transcribe",
     "no_active_response": "cancel/pause target: there is no response running",
     "conversation_busy": "a response is already running",
     "empty_input": "commit or response with no audio/text to answer",

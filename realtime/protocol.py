@@ -1,18 +1,26 @@
 """The realtime protocol core: a pure state machine, no I/O and no asyncio.
 
+Three parts, each its own object: the wire dispatch and the response lifecycle (here), the
+user's input (`realtime.input.UserInput`: rate limit, VAD, the item being spoken, turn-end
+policy) and one playout model per response (`realtime.playout.Playout`: played samples,
+heard text, pacing lead, stage times).
+
 Inputs are client frames (`receive_text`, `receive_audio`) and reports from the pipeline that
-runs a turn (`transcript_partial`, `transcript_final`, `text_delta`, `stage_mark`,
-`segment_started`, `audio_frame`, `response_finished`), each with the current monotonic time
-`now` in seconds.
-Every input returns a list of outputs for the glue to carry out, in order:
+runs a turn (`transcript_partial`, `transcript_ready`, `transcript_final`, `turn_started`,
+`text_delta`, `stage_mark`, `segment_started`, `audio_frame`, `response_finished`), each with
+the current monotonic time `now` in seconds. Every input returns a list of outputs for the
+glue to carry out, in order:
 
 - `Send(message)`: send a JSON server message; `SendAudio(frame)`: send a binary reply frame.
 - `StartResponse(...)`: start a turn (STT if it has audio, then LLM, TTS, pacing).
 - `CancelResponse(turn, reason)`: cancel that turn's task group now.
-- `ApplySpeed`, `ApplyPause`, `ApplySession`: forward a control to the running pipeline.
-- `StreamAudio(item_id, audio, until_stop_ms)` / `EndStream()`: feed / reset the partial
-  transcriber; `until_stop_ms` is the least audio before the VAD can end the turn, so the glue
-  never starts a partial decode that the final transcript would have to wait behind.
+- `ApplySpeed`, `ApplyPause`: forward a control to the running pipeline's TTS session.
+- `StreamAudio(item_id, audio, until_stop_ms)`: audio of the item being spoken, for its
+  streaming transcriber (partials, and the final); `until_stop_ms` is the least audio before
+  the VAD can end the turn. `DropItem(item_id)`: that item will never be answered.
+- `Speculate(item_id)`: the speaker paused; the turn may be ending, so the pipeline may
+  start its work now, sending nothing until a `StartResponse` for the same item adopts it.
+  `DropSpeculation(item_id)`: the speaker went on; throw that work away silently.
 - `CloseConnection(code, reason)`: close the WebSocket.
 
 Guarantees the core enforces (so the glue cannot get them wrong):
@@ -20,9 +28,7 @@ Guarantees the core enforces (so the glue cannot get them wrong):
 - After `CancelResponse` (barge-in, `response.cancel`) the core refuses every later
   `audio_frame` of that turn: no stale audio is ever sent after a flush.
 - Control messages are answered from the core's own state at once; nothing here waits.
-- The played position of a response is modelled as a client that starts playing at the first
-  frame and plays at real time (`played_samples`), optionally lowered by the client's own
-  `bitvoice.playback` report; `heard_text` is the text of exactly that audio.
+- Nothing of a speculative turn reaches the wire before its `StartResponse`.
 """
 
 from __future__ import annotations
@@ -30,28 +36,39 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import math
 from collections import deque
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from realtime import limits
 from realtime import messages as m
-from realtime.vad import SpeechAudio, SpeechStarted, SpeechStopped, VadConfig, VadSegmenter
+from realtime.input import (
+    InputEvent,
+    ItemAudio,
+    ItemEnded,
+    ItemPaused,
+    ItemResumed,
+    ItemStarted,
+    UserInput,
+)
+from realtime.playout import Playout, heard_text
 
 __all__ = [
     "ApplyPause",
-    "ApplySession",
     "ApplySpeed",
     "CancelResponse",
     "CloseConnection",
-    "EndStream",
+    "DropItem",
+    "DropSpeculation",
     "Output",
     "RealtimeProtocol",
     "Send",
     "SendAudio",
+    "SessionCheck",
+    "Speculate",
     "StartResponse",
     "StreamAudio",
     "heard_text",
@@ -99,11 +116,6 @@ class ApplyPause:
 
 
 @dataclass(frozen=True, slots=True)
-class ApplySession:
-    session: m.SessionState
-
-
-@dataclass(frozen=True, slots=True)
 class StreamAudio:
     item_id: str
     audio: bytes
@@ -111,8 +123,18 @@ class StreamAudio:
 
 
 @dataclass(frozen=True, slots=True)
-class EndStream:
-    pass
+class DropItem:
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Speculate:
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropSpeculation:
+    item_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,63 +150,15 @@ Output = (
     | CancelResponse
     | ApplySpeed
     | ApplyPause
-    | ApplySession
     | StreamAudio
-    | EndStream
+    | DropItem
+    | Speculate
+    | DropSpeculation
     | CloseConnection
 )
 
-
-def heard_text(segments: list[tuple[int, str]], total: int, played: int) -> str:
-    """The text of the first `played` samples of audio made of `segments`.
-
-    `segments` are (start sample, text) in order; a segment ends where the next starts (the
-    last at `total`). Whole segments that were played count fully; a partly played one
-    contributes its words in proportion to the samples played (rounded down).
-    """
-    out: list[str] = []
-    for i, (start, text) in enumerate(segments):
-        end = segments[i + 1][0] if i + 1 < len(segments) else total
-        if played >= end:
-            out.append(text.strip())
-            continue
-        if played > start and end > start:
-            words = text.split()
-            k = math.floor(len(words) * (played - start) / (end - start))
-            if k:
-                out.append(" ".join(words[:k]))
-        break
-    return " ".join(t for t in out if t)
-
-
-@dataclass(slots=True)
-class _Response:
-    turn: int
-    id: str
-    item_id: str
-    t0: float  # end of user speech (or the request), the metrics' zero
-    t_stt: float | None = None
-    t_first_token: float | None = None
-    t_first_sentence: float | None = None
-    t_tts_first_chunk: float | None = None
-    t_first_audio: float | None = None
-    stt_audio_s: float | None = None
-    text: list[str] = field(default_factory=list)
-    segments: list[tuple[int, str]] = field(default_factory=list)
-    sent: int = 0  # samples sent
-    playout_end: float = 0.0  # when the modelled client finishes playing what was sent
-    client_played: int | None = None
-    cancel_reason: str | None = None
-    played_at_cancel: int | None = None
-
-    def played(self, now: float) -> int:
-        if self.played_at_cancel is not None:
-            return self.played_at_cancel
-        queued = max(0.0, self.playout_end - now) * limits.OUTPUT_RATE
-        est = max(0, min(self.sent, self.sent - math.ceil(queued)))
-        if self.client_played is not None:
-            est = min(est, self.client_played)
-        return est
+#: Checks a session before `session.update` applies it: None, or (error code, message).
+SessionCheck = Callable[[m.SessionState], tuple[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +173,8 @@ class RealtimeProtocol:
     """One conversation's protocol state. Single-threaded: call from one place only.
 
     `session_defaults` is the session before any `session.update` (its `id` included);
-    `idle_timeout_s` / `max_session_s` are enforced by `tick(now)`.
+    `idle_timeout_s` / `max_session_s` are enforced by `tick(now)`; `check_session` vets a
+    `session.update` (unknown voice, unsupported language) before it applies.
     """
 
     def __init__(
@@ -209,55 +184,32 @@ class RealtimeProtocol:
         now: float,
         idle_timeout_s: float = limits.DEFAULT_IDLE_TIMEOUT_S,
         max_session_s: float = limits.DEFAULT_MAX_SESSION_S,
+        check_session: SessionCheck | None = None,
     ) -> None:
         self.session = session_defaults
         self._evt = itertools.count(1)
         self._turns = itertools.count(1)
-        self._items = itertools.count(1)
         self._created = now
         self._last_activity = now
         self._idle_timeout = idle_timeout_s
         self._max_session = max_session_s
-        self._vad: VadSegmenter | None = None
-        self._configure_vad()
-        self._input = bytearray()  # the current user item's audio
-        self._item_id: str | None = None
+        self._check_session = check_session
+        self.input = UserInput(self.session.turn_detection, now=now)
         self._committed: _TurnInput | None = None
         self._pending: deque[_TurnInput] = deque()
-        self._bucket = limits.AUDIO_BURST_S
-        self._bucket_at = now
-        self._last_rate_error = -math.inf
-        self.response: _Response | None = None
-        self.paused = False
+        self.response: Playout | None = None
         self.closed = False
 
     # ---- helpers -----------------------------------------------------------------------
 
-    def _eid(self) -> str:
-        return f"evt_{next(self._evt)}"
-
     def _send(self, msg: Any) -> Send:
         # every server message gets the next event id (they are frozen structs)
-        return Send(msgspec.structs.replace(msg, event_id=self._eid()))
+        return Send(msgspec.structs.replace(msg, event_id=f"evt_{next(self._evt)}"))
 
     def _error(self, code: str, message: str, event_id: str | None = None) -> Send:
         kind = "server_error" if code == "internal_error" else "invalid_request_error"
         info = m.ErrorInfo(code=code, message=message, type=kind, event_id=event_id)
         return self._send(m.Error(error=info))
-
-    def _configure_vad(self) -> None:
-        td = self.session.turn_detection
-        if td is None:
-            self._vad = None
-            return
-        self._vad = VadSegmenter(
-            VadConfig(
-                aggressiveness=td.aggressiveness,
-                frame_ms=td.frame_ms,
-                prefix_padding_ms=td.prefix_padding_ms,
-                silence_duration_ms=td.silence_duration_ms,
-            )
-        )
 
     @property
     def started(self) -> bool:
@@ -265,13 +217,16 @@ class RealtimeProtocol:
 
     def lead(self, now: float) -> float:
         """Seconds of sent audio the modelled client has not played yet (0 with no response)."""
-        r = self.response
-        return max(0.0, r.playout_end - now) if r is not None else 0.0
+        return self.response.lead(now) if self.response is not None else 0.0
 
     def is_current(self, turn: int) -> bool:
         """True while `turn` is the running, not cancelled response (its audio may be sent)."""
         r = self.response
         return r is not None and r.turn == turn and r.cancel_reason is None
+
+    def _current(self, turn: int) -> Playout | None:
+        r = self.response
+        return r if r is not None and r.turn == turn else None
 
     # ---- connection ----------------------------------------------------------------------
 
@@ -296,10 +251,11 @@ class RealtimeProtocol:
     # ---- client frames -----------------------------------------------------------------------
 
     def receive_text(self, data: bytes | str, now: float) -> list[Output]:
-        """Handle one client text frame."""
+        """Handle one client text frame (its size is counted in bytes, as sent)."""
         self._last_activity = now
-        if len(data) > limits.MAX_MESSAGE_BYTES:
-            return [self._too_large(len(data))]
+        size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
+        if size > limits.MAX_MESSAGE_BYTES:
+            return [self._too_large(size)]
         try:
             msg = m.decode_client(data)
         except m.WireError as exc:
@@ -319,114 +275,62 @@ class RealtimeProtocol:
             return [self._too_large(len(pcm))]
         if not self.started:
             return [
-                self._error(
-                    "session_not_started",
-                    "send session.update before audio",
-                    event_id,
-                )
+                self._error("session_not_started", "send session.update before audio", event_id)
             ]
         if len(pcm) % 2:
             return [self._error("invalid_audio", "audio must be whole PCM16 samples", event_id)]
         if not pcm:
             return []
-        # token bucket in seconds of audio
-        self._bucket = min(
-            limits.AUDIO_BURST_S,
-            self._bucket + (now - self._bucket_at) * limits.AUDIO_RATE_FACTOR,
-        )
-        self._bucket_at = now
-        seconds = len(pcm) / limits.INPUT_BYTES_PER_SECOND
-        if seconds > self._bucket:
-            if now - self._last_rate_error >= limits.AUDIO_RATE_ERROR_INTERVAL_S:
-                self._last_rate_error = now
-                return [
-                    self._error(
-                        "audio_rate_exceeded",
-                        "audio arrives faster than real time; the excess was dropped",
-                        event_id,
-                    )
-                ]
+        admitted, refusal = self.input.admit(pcm, now)
+        if refusal is not None:
+            return [self._error(refusal.code, refusal.message, event_id)]
+        if not admitted:
             return []
-        self._bucket -= seconds
-        if self._vad is None:
-            return self._append_manual(pcm, event_id)
-        return self._run_vad(pcm, now)
+        if self.input.vad_enabled:
+            events = self.input.feed_vad(pcm)
+        else:
+            events = self.input.append_manual(pcm)
+        return self._on_input(events, now, event_id)
 
-    def _append_manual(self, pcm: bytes, event_id: str | None) -> list[Output]:
-        if len(self._input) + len(pcm) > limits.MAX_TURN_AUDIO_S * limits.INPUT_BYTES_PER_SECOND:
-            return [
-                self._error(
-                    "invalid_audio",
-                    f"a turn is limited to {limits.MAX_TURN_AUDIO_S:.0f} s; commit first",
-                    event_id,
-                )
-            ]
-        if self._item_id is None:
-            self._item_id = f"item_{next(self._items)}"
-        self._input += pcm
-        return []
-
-    def _run_vad(self, pcm: bytes, now: float) -> list[Output]:
-        assert self._vad is not None
-        td = self.session.turn_detection
-        assert td is not None
+    def _on_input(
+        self, events: list[InputEvent], now: float, event_id: str | None = None
+    ) -> list[Output]:
+        """Wire messages and pipeline outputs for what the user's input did."""
         out: list[Output] = []
-        for ev in self._vad.feed(pcm):
-            if isinstance(ev, SpeechStarted):
-                if td.interrupt_response and self.response is not None:
+        td = self.session.turn_detection
+        for ev in events:
+            if isinstance(ev, ItemStarted):
+                if td is not None and td.interrupt_response and self.response is not None:
                     out += self._cancel("turn_detected", now)
-                self._item_id = f"item_{next(self._items)}"
-                self._input = bytearray(ev.audio)
-                out.append(
-                    self._send(
-                        m.InputAudioBufferSpeechStarted(
-                            item_id=self._item_id, audio_start_ms=ev.start_ms
-                        )
-                    )
+                msg = m.InputAudioBufferSpeechStarted(
+                    item_id=ev.item_id, audio_start_ms=ev.start_ms
                 )
-                if self.session.partial_transcripts:
-                    out.append(StreamAudio(self._item_id, ev.audio, self._until_stop_ms()))
-            elif isinstance(ev, SpeechAudio):
-                if self._item_id is None:
-                    continue
-                self._input += ev.audio
-                if self.session.partial_transcripts:
-                    out.append(StreamAudio(self._item_id, ev.audio, self._until_stop_ms()))
-                if len(self._input) >= limits.MAX_TURN_AUDIO_S * limits.INPUT_BYTES_PER_SECOND:
-                    # a turn that never pauses is cut here and answered
-                    self._vad.reset()
-                    out += self._speech_stopped(self._vad.position_ms, now)
-            elif isinstance(ev, SpeechStopped):
-                out += self._speech_stopped(ev.end_ms, now)
+                out.append(self._send(msg))
+            elif isinstance(ev, ItemAudio):
+                out.append(StreamAudio(ev.item_id, ev.audio, ev.until_stop_ms))
+            elif isinstance(ev, ItemPaused):
+                if td is not None and td.create_response and self.response is None:
+                    out.append(Speculate(ev.item_id))
+            elif isinstance(ev, ItemResumed):
+                out.append(DropSpeculation(ev.item_id))
+            elif isinstance(ev, ItemEnded):
+                out += self._item_ended(ev, now)
+            else:
+                out.append(self._error(ev.code, ev.message, event_id))
         return out
 
-    def _until_stop_ms(self) -> int:
-        until = self._vad.until_stop_ms if self._vad is not None else None
-        return 0 if until is None else until
-
-    def _speech_stopped(self, end_ms: int, now: float) -> list[Output]:
-        if self._item_id is None:
-            return []
+    def _item_ended(self, ev: ItemEnded, now: float) -> list[Output]:
         td = self.session.turn_detection
-        item = self._item_id
-        out: list[Output] = [
-            self._send(m.InputAudioBufferSpeechStopped(item_id=item, audio_end_ms=end_ms)),
-            EndStream(),
-        ]
-        out += self._commit(now)
-        if td is not None and td.create_response and self._committed is not None:
+        out: list[Output] = []
+        if td is not None:
+            stopped = m.InputAudioBufferSpeechStopped(item_id=ev.item_id, audio_end_ms=ev.end_ms)
+            out.append(self._send(stopped))
+        self._committed = _TurnInput(ev.item_id, ev.audio, None, now)
+        out.append(self._send(m.InputAudioBufferCommitted(item_id=ev.item_id)))
+        if td is not None and td.create_response:
             pending, self._committed = self._committed, None
             out += self._start_or_queue(pending, now)
         return out
-
-    def _commit(self, now: float) -> list[Output]:
-        """Turn the buffered audio into a committed item."""
-        assert self._item_id is not None
-        item = self._item_id
-        self._committed = _TurnInput(item, bytes(self._input), None, now)
-        self._input = bytearray()
-        self._item_id = None
-        return [self._send(m.InputAudioBufferCommitted(item_id=item))]
 
     # ---- dispatch -----------------------------------------------------------------------
 
@@ -437,29 +341,17 @@ class RealtimeProtocol:
         if isinstance(msg, m.Ping):
             return [self._send(m.Pong(client_event_id=eid, server_time_ms=now * 1000.0))]
         if isinstance(msg, m.SetSpeed):
-            self.session = replace_session(self.session, speed=msg.speed)
+            self.session = msgspec.structs.replace(self.session, speed=msg.speed)
             return [
                 ApplySpeed(msg.speed),
                 self._send(m.SpeedSet(speed=msg.speed, client_event_id=eid)),
             ]
-        if isinstance(msg, m.Pause):
-            self.paused = True
-            r = self.response
-            ack = m.Paused(
-                response_id=r.id if r else None, offset=r.sent if r else 0, client_event_id=eid
-            )
-            return [ApplyPause(True), self._send(ack)]
-        if isinstance(msg, m.Resume):
-            self.paused = False
-            r = self.response
-            resumed = m.Resumed(
-                response_id=r.id if r else None, offset=r.sent if r else 0, client_event_id=eid
-            )
-            return [ApplyPause(False), self._send(resumed)]
+        if isinstance(msg, m.Pause | m.Resume):
+            return self._pause(isinstance(msg, m.Pause), eid)
         if isinstance(msg, m.Playback):
             r = self.response
             if r is not None and r.id == msg.response_id:
-                r.client_played = min(msg.played_samples, r.sent)
+                r.report_played(msg.played_samples)
             return []
         if isinstance(msg, m.ResponseCancel | m.SessionClose):
             if self.response is None or self.response.cancel_reason is not None:
@@ -474,21 +366,27 @@ class RealtimeProtocol:
                 return [self._error("invalid_audio", "audio is not valid base64", eid)]
             return self.receive_audio(pcm, now, eid)
         if isinstance(msg, m.InputAudioBufferCommit):
-            if not self._input or self._item_id is None:
+            ended = self.input.end_item() if self.input.audio else None
+            if ended is None:
                 return [self._error("empty_input", "no buffered audio to commit", eid)]
-            if self._vad is not None:
-                self._vad.reset()
-                return self._speech_stopped(self._vad.position_ms, now)
-            return [EndStream(), *self._commit(now)]
+            return self._item_ended(ended, now)
         if isinstance(msg, m.InputAudioBufferClear):
-            self._input = bytearray()
-            self._item_id = None
-            if self._vad is not None:
-                self._vad.reset()
-            return [EndStream(), self._send(m.InputAudioBufferCleared())]
+            out: list[Output] = [DropItem(self.input.item_id)] if self.input.item_id else []
+            self.input.clear()
+            return [*out, self._send(m.InputAudioBufferCleared())]
         if isinstance(msg, m.ResponseCreate):
             return self._response_create(msg, now)
         raise AssertionError(f"unhandled message {msg!r}")  # pragma: no cover
+
+    def _pause(self, paused: bool, eid: str | None) -> list[Output]:
+        r = self.response
+        rid, offset = (r.id, r.sent) if r is not None else (None, 0)
+        ack: m.ServerMessage
+        if paused:
+            ack = m.Paused(response_id=rid, offset=offset, client_event_id=eid)
+        else:
+            ack = m.Resumed(response_id=rid, offset=offset, client_event_id=eid)
+        return [ApplyPause(paused), self._send(ack)]
 
     def _session_update(self, msg: m.SessionUpdate) -> list[Output]:
         cfg = msg.session
@@ -498,53 +396,54 @@ class RealtimeProtocol:
             if value is not msgspec.UNSET:
                 changes[name] = value
         old = self.session
-        self.session = replace_session(old, **changes)
+        new = msgspec.structs.replace(old, **changes)
+        problem = self._check_session(new) if self._check_session is not None else None
+        if problem is not None:
+            return [self._error(problem[0], problem[1], msg.event_id)]
+        self.session = new
         out: list[Output] = []
         if "turn_detection" in changes and changes["turn_detection"] != old.turn_detection:
-            self._configure_vad()
-            if self._vad is not None and self._item_id is not None:
-                # a half-heard VAD turn cannot continue under new VAD settings
-                self._input = bytearray()
-                self._item_id = None
-                out.append(EndStream())
+            item = self.input.item_id
+            if self.input.configure(new.turn_detection) and item is not None:
+                out.append(DropItem(item))  # a half-heard VAD turn cannot go on under new VAD
         if "speed" in changes:
             out.append(ApplySpeed(self.session.speed))
-        out += [ApplySession(self.session), self._send(m.SessionUpdated(session=self.session))]
-        return out
+        return [*out, self._send(m.SessionUpdated(session=self.session))]
 
     def _response_create(self, msg: m.ResponseCreate, now: float) -> list[Output]:
         eid = msg.event_id
         if self.response is not None and self.response.cancel_reason is None:
             return [self._error("conversation_busy", "a response is already running", eid)]
         if msg.input_text is not None:
-            turn_input = _TurnInput(f"item_{next(self._items)}", None, msg.input_text, now)
-        elif self._committed is not None:
-            turn_input = replace(self._committed, t0=now)
+            item = self.input.new_item_id()
+            return self._start_or_queue(_TurnInput(item, None, msg.input_text, now), now)
+        if self._committed is not None:
+            turn_input = _TurnInput(self._committed.item_id, self._committed.audio, None, now)
             self._committed = None
-        elif self._input and self._item_id is not None and self._vad is None:
-            out: list[Output] = [EndStream(), *self._commit(now)]
+            return self._start_or_queue(turn_input, now)
+        if self.input.audio and not self.input.vad_enabled:
+            ended = self.input.end_item()
+            assert ended is not None
+            out = self._item_ended(ended, now)
             assert self._committed is not None
             turn_input, self._committed = self._committed, None
             return out + self._start_or_queue(turn_input, now)
-        else:
-            return [
-                self._error(
-                    "empty_input", "nothing to answer: commit audio or send input_text", eid
-                )
-            ]
-        return self._start_or_queue(turn_input, now)
+        return [
+            self._error("empty_input", "nothing to answer: commit audio or send input_text", eid)
+        ]
 
     # ---- responses -------------------------------------------------------------------------
 
     def _start_or_queue(self, turn_input: _TurnInput, now: float) -> list[Output]:
         if self.response is not None:
             if len(self._pending) >= MAX_PENDING_TURNS:
-                return [self._error("conversation_busy", "too many turns waiting; dropped")]
+                out: list[Output] = [DropItem(turn_input.item_id)]
+                return [*out, self._error("conversation_busy", "too many turns waiting; dropped")]
             self._pending.append(turn_input)
             return []
         turn = next(self._turns)
         rid = m.response_id_for(turn)
-        self.response = _Response(turn=turn, id=rid, item_id=turn_input.item_id, t0=turn_input.t0)
+        self.response = Playout(turn=turn, id=rid, item_id=turn_input.item_id, t0=turn_input.t0)
         return [
             self._send(m.ResponseCreated(response=m.ResponseInfo(id=rid))),
             StartResponse(
@@ -556,10 +455,10 @@ class RealtimeProtocol:
         r = self.response
         if r is None or r.cancel_reason is not None:
             return []
-        r.played_at_cancel = r.played(now)
-        r.cancel_reason = reason
+        r.cancel(reason, now)
         out: list[Output] = []
         if r.sent:
+            assert r.played_at_cancel is not None
             flush = m.ResponseOutputAudioFlush(
                 response_id=r.id, offset=r.played_at_cancel, reason=reason
             )
@@ -573,38 +472,43 @@ class RealtimeProtocol:
 
     def heard_text(self, turn: int, now: float) -> str | None:
         """What the user heard of `turn` so far (None if it is not the current response)."""
-        r = self.response
-        if r is None or r.turn != turn:
-            return None
-        return heard_text(r.segments, r.sent, r.played(now))
+        r = self._current(turn)
+        return None if r is None else r.heard(now)
 
     # ---- pipeline reports -------------------------------------------------------------------
 
     def transcript_partial(self, item_id: str, text: str) -> list[Output]:
         """A partial transcript of the item being spoken (ignored once the item has ended)."""
-        if item_id != self._item_id or not text:
+        if item_id != self.input.item_id or not text:
             return []
         return [
             self._send(m.ConversationItemInputAudioTranscriptionDelta(item_id=item_id, delta=text))
         ]
 
+    def transcript_ready(self, item_id: str, text: str, now: float) -> list[Output]:
+        """The speculative transcript of a paused item: a complete-looking one may end the
+        turn sooner (see `realtime.input`)."""
+        return self._on_input(self.input.transcript_ready(item_id, text), now)
+
+    def turn_started(self, turn: int, at: float, llm_prefill_s: float | None = None) -> None:
+        """When `turn`'s work began (before `t0` for a speculative start), for its metrics."""
+        r = self._current(turn)
+        if r is not None:
+            r.turn_start = at
+            r.llm_prefill_s = llm_prefill_s
+
     def transcript_final(self, turn: int, text: str, audio_s: float, now: float) -> list[Output]:
-        r = self.response
-        if r is None or r.turn != turn:
+        r = self._current(turn)
+        if r is None:
             return []
         r.t_stt = now
         r.stt_audio_s = audio_s
-        return [
-            self._send(
-                m.ConversationItemInputAudioTranscriptionCompleted(
-                    item_id=r.item_id, transcript=text
-                )
-            )
-        ]
+        msg = m.ConversationItemInputAudioTranscriptionCompleted(item_id=r.item_id, transcript=text)
+        return [self._send(msg)]
 
     def text_delta(self, turn: int, delta: str, now: float) -> list[Output]:
-        r = self.response
-        if r is None or r.turn != turn or r.cancel_reason is not None or not delta:
+        r = self._current(turn)
+        if r is None or r.cancel_reason is not None or not delta:
             return []
         if r.t_first_token is None:
             r.t_first_token = now
@@ -614,13 +518,9 @@ class RealtimeProtocol:
     def stage_mark(self, turn: int, stage: str, now: float) -> None:
         """Record the first time `stage` ("sentence" or "tts_chunk") happened in `turn`, for
         the turn's metrics. Ignored for a turn that is not current."""
-        r = self.response
-        if r is None or r.turn != turn:
-            return
-        if stage == "sentence" and r.t_first_sentence is None:
-            r.t_first_sentence = now
-        elif stage == "tts_chunk" and r.t_tts_first_chunk is None:
-            r.t_tts_first_chunk = now
+        r = self._current(turn)
+        if r is not None:
+            r.mark(stage, now)
 
     def segment_started(self, turn: int, text: str) -> list[Output]:
         """The pacer is about to send the first frame of a TTS segment with this text."""
@@ -628,12 +528,9 @@ class RealtimeProtocol:
             return []
         r = self.response
         assert r is not None
-        r.segments.append((r.sent, text))
-        return [
-            self._send(
-                m.ResponseOutputAudioTranscriptDelta(response_id=r.id, delta=text, offset=r.sent)
-            )
-        ]
+        offset = r.add_segment(text)
+        delta = m.ResponseOutputAudioTranscriptDelta(response_id=r.id, delta=text, offset=offset)
+        return [self._send(delta)]
 
     def audio_frame(self, turn: int, pcm: bytes, now: float) -> list[Output]:
         """Reply audio for `turn` ready to send now. Returns nothing if the turn is stale."""
@@ -641,12 +538,7 @@ class RealtimeProtocol:
             return []
         r = self.response
         assert r is not None
-        offset = r.sent
-        n = len(pcm) // 2
-        r.sent += n
-        r.playout_end = max(r.playout_end, now) + n / limits.OUTPUT_RATE
-        if r.t_first_audio is None:
-            r.t_first_audio = now
+        offset = r.add_audio(len(pcm) // 2, now)
         if self.session.output_audio_transport == "json":
             b64 = base64.b64encode(pcm).decode("ascii")
             return [
@@ -668,8 +560,8 @@ class RealtimeProtocol:
         `error` is (code, message) of a failure; `usage` is (prompt_tokens,
         completion_tokens, tokens_per_second). Starts the next pending turn, if any.
         """
-        r = self.response
-        if r is None or r.turn != turn:
+        r = self._current(turn)
+        if r is None:
             return []
         self.response = None
         out: list[Output] = []
@@ -685,22 +577,7 @@ class RealtimeProtocol:
         played = r.played_at_cancel if r.played_at_cancel is not None else r.sent
         if status != "cancelled" and r.sent:
             out.append(self._send(m.ResponseOutputAudioDone(response_id=r.id, samples=r.sent)))
-
-        def ms(t: float | None) -> float | None:
-            return None if t is None else round((t - r.t0) * 1000.0, 1)
-
-        metrics = m.TurnMetrics(
-            stt_final_ms=ms(r.t_stt),
-            first_token_ms=ms(r.t_first_token),
-            first_sentence_ms=ms(r.t_first_sentence),
-            tts_first_chunk_ms=ms(r.t_tts_first_chunk),
-            first_audio_ms=ms(r.t_first_audio),
-            total_ms=ms(now),
-            stt_audio_ms=None if r.stt_audio_s is None else round(r.stt_audio_s * 1000.0, 1),
-            prompt_tokens=usage[0] if usage else None,
-            completion_tokens=usage[1] if usage else None,
-            tokens_per_second=round(usage[2], 2) if usage else None,
-        )
+        metrics = r.metrics(now, usage)
         info = m.ResponseInfo(
             id=r.id,
             status=status,  # type: ignore[arg-type]
@@ -715,8 +592,3 @@ class RealtimeProtocol:
         if self._pending:
             out += self._start_or_queue(self._pending.popleft(), now)
         return out
-
-
-def replace_session(session: m.SessionState, **changes: Any) -> m.SessionState:
-    """A copy of `session` with `changes` (frozen structs cannot be assigned)."""
-    return msgspec.structs.replace(session, **changes)

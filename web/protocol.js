@@ -229,6 +229,8 @@ const ERROR_WORDS = {
   session_not_started: "The session had not started yet.",
   audio_rate_exceeded: "The microphone sent audio faster than real time.",
   invalid_audio: "The microphone audio was not in the expected format.",
+  unknown_voice: "The server has no voice by that name.",
+  unsupported_language: "The speech recognizer cannot transcribe that language.",
   no_active_response: "There is no reply to stop or pause right now.",
   conversation_busy: "The assistant is still answering; wait or press Stop.",
   empty_input: "Nothing was heard to answer.",

@@ -1,7 +1,7 @@
 """Voice activity detection (webrtcvad), as a sans-I/O segmenter.
 
 Public surface: `VadSegmenter`, `VadConfig`, the events `SpeechStarted`, `SpeechAudio`,
-`SpeechStopped` (union `VadEvent`), and `limits`. Bad settings raise `InvalidRequestError`.
+`SpeechPaused`, `SpeechResumed`, `SpeechStopped` (union `VadEvent`), and `limits`. Bad settings raise `InvalidRequestError`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from realtime.vad import limits
 from realtime.vad.segmenter import (
     SpeechAudio,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
     VadConfig,
@@ -18,6 +20,8 @@ from realtime.vad.segmenter import (
 
 __all__ = [
     "SpeechAudio",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "SpeechStopped",
     "VadConfig",

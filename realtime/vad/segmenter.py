@@ -3,13 +3,17 @@
 Sans-I/O and synchronous (webrtcvad costs microseconds per frame, so it runs inline on
 whatever thread feeds it):
 
-    seg = VadSegmenter(VadConfig(aggressiveness=2, frame_ms=30))
+    seg = VadSegmenter(VadConfig(aggressiveness=2, frame_ms=30, pause_ms=150))
     for event in seg.feed(pcm16_16k_bytes):   # any length; partial frames are carried over
-        ...  # SpeechStarted(start_ms, audio) | SpeechAudio(audio) | SpeechStopped(end_ms)
+        ...  # SpeechStarted | SpeechAudio | SpeechPaused | SpeechResumed | SpeechStopped
 
 `SpeechStarted.audio` holds the prefix padding plus the voiced frames that triggered the
 start; `SpeechAudio` carries the rest of the segment as it arrives (trailing silence
-included, up to the stop). Times are ms of audio since the segmenter was created (or reset).
+included, up to the stop). With `pause_ms` set, `SpeechPaused` comes once the speaker has
+been silent that long (the turn may be ending: the server starts its work speculatively) and
+`SpeechResumed` if they speak again before `SpeechStopped` (the speculation is thrown away).
+`stop_now()` ends the turn at once (the server decided from the transcript that the turn is
+complete). Times are ms of audio since the segmenter was created (or reset).
 `feed()` raises `InvalidRequestError` for an odd byte count.
 """
 
@@ -35,6 +39,7 @@ class VadConfig:
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     start_speech_ms: int = limits.START_SPEECH_MS
+    pause_ms: int = 0  # 0: no SpeechPaused / SpeechResumed events
 
     def check(self) -> None:
         lo, hi = limits.AGGRESSIVENESS_RANGE
@@ -46,6 +51,8 @@ class VadConfig:
             raise InvalidRequestError("VAD prefix_padding_ms out of range")
         if self.silence_duration_ms < self.frame_ms or self.start_speech_ms < self.frame_ms:
             raise InvalidRequestError("VAD durations must be at least one frame")
+        if not 0 <= self.pause_ms <= self.silence_duration_ms:
+            raise InvalidRequestError("VAD pause_ms must be 0..silence_duration_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +67,25 @@ class SpeechAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """`pause_ms` of silence after the last voiced frame (which ended at `end_ms`)."""
+
+    end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Voiced audio again after a `SpeechPaused`, before the turn ended."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStopped:
     end_ms: int
 
 
-VadEvent = SpeechStarted | SpeechAudio | SpeechStopped
+VadEvent = SpeechStarted | SpeechAudio | SpeechPaused | SpeechResumed | SpeechStopped
 
 
 class VadSegmenter:
@@ -77,6 +98,7 @@ class VadSegmenter:
         self._frame_bytes = limits.SAMPLE_RATE * self.config.frame_ms // 1000 * 2
         self._start_frames = -(-self.config.start_speech_ms // self.config.frame_ms)
         self._stop_frames = -(-self.config.silence_duration_ms // self.config.frame_ms)
+        self._pause_frames = -(-self.config.pause_ms // self.config.frame_ms)
         pad_frames = self.config.prefix_padding_ms // self.config.frame_ms
         self._ring: collections.deque[bytes] = collections.deque(
             maxlen=pad_frames + self._start_frames
@@ -91,6 +113,7 @@ class VadSegmenter:
         self._voiced_run = 0
         self._silent_run = 0
         self.in_speech = False
+        self.paused = False  # a SpeechPaused was sent and no voiced frame came since
         self._last_voiced_end = 0
 
     @property
@@ -105,6 +128,24 @@ class VadSegmenter:
         if not self.in_speech:
             return None
         return max(0, (self._stop_frames - self._silent_run) * self.config.frame_ms)
+
+    @property
+    def silent_ms(self) -> int:
+        """While in speech: the silence since the last voiced frame, in ms (0 otherwise)."""
+        return self._silent_run * self.config.frame_ms if self.in_speech else 0
+
+    def stop_now(self) -> list[VadEvent]:
+        """End the current turn now (no more silence needed); [] when not in speech."""
+        if not self.in_speech:
+            return []
+        self._end_turn()
+        return [SpeechStopped(self._last_voiced_end)]
+
+    def _end_turn(self) -> None:
+        self.in_speech = False
+        self.paused = False
+        self._voiced_run = 0
+        self._silent_run = 0
 
     def feed(self, pcm: bytes) -> list[VadEvent]:
         """Run VAD over `pcm` (PCM16 LE mono 16 kHz) and return the events it caused."""
@@ -132,18 +173,38 @@ class VadSegmenter:
                     self._ring.clear()
                 continue
             speech += frame
-            if voiced:
-                self._silent_run = 0
-                self._last_voiced_end = self.position_ms
-                continue
-            self._silent_run += 1
-            if self._silent_run >= self._stop_frames:
-                if speech:
-                    events.append(SpeechAudio(bytes(speech)))
-                    speech.clear()
-                events.append(SpeechStopped(self._last_voiced_end))
-                self.in_speech = False
-                self._voiced_run = 0
+            events += self._in_speech_frame(voiced, speech)
         if speech:
             events.append(SpeechAudio(bytes(speech)))
         return events
+
+    def _in_speech_frame(self, voiced: bool, speech: bytearray) -> list[VadEvent]:
+        """One frame inside a turn (already appended to `speech`): pause, resume or stop."""
+        events: list[VadEvent] = []
+        if voiced:
+            self._silent_run = 0
+            self._last_voiced_end = self.position_ms
+            if self.paused:
+                self.paused = False
+                events += self._flush(speech)
+                events.append(SpeechResumed(self.position_ms))
+            return events
+        self._silent_run += 1
+        if self._silent_run >= self._stop_frames:
+            events += self._flush(speech)
+            events.append(SpeechStopped(self._last_voiced_end))
+            self._end_turn()
+        elif self._pause_frames and self._silent_run == self._pause_frames:
+            self.paused = True
+            events += self._flush(speech)
+            events.append(SpeechPaused(self._last_voiced_end))
+        return events
+
+    @staticmethod
+    def _flush(speech: bytearray) -> list[VadEvent]:
+        """The audio so far as one SpeechAudio (so events stay in stream order)."""
+        if not speech:
+            return []
+        out: list[VadEvent] = [SpeechAudio(bytes(speech))]
+        speech.clear()
+        return out

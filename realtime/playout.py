@@ -1,0 +1,145 @@
+"""The playout model of one response: what was sent, what the client has played, what was heard.
+
+Pure and synchronous (no I/O, no asyncio): part of the protocol core. The server does not hear
+the client's speaker, so it models it: a client that starts playing at the first frame it gets
+and plays at real time (`played`), lowered by the client's own `bitvoice.playback` report when
+one comes. `heard_text` turns the played position into the words the user heard, so that an
+interrupted reply is remembered as what was heard, not what was generated. The same object
+keeps the response's stage times, which become its `TurnMetrics`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from realtime import limits
+from realtime import messages as m
+
+__all__ = ["Playout", "heard_text"]
+
+
+def heard_text(segments: list[tuple[int, str]], total: int, played: int) -> str:
+    """The text of the first `played` samples of audio made of `segments`.
+
+    `segments` are (start sample, text) in order; a segment ends where the next starts (the
+    last at `total`). Whole segments that were played count fully; a partly played one
+    contributes its words in proportion to the samples played (rounded down).
+    """
+    out: list[str] = []
+    for i, (start, text) in enumerate(segments):
+        end = segments[i + 1][0] if i + 1 < len(segments) else total
+        if played >= end:
+            out.append(text.strip())
+            continue
+        if played > start and end > start:
+            words = text.split()
+            k = math.floor(len(words) * (played - start) / (end - start))
+            if k:
+                out.append(" ".join(words[:k]))
+        break
+    return " ".join(t for t in out if t)
+
+
+@dataclass(slots=True)
+class Playout:
+    """One response's audio position, its text segments and its stage times.
+
+    `t0` is the metrics' zero: the end of the user's turn (the VAD's decision, a commit, or
+    the request). Stage times are monotonic seconds; `turn_start` may precede `t0` when the
+    turn's work started speculatively, before the end of the turn was confirmed.
+    """
+
+    turn: int
+    id: str
+    item_id: str
+    t0: float
+    turn_start: float | None = None
+    t_stt: float | None = None
+    t_first_token: float | None = None
+    t_first_sentence: float | None = None
+    t_tts_first_chunk: float | None = None
+    t_first_audio: float | None = None
+    llm_prefill_s: float | None = None
+    stt_audio_s: float | None = None
+    text: list[str] = field(default_factory=list)
+    segments: list[tuple[int, str]] = field(default_factory=list)
+    sent: int = 0  # samples sent
+    playout_end: float = 0.0  # when the modelled client finishes playing what was sent
+    client_played: int | None = None
+    cancel_reason: str | None = None
+    played_at_cancel: int | None = None
+
+    # ---- audio position ------------------------------------------------------------------
+
+    def played(self, now: float) -> int:
+        """Samples the client has played by `now` (frozen once the response is cancelled)."""
+        if self.played_at_cancel is not None:
+            return self.played_at_cancel
+        queued = max(0.0, self.playout_end - now) * limits.OUTPUT_RATE
+        est = max(0, min(self.sent, self.sent - math.ceil(queued)))
+        if self.client_played is not None:
+            est = min(est, self.client_played)
+        return est
+
+    def lead(self, now: float) -> float:
+        """Seconds of sent audio the modelled client has not played yet."""
+        return max(0.0, self.playout_end - now)
+
+    def add_audio(self, samples: int, now: float) -> int:
+        """Account for `samples` sent now; returns their offset in the response's audio."""
+        offset = self.sent
+        self.sent += samples
+        self.playout_end = max(self.playout_end, now) + samples / limits.OUTPUT_RATE
+        if self.t_first_audio is None:
+            self.t_first_audio = now
+        return offset
+
+    def add_segment(self, text: str) -> int:
+        """A TTS segment starts at the current offset; returns that offset."""
+        self.segments.append((self.sent, text))
+        return self.sent
+
+    def report_played(self, samples: int) -> None:
+        """The client's own report of how much it played (never above what was sent)."""
+        self.client_played = min(samples, self.sent)
+
+    def cancel(self, reason: str, now: float) -> None:
+        self.played_at_cancel = self.played(now)
+        self.cancel_reason = reason
+
+    def heard(self, now: float) -> str:
+        return heard_text(self.segments, self.sent, self.played(now))
+
+    # ---- metrics ---------------------------------------------------------------------------
+
+    def mark(self, stage: str, now: float) -> None:
+        """Record the first time `stage` ("sentence" or "tts_chunk") happened."""
+        if stage == "sentence" and self.t_first_sentence is None:
+            self.t_first_sentence = now
+        elif stage == "tts_chunk" and self.t_tts_first_chunk is None:
+            self.t_tts_first_chunk = now
+
+    def metrics(self, now: float, usage: tuple[int, int, float] | None) -> m.TurnMetrics:
+        """The turn's metrics, in ms from `t0`; `usage` is (prompt, completion, tok/s)."""
+
+        def ms(t: float | None) -> float | None:
+            return None if t is None else round((t - self.t0) * 1000.0, 1)
+
+        def dur(s: float | None) -> float | None:
+            return None if s is None else round(s * 1000.0, 1)
+
+        return m.TurnMetrics(
+            stt_final_ms=ms(self.t_stt),
+            first_token_ms=ms(self.t_first_token),
+            first_sentence_ms=ms(self.t_first_sentence),
+            tts_first_chunk_ms=ms(self.t_tts_first_chunk),
+            first_audio_ms=ms(self.t_first_audio),
+            total_ms=ms(now),
+            stt_audio_ms=dur(self.stt_audio_s),
+            prompt_tokens=usage[0] if usage else None,
+            completion_tokens=usage[1] if usage else None,
+            tokens_per_second=round(usage[2], 2) if usage else None,
+            turn_start_ms=ms(self.turn_start),
+            llm_prefill_ms=dur(self.llm_prefill_s),
+        )

@@ -1,0 +1,239 @@
+"""One assistant turn: STT (when the user spoke), then LLM -> TTS -> frames -> pacer.
+
+A `TurnRunner` runs the stages of `realtime.stages` for one user item. It may start
+speculatively, at a pause in the user's speech (`Speculate`), before the protocol core has
+confirmed the end of the turn and given it a turn number: its reports then wait in its
+`Outbox`, and its pacer waits too, so nothing reaches the wire. When the core starts the
+response for the same item, the conversation adopts the runner (`Outbox.open(turn)`): the
+held reports go out with their original times, and the audio follows. When the user goes on
+speaking, the runner is cancelled and its chat turn discarded: no trace in the history.
+
+The runner reports through `TurnHost`, the small interface the conversation gives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from engine.errors import BitvoiceError
+from realtime import limits
+from realtime import messages as m
+from realtime.protocol import Output, RealtimeProtocol
+from realtime.stages import (
+    AudioFrame,
+    SegmentStart,
+    buffered,
+    frame_pcm16,
+    frames,
+    llm_text,
+    report_text,
+)
+
+if TYPE_CHECKING:
+    from engine.llm.events import Usage
+    from engine.llm.session import ChatSession
+    from engine.tts import TTSSession
+
+__all__ = ["Outbox", "TurnHost", "TurnOutcome", "TurnRunner"]
+
+log = logging.getLogger("bitvoice.realtime")
+
+
+class TurnHost(Protocol):
+    """What a turn needs from its conversation."""
+
+    core: RealtimeProtocol
+    clock: Callable[[], float]
+
+    @property
+    def chat(self) -> ChatSession: ...
+
+    @property
+    def tts(self) -> TTSSession: ...
+
+    def emit(self, outputs: list[Output]) -> None: ...
+
+    async def transcribe(
+        self, item_id: str, audio: bytes | None, language: str | None, *, final: bool
+    ) -> tuple[str, float]:
+        """(text, audio seconds) of the item's audio (its streaming transcriber's buffer)."""
+        ...
+
+    async def prepare(self, session: m.SessionState) -> None:
+        """Apply instructions and voice to the idle chat and TTS sessions."""
+        ...
+
+
+class Outbox:
+    """Where a turn's stages report (`realtime.stages.TurnReport`), held until `open`."""
+
+    def __init__(self, host: TurnHost) -> None:
+        self._host = host
+        self.turn: int | None = None
+        self._held: list[Callable[[int], None]] = []
+        self.opened = asyncio.Event()
+
+    def _do(self, report: Callable[[int], None]) -> None:
+        if self.turn is None:
+            self._held.append(report)
+        else:
+            report(self.turn)
+
+    def open(self, turn: int) -> None:
+        """The core confirmed the turn: deliver what was held, then report at once."""
+        self.turn = turn
+        held, self._held = self._held, []
+        for report in held:
+            report(turn)
+        self.opened.set()
+
+    def text(self, delta: str, at: float) -> None:
+        core = self._host.core
+        self._do(lambda turn: self._host.emit(core.text_delta(turn, delta, at)))
+
+    def mark(self, stage: str, at: float) -> None:
+        core = self._host.core
+        self._do(lambda turn: core.stage_mark(turn, stage, at))
+
+    def transcript(self, text: str, audio_s: float, at: float) -> None:
+        core = self._host.core
+        self._do(lambda turn: self._host.emit(core.transcript_final(turn, text, audio_s, at)))
+
+    def started(self, at: float, prefill_s: float | None) -> None:
+        core = self._host.core
+        self._do(lambda turn: core.turn_started(turn, at, prefill_s))
+
+
+@dataclass(slots=True)
+class TurnOutcome:
+    """How a turn's work ended (the conversation turns it into `response.done`)."""
+
+    empty: bool = False
+    usage: Usage | None = None
+    error: tuple[str, str] | None = None
+    llm_ran: bool = False  # the chat history holds this turn (its reply may need trimming)
+
+
+class TurnRunner:
+    """One turn's work (see the module docstring). `run()` once, as a task."""
+
+    def __init__(
+        self,
+        host: TurnHost,
+        *,
+        item_id: str,
+        audio: bytes | None,
+        text: str | None,
+        session: m.SessionState,
+        speculative: bool,
+        after: asyncio.Task[None] | None,
+    ) -> None:
+        self._host = host
+        self.item_id = item_id
+        self._audio = audio
+        self._text = text
+        self._session = session
+        self.speculative = speculative
+        self._after = after  # the previous turn's work, which must unwind first
+        self.outbox = Outbox(host)
+        self.outcome = TurnOutcome()
+        self.clock = host.clock
+
+    async def run(self) -> None:
+        """The turn's work. Errors end up in `outcome.error`; cancellation propagates."""
+        try:
+            if self._after is not None and not self._after.done():
+                await asyncio.wait({self._after}, timeout=limits.TURN_CANCEL_TIMEOUT_S)
+            await self._body()
+        except* BitvoiceError as group:
+            exc = group.exceptions[0]
+            assert isinstance(exc, BitvoiceError)
+            self.outcome.error = (exc.code, exc.message)
+        except* Exception as group:
+            exc = group.exceptions[0]
+            log.error("turn for %s failed", self.item_id, exc_info=exc)
+            self.outcome.error = ("internal_error", f"the turn failed: {exc!r}")
+        finally:
+            if self.outbox.turn is None and self.outcome.llm_ran:
+                self._discard()  # a speculation thrown away leaves nothing in the history
+
+    def _discard(self) -> None:
+        chat = self._host.chat
+        try:
+            if chat.state == "idle":
+                chat.discard_last_turn()
+        except BitvoiceError:
+            pass  # the session was closed or replaced meanwhile: nothing left to discard
+
+    async def _body(self) -> None:
+        t_start = self.clock()
+        text = self._text
+        if text is None:
+            text = await self._transcribe()
+        if not text:
+            self.outcome.empty = True
+            return
+        await self._host.prepare(self._session)
+        sampling = self._session.sampling
+        stream = self._host.chat.generate(
+            text,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_output_tokens,
+        )
+        self.outcome.llm_ran = True  # the stream commits (even when cancelled) once it closes
+        self.outbox.started(t_start, None)
+        text_out = report_text(llm_text(stream, self._on_usage, self.clock), self.outbox)
+        deltas = buffered(text_out, limits.TOKEN_QUEUE)
+        speech = self._host.tts.speak(deltas)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._pace(frames(speech, self.outbox, self.clock)))
+
+    def _on_usage(self, usage: Usage) -> None:
+        self.outcome.usage = usage
+
+    async def _transcribe(self) -> str:
+        language = self._session.language
+        text, audio_s = await self._host.transcribe(
+            self.item_id, self._audio, language, final=not self.speculative
+        )
+        text = text.strip()
+        self.outbox.transcript(text, audio_s, self.clock())
+        if self.speculative:
+            # may end the user's turn at once, and so adopt this very runner
+            self._host.emit(self._host.core.transcript_ready(self.item_id, text, self.clock()))
+        return text
+
+    async def _pace(self, items: AsyncIterator[SegmentStart | AudioFrame]) -> None:
+        """Send each frame when the modelled client has less than PLAYBACK_LEAD_MS queued,
+        not while the TTS session is paused, and nothing before the turn is confirmed."""
+        segment: str | None = None
+        await self.outbox.opened.wait()
+        turn = self.outbox.turn
+        assert turn is not None
+        host = self._host
+        async for item in items:
+            if isinstance(item, SegmentStart):
+                segment = item.text if segment is None else f"{segment} {item.text}"
+                continue
+            await self._wait_for_room()
+            if segment is not None:
+                host.emit(host.core.segment_started(turn, segment))
+                segment = None
+            host.emit(host.core.audio_frame(turn, frame_pcm16(item), self.clock()))
+
+    async def _wait_for_room(self) -> None:
+        lead = limits.PLAYBACK_LEAD_MS / 1000.0
+        host = self._host
+        while True:
+            if host.tts.paused:  # the session owns pause: hold what it already yielded too
+                await asyncio.sleep(limits.PAUSE_POLL_S)
+                continue
+            ahead = host.core.lead(self.clock())
+            if ahead <= lead:
+                return
+            await asyncio.sleep(ahead - lead)
