@@ -182,3 +182,16 @@ async def on_server(server: RealtimeServer, fn: Callable[[], T]) -> T:
 async def on_server_await(server: RealtimeServer, coro: Any) -> Any:
     """Await `coro` on the server's event loop."""
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, server.loop))
+
+
+# ---- stages alone --------------------------------------------------------------------------
+
+
+async def run_stage(stage: Callable[[Any], Any], inputs: list[Any]) -> list[Any]:
+    """Run one stage of a turn (`realtime.stages`) over `inputs`; everything it yields."""
+
+    async def source() -> Any:
+        for item in inputs:
+            yield item
+
+    return [item async for item in stage(source())]

@@ -13,9 +13,11 @@ from realtime.protocol import (
     ApplySpeed,
     CancelResponse,
     CloseConnection,
+    DropSpeculation,
     RealtimeProtocol,
     Send,
     SendAudio,
+    Speculate,
     StartResponse,
     StreamAudio,
     heard_text,
@@ -156,11 +158,11 @@ def test_pause_resume_and_speed_are_acked_at_once_with_offsets() -> None:
     start = start_text_turn(p, 0.0)
     p.audio_frame(start.turn, b"\x00\x00" * 960, 0.1)
     out = p.receive_text('{"type":"bitvoice.pause","event_id":"a"}', 0.15)
-    assert ApplyPause(True) in out and p.paused
+    assert ApplyPause(True) in out
     ack = sent(out)[0]
     assert isinstance(ack, m.Paused) and ack.offset == 960 and ack.client_event_id == "a"
     out = p.receive_text('{"type":"bitvoice.resume","event_id":"b"}', 0.3)
-    assert ApplyPause(False) in out and not p.paused
+    assert ApplyPause(False) in out
     out = p.receive_text('{"type":"bitvoice.set_speed","speed":1.5,"event_id":"c"}', 0.3)
     assert ApplySpeed(1.5) in out and p.session.speed == 1.5
     assert types(out) == ["bitvoice.speed_set"]
@@ -274,3 +276,96 @@ def tag(o: Send) -> str:
     t = o.message.__struct_config__.tag
     assert isinstance(t, str)
     return t
+
+
+# ---- speculative turn start and the turn-end policy ---------------------------------------------
+
+
+def _first(out: list[Any], kind: type) -> int:
+    return next(i for i, o in enumerate(out) if isinstance(o, kind))
+
+
+def test_a_pause_speculates_and_the_end_of_turn_adopts_the_same_item() -> None:
+    p = make()
+    speech = speech_pcm16k("what is the capital of france")
+    out, _ = feed_audio(p, silence_pcm16k(0.3) + speech + silence_pcm16k(0.8), 0.0)
+    spec = [o for o in out if isinstance(o, Speculate)]
+    starts = [o for o in out if isinstance(o, StartResponse)]
+    assert len(spec) == 1 and len(starts) == 1 and spec[0].item_id == starts[0].item_id
+    assert _first(out, Speculate) < _first(out, StartResponse)
+    # the speculation comes well before the full silence: at least 300 ms of audio earlier
+    stream_after = [o for o in out[_first(out, Speculate) : _first(out, StartResponse)]]
+    assert sum(len(o.audio) for o in stream_after if isinstance(o, StreamAudio)) >= 0.3 * 32000
+
+
+def test_speech_after_a_pause_drops_the_speculation_and_the_turn_goes_on() -> None:
+    p = make()
+    first, second = speech_pcm16k("I would like to"), speech_pcm16k("book a table")
+    out, t = feed_audio(p, silence_pcm16k(0.3) + first + silence_pcm16k(0.3), 0.0)
+    spec = [o for o in out if isinstance(o, Speculate)]
+    assert len(spec) == 1 and not [o for o in out if isinstance(o, StartResponse)]
+    out2, _ = feed_audio(p, second + silence_pcm16k(0.8), t)
+    assert DropSpeculation(spec[0].item_id) in out2
+    starts = [o for o in out2 if isinstance(o, StartResponse)]
+    assert len(starts) == 1 and starts[0].item_id == spec[0].item_id  # one turn, both parts
+    assert starts[0].audio is not None
+    assert len(starts[0].audio) >= len(first) + len(second)
+
+
+def test_a_complete_looking_transcript_ends_the_turn_sooner() -> None:
+    def silence_until_start(text: str | None) -> int:
+        p = make()
+        out, t = feed_audio(p, silence_pcm16k(0.3) + speech_pcm16k("what time is it"), 0.0)
+        item = None
+        for i in range(60):  # 20 ms frames of silence until the response starts
+            t += 0.02
+            step = p.receive_audio(silence_pcm16k(0.02), t)
+            for o in step:
+                if isinstance(o, Speculate):
+                    item = o.item_id
+                    if text is not None:
+                        step += p.transcript_ready(o.item_id, text, t)
+            if any(isinstance(o, StartResponse) for o in step):
+                return i * 20
+        raise AssertionError(f"no turn end (item {item})")
+
+    complete, unsure, none = (
+        silence_until_start("What time is it?"),
+        silence_until_start("What time is the"),
+        silence_until_start(None),
+    )
+    assert complete < unsure and complete < none
+    assert complete <= limits.COMPLETE_TURN_SILENCE_MS + 200
+    assert unsure >= 400 and none >= 400
+
+
+def test_no_speculation_while_a_response_is_running() -> None:
+    p = make()
+    p.receive_text(
+        '{"type":"session.update","session":{"turn_detection":{"interrupt_response":false}}}', 0.0
+    )
+    start_text_turn(p, 0.0)
+    out, _ = feed_audio(p, speech_pcm16k("hello there") + silence_pcm16k(0.8), 0.0)
+    assert not [o for o in out if isinstance(o, Speculate)]
+
+
+def test_a_session_update_the_server_cannot_honour_is_refused_with_its_event_id() -> None:
+    def check(s: m.SessionState) -> tuple[str, str] | None:
+        return ("unknown_voice", "no such voice") if s.voice == "nosuchvoice" else None
+
+    p = RealtimeProtocol(m.SessionState(id="s1"), now=0.0, check_session=check)
+    out = p.receive_text(
+        '{"type":"session.update","event_id":"u1","session":{"voice":"nosuchvoice"}}', 0.0
+    )
+    err = sent(out)
+    assert len(err) == 1 and isinstance(err[0], m.Error)
+    assert err[0].error.code == "unknown_voice" and err[0].error.event_id == "u1"
+    assert p.session.voice is None and not p.started  # nothing of it applied
+
+
+def test_the_message_limit_counts_bytes_not_characters() -> None:
+    p = make()
+    chars = limits.MAX_MESSAGE_BYTES // 4  # 4-byte emoji: far fewer characters than bytes
+    frame = '{"type":"bitvoice.ping","pad":"' + "\U0001f600" * chars + '"}'
+    assert len(frame) < limits.MAX_MESSAGE_BYTES < len(frame.encode())
+    assert errors(p.receive_text(frame, 1.0)) == ["message_too_large"]
