@@ -426,9 +426,8 @@ class Conversation:
             return
         if self._last_work is not None and not self._last_work.done():
             return
-        with contextlib.suppress(BitvoiceError):
-            if chat.state != "running":
-                await chat.prefill(text)
+        with contextlib.suppress(BitvoiceError):  # busy (a turn began meanwhile): skip it
+            await chat.prefill(text)
 
     def _language(self, session: m.SessionState) -> str | None:
         return session.language or self._heard_language
