@@ -198,7 +198,11 @@ class ChatStream:
             assert self._next is not None
             fut = self._next
             try:
-                visible, query, finish = await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for returns the
+                # result and drops a cancel that lands in the step where the
+                # future completes, and the consumer then runs on (issue 12).
+                async with asyncio.timeout(self._timeout):
+                    visible, query, finish = await asyncio.shield(fut)
             except TimeoutError:
                 raise ProgressTimeoutError(
                     f"the engine made no progress for {self._timeout:g} s; generation cancelled"
@@ -268,13 +272,16 @@ class ChatStream:
         turn.cancel.set()
         turn.engine.cancel()
         fut, self._next = self._next, None
-        if fut is not None:
-            try:
-                await asyncio.shield(fut)
-            except BaseException:  # the step's outcome no longer matters, only that it ended
-                pass
-        turn.finish_reason = "cancelled"
-        turn.session._commit(turn)
+        try:
+            if fut is not None:
+                # Wait for the step to end; its outcome no longer matters. wait()
+                # never raises the step's error, and a cancel of this task still
+                # propagates (after the commit below), it is never swallowed.
+                fut.add_done_callback(_retrieve)
+                await asyncio.wait([fut])
+        finally:
+            turn.finish_reason = "cancelled"
+            turn.session._commit(turn)
 
     async def aclose(self) -> None:
         """Stop early (idempotent)."""
