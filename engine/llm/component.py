@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine._component import Component, ComponentState
 from engine.errors import ComponentLifecycleError, InvalidRequestError
-from engine.llm import bundle, limits, store
+from engine.llm import bundle, limits, store, tiny
 from engine.llm.sampling import defaults_from_generation_config
 from engine.llm.search import SearchProvider, make_provider
 from engine.llm.session import ChatSession
@@ -82,6 +82,22 @@ class LLMOptions:
             isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
         ):
             raise InvalidRequestError(f"search_token_budget must be a positive int, got {budget!r}")
+
+
+def _check_known(model_id: str) -> None:
+    """InvalidRequestError (saying how to add it) unless the store holds the model
+    or it is the demo bundle, which _resolve_model() builds on first use."""
+    if model_id != tiny.DEMO_STORE_ID:
+        store.resolve(model_id)
+
+
+def _resolve_model(model_id: str) -> Path:
+    """Blocking: the bundle folder of `model_id`. The seeded demo bundle
+    (tiny.DEMO_STORE_ID, used by the README's first example) is built into the
+    store on first use (a few seconds) instead of failing on a fresh store."""
+    if model_id == tiny.DEMO_STORE_ID:
+        tiny.ensure_demo_bundle()
+    return store.resolve(model_id)
 
 
 def _load_engine(opts: LLMOptions, bundle_dir: Path, adapter_dir: Path | None) -> Engine:
@@ -196,7 +212,7 @@ class LLM(Component):
 
     # -- lifecycle --------------------------------------------------------------
     async def _load(self, opts: LLMOptions, epoch: int) -> Engine:
-        bundle_dir = store.resolve(opts.model_id)
+        bundle_dir = await asyncio.to_thread(_resolve_model, opts.model_id)
         adapter_dir = store.resolve(opts.lora_dir, kind="adapter") if opts.lora_dir else None
         engine = await asyncio.to_thread(_load_engine, opts, bundle_dir, adapter_dir)
         if self._epoch != epoch:
@@ -273,7 +289,7 @@ class LLM(Component):
             search_provider=search_provider,
             search_token_budget=search_token_budget,
         )
-        store.resolve(opts.model_id)
+        _check_known(opts.model_id)
         if opts.lora_dir:
             store.resolve(opts.lora_dir, kind="adapter")
         async with self._lock:
