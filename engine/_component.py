@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 
-from engine.errors import ComponentLifecycleError
+from engine.errors import AdmissionRejectedError, ComponentLifecycleError
 
 __all__ = ["Component", "ComponentState"]
 
@@ -65,3 +65,13 @@ class Component:
             raise ComponentLifecycleError(
                 f"{type(self).__name__} is {self.state.value}, not running; call `await start()` first"
             )
+
+    def _check_admission(self) -> None:
+        """For calls that start new work (a session, a turn): AdmissionRejectedError
+        while stop() drains the component, else the same checks as _check_running."""
+        self._check_loop()
+        if self.state is ComponentState.STOPPING:
+            raise AdmissionRejectedError(
+                f"{type(self).__name__} is stopping (draining) and takes no new work"
+            )
+        self._check_running()

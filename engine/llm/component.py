@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from engine._component import Component, ComponentState
 from engine.errors import ComponentLifecycleError, InvalidRequestError
-from engine.llm import bundle, limits, store
-from engine.llm.sampling import SamplingOptions, defaults_from_generation_config
+from engine.llm import bundle, limits, store, tiny
+from engine.llm.sampling import defaults_from_generation_config
 from engine.llm.search import SearchProvider, make_provider
 from engine.llm.session import ChatSession
 from engine.llm.tokenizer import ChatTokenizer
+from engine.llm.worker import Engine
+
+if TYPE_CHECKING:
+    from engine.llm._native import Model
 
 __all__ = ["LLM", "LLMOptions"]
 
-T = TypeVar("T")
 QUANTS = (None, "int8", "int4")
 HARNESSES = ("default", "search")
 
@@ -83,53 +84,20 @@ class LLMOptions:
             raise InvalidRequestError(f"search_token_budget must be a positive int, got {budget!r}")
 
 
-@dataclass(eq=False)
-class Engine:
-    """One loaded model: the native Model, its worker thread, tokenizer and defaults.
+def _check_known(model_id: str) -> None:
+    """InvalidRequestError (saying how to add it) unless the store holds the model
+    or it is the demo bundle, which _resolve_model() builds on first use."""
+    if model_id != tiny.DEMO_STORE_ID:
+        store.resolve(model_id)
 
-    `cache` mirrors the KV cache (the tokens whose keys/values it holds, in
-    order) and `owner` is the turn that last wrote it; both are only touched
-    from the worker thread.
-    """
 
-    model: Any
-    executor: concurrent.futures.ThreadPoolExecutor
-    tokenizer: ChatTokenizer
-    defaults: SamplingOptions
-    bundle_dir: Path
-    provider: SearchProvider | None
-    search_budget: int
-    cache: list[int] = field(default_factory=list)
-    owner: object = None
-    closed: bool = False
-    in_flight: int = 0  # steps submitted and not finished (cancel() only then)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def n_ctx(self) -> int:
-        return int(self.model.n_ctx)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn on this model's worker thread."""
-        if self.closed:
-            raise ComponentLifecycleError("the model was unloaded (stopped or swapped)")
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    def cancel(self) -> None:
-        """Thread-safe: stop a running eval at its next layer boundary."""
-        with self.lock:
-            if self.in_flight:
-                self.model.cancel()
-
-    async def close(self) -> None:
-        """Cancel what runs, free the model after it, and end the worker thread."""
-        if self.closed:
-            return
-        self.closed = True
-        self.cancel()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.executor, self.model.close)
-        self.executor.shutdown(wait=False)
+def _resolve_model(model_id: str) -> Path:
+    """Blocking: the bundle folder of `model_id`. The seeded demo bundle
+    (tiny.DEMO_STORE_ID, used by the README's first example) is built into the
+    store on first use (a few seconds) instead of failing on a fresh store."""
+    if model_id == tiny.DEMO_STORE_ID:
+        tiny.ensure_demo_bundle()
+    return store.resolve(model_id)
 
 
 def _load_engine(opts: LLMOptions, bundle_dir: Path, adapter_dir: Path | None) -> Engine:
@@ -238,13 +206,13 @@ class LLM(Component):
         return self._engine
 
     @property
-    def native_model(self) -> Any:
+    def native_model(self) -> Model | None:
         """The loaded native Model (counters such as tokens_evaluated), or None."""
         return None if self._engine is None else self._engine.model
 
     # -- lifecycle --------------------------------------------------------------
     async def _load(self, opts: LLMOptions, epoch: int) -> Engine:
-        bundle_dir = store.resolve(opts.model_id)
+        bundle_dir = await asyncio.to_thread(_resolve_model, opts.model_id)
         adapter_dir = store.resolve(opts.lora_dir, kind="adapter") if opts.lora_dir else None
         engine = await asyncio.to_thread(_load_engine, opts, bundle_dir, adapter_dir)
         if self._epoch != epoch:
@@ -321,7 +289,7 @@ class LLM(Component):
             search_provider=search_provider,
             search_token_budget=search_token_budget,
         )
-        store.resolve(opts.model_id)
+        _check_known(opts.model_id)
         if opts.lora_dir:
             store.resolve(opts.lora_dir, kind="adapter")
         async with self._lock:
@@ -354,8 +322,33 @@ class LLM(Component):
         max_lifetime_tokens: int = limits.SESSION_LIFETIME_TOKENS,
         progress_timeout_s: float = limits.DEFAULT_PROGRESS_TIMEOUT_S,
     ) -> ChatSession:
-        """A new ChatSession (use `async with`). ComponentLifecycleError unless running."""
-        self._check_running()
+        """A new ChatSession (use `async with`). AdmissionRejectedError while
+        stop() drains the LLM; ComponentLifecycleError unless running."""
+        self._check_admission()
         return ChatSession(
-            self, max_lifetime_tokens=max_lifetime_tokens, progress_timeout_s=progress_timeout_s
+            _SessionHost(self),
+            max_lifetime_tokens=max_lifetime_tokens,
+            progress_timeout_s=progress_timeout_s,
         )
+
+
+class _SessionHost:
+    """What a ChatSession may ask of its LLM (session.SessionHost): the session
+    sees this, never the component, so it cannot reach into its fields."""
+
+    def __init__(self, llm: LLM) -> None:
+        self._llm = llm
+
+    @property
+    def generation(self) -> int:
+        return self._llm.generation
+
+    def check_loop(self) -> None:
+        self._llm._check_loop()
+
+    def engine(self) -> Engine:
+        return self._llm.engine()
+
+    def admit(self) -> Engine:
+        self._llm._check_admission()
+        return self._llm.engine()

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_SEARCH_ROUNDS",
     "MAX_STORE_NAME_LEN",
     "MAX_TOKENS_CAP",
+    "PREFILL_CHUNK_TOKENS",
     "SEARCH_BUDGET_CONTEXT_FRACTION",
     "SEARCH_HTTP_TIMEOUT_S",
     "SEARCH_MAX_RESPONSE_BYTES",
@@ -37,6 +38,11 @@ SESSION_LIFETIME_TOKENS = 1_000_000
 # A single engine step (prefill of a turn, or one decoded token) that takes
 # longer than this raises ProgressTimeoutError and cancels the engine.
 DEFAULT_PROGRESS_TIMEOUT_S = 120.0
+# ChatSession.prefill() runs the cache warm-up in chunks of this many tokens:
+# a generate() that arrives meanwhile waits behind at most one chunk, and a
+# cancel lands between chunks. Large enough to keep the batched (GEMM) prefill
+# kernels busy, small enough that the wait stays a fraction of a turn.
+PREFILL_CHUNK_TOKENS = 32
 # Store IDs: `org/name`, each part at most this many characters.
 MAX_STORE_NAME_LEN = 96
 

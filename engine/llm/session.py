@@ -16,11 +16,12 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import (
     ComponentLifecycleError,
     ContextOverflowError,
+    InvalidRequestError,
     ProgressTimeoutError,
     SessionBusyError,
     SessionClosedError,
@@ -31,54 +32,44 @@ from engine.llm import limits
 from engine.llm.events import ChatDoneEvent, ChatEvent, ChatFinalTextEvent, ChatTokenEvent, Usage
 from engine.llm.sampling import SamplingOptions, resolve_sampling
 from engine.llm.search import SearchError, SearchTagScanner, format_results
-from engine.llm.tokenizer import IncrementalDecoder, check_message
+from engine.llm.tokenizer import IncrementalDecoder
+from engine.llm.worker import Engine
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from engine.llm.component import LLM, Engine
-
-__all__ = ["ChatSession", "ChatStream"]
+__all__ = ["ChatSession", "ChatStream", "SessionHost"]
 
 IDLE, STREAMING, DONE, STALE = "idle", "streaming", "done", "stale"
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+class SessionHost(Protocol):
+    """What a ChatSession needs from the LLM that made it (handed in by
+    `LLM.open_session()`; the session never sees the component itself)."""
+
+    @property
+    def generation(self) -> int:
+        """Bumped at each model hand-off: sessions of an older one are stale."""
+
+    def check_loop(self) -> None:
+        """ComponentLifecycleError unless called on the LLM's event loop."""
+
+    def engine(self) -> Engine:
+        """The loaded engine, for work already admitted; ComponentLifecycleError
+        unless running on this loop."""
+
+    def admit(self) -> Engine:
+        """The loaded engine, for new work: AdmissionRejectedError while the LLM
+        drains (stop() in progress), else as engine()."""
 
 
-def _ensure_cache(engine: Engine, seq: list[int], owner: object, cancel: threading.Event) -> bool:
-    """Worker thread: make the KV cache hold exactly `seq` with the logits of its
-    last token, running only what the cache lacks. False when cancelled."""
-    model, cache = engine.model, engine.cache
-    if engine.owner is owner and len(cache) == len(seq) - 1:
-        common = len(cache)  # the usual decode step: one new token
-    else:
-        common = min(_common_prefix(cache, seq), len(seq) - 1, int(model.n_cached))
-    todo = seq[common:]
-    while True:
-        if cancel.is_set():
-            return False
-        with engine.lock:
-            engine.in_flight += 1
-        try:
-            ok = model.eval(todo, common)
-        finally:
-            with engine.lock:
-                engine.in_flight -= 1
-        if ok:
-            del cache[common:]
-            cache.extend(todo)
-            engine.owner = owner
-            return True
-        del cache[common:]  # a cancelled eval keeps only the prefix before it
-        if cancel.is_set():
-            return False
-        # A cancel() meant for an earlier step landed on this one: run it again.
+@dataclass(frozen=True)
+class _Message:
+    """One message of the history: what the caller sees and the tokens the model saw."""
+
+    role: str
+    content: str
+    tokens: tuple[int, ...]
 
 
 @dataclass(eq=False)
@@ -100,7 +91,9 @@ class _Turn:
     prefilled: int = 0
     first_token_at: float | None = None
     visible: list[str] = field(default_factory=list)
-    segments: list[tuple[str, str]] = field(default_factory=list)
+    # Messages this turn adds to the history before its final reply (the user
+    # message, then an assistant part and a search result per search round).
+    segments: list[_Message] = field(default_factory=list)
     searches: list[str] = field(default_factory=list)
     finished: bool = False
     finish_reason: str = "stop"
@@ -115,7 +108,7 @@ class _Turn:
         search query or None, finish reason or None)."""
         seq = self.prompt + self.generated
         before = self.engine.model.tokens_evaluated
-        if not _ensure_cache(self.engine, seq, self, self.cancel):
+        if not self.engine.ensure_cache(seq, self, self.cancel):
             return "", None, "cancelled"
         ran = int(self.engine.model.tokens_evaluated - before)
         if self.cached < 0:
@@ -198,7 +191,11 @@ class ChatStream:
             assert self._next is not None
             fut = self._next
             try:
-                visible, query, finish = await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for returns the
+                # result and drops a cancel that lands in the step where the
+                # future completes, and the consumer then runs on (issue 12).
+                async with asyncio.timeout(self._timeout):
+                    visible, query, finish = await asyncio.shield(fut)
             except TimeoutError:
                 raise ProgressTimeoutError(
                     f"the engine made no progress for {self._timeout:g} s; generation cancelled"
@@ -222,7 +219,7 @@ class ChatStream:
         tok = engine.tokenizer
         turn.searches.append(query)
         raw = tok.decode(turn.generated)
-        turn.segments.append(("assistant", raw))
+        turn.segments.append(_reply_message(turn, raw))
         assert engine.provider is not None
         try:
             results = await engine.provider.search(query, limits.MAX_SEARCH_RESULTS)
@@ -232,7 +229,7 @@ class ChatStream:
         ids = tok.encode(text)
         if len(ids) > engine.search_budget:
             text = tok.decode(ids[: engine.search_budget]).rstrip("\ufffd")
-        turn.segments.append(("search", text))
+        turn.segments.append(_Message("search", text, tuple(tok.message("search", text))))
         new_prompt = [
             *turn.prompt,
             *turn.generated,
@@ -268,13 +265,16 @@ class ChatStream:
         turn.cancel.set()
         turn.engine.cancel()
         fut, self._next = self._next, None
-        if fut is not None:
-            try:
-                await asyncio.shield(fut)
-            except BaseException:  # the step's outcome no longer matters, only that it ended
-                pass
-        turn.finish_reason = "cancelled"
-        turn.session._commit(turn)
+        try:
+            if fut is not None:
+                # Wait for the step to end; its outcome no longer matters. wait()
+                # never raises the step's error, and a cancel of this task still
+                # propagates (after the commit below), it is never swallowed.
+                fut.add_done_callback(_retrieve)
+                await asyncio.wait([fut])
+        finally:
+            turn.finish_reason = "cancelled"
+            turn.session._commit(turn)
 
     async def aclose(self) -> None:
         """Stop early (idempotent)."""
@@ -294,6 +294,12 @@ class ChatStream:
             turn.session._commit(turn)
 
 
+def _reply_message(turn: _Turn, text: str) -> _Message:
+    """The assistant message of the tokens generated so far, as the model saw them."""
+    tok = turn.engine.tokenizer
+    return _Message("assistant", text, (*tok.generation_prompt(), *turn.generated, tok.eot_id))
+
+
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
@@ -305,38 +311,48 @@ class ChatSession:
     States: "idle" (ready), "streaming" (a turn runs), "done" (closed: every
     call raises SessionClosedError) and "stale" (the LLM swapped its model:
     every call raises SessionStaleError). Must be used from the LLM's loop.
+    Calls that start new work raise AdmissionRejectedError while the LLM is
+    stopping (draining).
     """
 
-    def __init__(self, llm: LLM, *, max_lifetime_tokens: int, progress_timeout_s: float) -> None:
-        self._llm = llm
-        self._generation = llm.generation
+    def __init__(
+        self, host: SessionHost, *, max_lifetime_tokens: int, progress_timeout_s: float
+    ) -> None:
+        self._host = host
+        self._generation = host.generation
         self._max_lifetime = max_lifetime_tokens
         self._timeout = progress_timeout_s
-        self._tokens: list[int] = []
-        self._messages: list[tuple[str, str]] = []
+        self._history: list[_Message] = []
         self._lifetime = 0
         self._turn: _Turn | None = None
         self._stream: weakref.ref[ChatStream] | None = None
         self._closed = False
+        self._prefilling = False
         self._forced: list[int] = []
 
     def _force_reply(self, text: str) -> None:
         """Test seam: the next turn starts with these tokens instead of sampled ones."""
-        self._forced = self._llm.engine().tokenizer.encode(text)
+        self._forced = self._host.engine().tokenizer.encode(text)
 
     # -- state ------------------------------------------------------------------
     @property
     def state(self) -> str:
         if self._closed:
             return DONE
-        if self._generation != self._llm.generation:
+        if self._generation != self._host.generation:
             return STALE
         return STREAMING if self._busy() else IDLE
 
     @property
     def messages(self) -> list[tuple[str, str]]:
         """Committed history as (role, content) pairs (a copy)."""
-        return list(self._messages)
+        return [(m.role, m.content) for m in self._history]
+
+    @property
+    def history_tokens(self) -> list[int]:
+        """The committed history as the tokens the model sees (a copy; empty
+        when there is no history, else it starts with the begin token)."""
+        return self._history_tokens(self._host.engine()) if self._history else []
 
     @property
     def lifetime_tokens(self) -> int:
@@ -345,49 +361,148 @@ class ChatSession:
     def _busy(self) -> bool:
         return self._turn is not None and not self._turn.finished
 
-    def _check_usable(self, turn: _Turn | None = None) -> Engine:
-        self._llm._check_loop()
+    def _check_usable(self, turn: _Turn | None = None, *, admit: bool = False) -> Engine:
+        self._host.check_loop()
         if self._closed:
             raise SessionClosedError("this chat session is closed; open a new one")
-        if self._generation != self._llm.generation:
+        if self._generation != self._host.generation:
             raise SessionStaleError(
                 "the LLM swapped or restarted its model; this session is stale, open a new one"
             )
-        engine = self._llm.engine()
+        engine = self._host.admit() if admit else self._host.engine()
         if turn is not None and turn.engine is not engine:
             raise SessionStaleError("the model changed during this generation")
         return engine
 
     def _check_idle(self) -> Engine:
-        engine = self._check_usable()
+        engine = self._check_usable(admit=True)
         if self._busy():
             raise SessionBusyError("this session already has a generation running")
         return engine
 
-    def _history(self, engine: Engine) -> list[int]:
-        return list(self._tokens) if self._tokens else engine.tokenizer.begin()
+    def _history_tokens(self, engine: Engine) -> list[int]:
+        out = engine.tokenizer.begin()
+        for message in self._history:
+            out.extend(message.tokens)
+        return out
 
     def _turn_check_fits(self, prompt: list[int]) -> None:
-        n_ctx = self._llm.engine().n_ctx
+        n_ctx = self._host.engine().n_ctx
         if len(prompt) + 1 > n_ctx:
             raise ContextOverflowError(
                 f"the prompt is {len(prompt)} tokens; the context window is {n_ctx} "
                 "(including one token to generate). Start a new chat or shorten the input."
             )
 
-    # -- public API -------------------------------------------------------------
+    # -- public API: history ----------------------------------------------------
     def append_message(self, role: str, content: str) -> None:
         """Add a system, user, assistant or search message to the history; it is
         run with the next generated turn. Only while idle (SessionBusyError)."""
         engine = self._check_idle()
-        check_message(role, content)
-        self._tokens = self._history(engine) + engine.tokenizer.message(role, content)
-        self._messages.append((role, content))
+        tokens = engine.tokenizer.message(role, content)
+        self._history.append(_Message(role, content, tuple(tokens)))
 
     def new_chat(self) -> None:
         """Forget the history (idle sessions only). The lifetime count is kept."""
         self._check_idle()
-        self._tokens, self._messages = [], []
+        self._history = []
+
+    def set_system_prompt(self, text: str | None) -> None:
+        """Set, replace or (with None or "") remove the system message at the head
+        of the history; every other message stays as it is.
+
+        Only while idle: SessionBusyError while a turn runs, SessionClosedError
+        when closed, InvalidRequestError for a non-str or oversized text. The
+        next turn re-runs the history after the head (its positions moved).
+        """
+        engine = self._check_idle()
+        head = 1 if self._history and self._history[0].role == "system" else 0
+        if text is None or text == "":
+            del self._history[:head]
+            return
+        message = _Message("system", text, tuple(engine.tokenizer.message("system", text)))
+        self._history[:head] = [message]
+
+    def replace_last_reply(self, text: str) -> None:
+        """Replace the content of the last assistant message, e.g. with the part
+        of an interrupted reply that the user heard. "" removes that message
+        (the user message before it stays).
+
+        Only while idle (SessionBusyError, SessionClosedError). InvalidRequestError
+        when the last message of the history is not an assistant message.
+        """
+        engine = self._check_idle()
+        if not self._history or self._history[-1].role != "assistant":
+            raise InvalidRequestError(
+                "replace_last_reply needs an assistant message at the end of the history"
+            )
+        if text == "":
+            self._history.pop()
+            return
+        self._history[-1] = _Message("assistant", text, tuple(engine.tokenizer.reply(text)))
+
+    def discard_last_turn(self) -> tuple[str, str] | None:
+        """Remove the last user message and everything after it (the reply, and
+        any search results of that turn), as if that turn never happened.
+
+        Returns (user message, last assistant reply after it, "" if none), or
+        None when the history holds no user message. Only while idle
+        (SessionBusyError, SessionClosedError).
+        """
+        self._check_idle()
+        users = [i for i, m in enumerate(self._history) if m.role == "user"]
+        if not users:
+            return None
+        start = users[-1]
+        removed, self._history = self._history[start:], self._history[:start]
+        replies = [m.content for m in removed if m.role == "assistant"]
+        return removed[0].content, replies[-1] if replies else ""
+
+    # -- public API: turns ------------------------------------------------------
+    async def prefill(self, user_message_prefix: str) -> int:
+        """Warm the KV cache with the history and the start of a user message
+        that is still being spoken, generating and committing nothing.
+
+        A later `generate(message)` reuses every cached token its prompt starts
+        with (the longest common prefix), so when `message` continues the
+        prefix at a word boundary only the rest of it is run. Runs in chunks of
+        limits.PREFILL_CHUNK_TOKENS, so the engine is never held longer than one
+        chunk: a generate() started meanwhile (on this session) ends the prefill
+        at the next chunk boundary. Cancelling the caller stops it at once.
+
+        Returns how many tokens of history + prefix the cache now holds.
+        Raises SessionBusyError while a turn or another prefill runs,
+        SessionClosedError, SessionStaleError, AdmissionRejectedError,
+        InvalidRequestError, ContextOverflowError, ComponentLifecycleError.
+        """
+        engine = self._check_idle()
+        if self._prefilling:
+            raise SessionBusyError("this session already has a prefill running")
+        seq = self._history_tokens(engine) + engine.tokenizer.message_prefix(
+            "user", user_message_prefix
+        )
+        self._turn_check_fits(seq)
+        self._prefilling = True
+        try:
+            return await self._prefill_chunks(engine, seq)
+        finally:
+            self._prefilling = False
+
+    async def _prefill_chunks(self, engine: Engine, seq: list[int]) -> int:
+        owner = object()  # a cache writer of its own: the next turn takes the prefix path
+        while True:
+            fut = asyncio.ensure_future(
+                engine.run(engine.extend_cache, seq, limits.PREFILL_CHUNK_TOKENS, owner)
+            )
+            try:
+                cached = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                engine.cancel()  # the chunk stops at a layer boundary; the cache stays valid
+                fut.add_done_callback(_retrieve)
+                raise
+            if cached >= len(seq) or self._busy():
+                return cached
+            self._check_usable()
 
     def generate(
         self,
@@ -406,9 +521,10 @@ class ChatSession:
         Options not given come from the bundle's generation_config.json.
         Raises at once: SessionClosedError, SessionStaleError, SessionBusyError,
         SessionExhaustedError, InvalidRequestError (bad option or message),
-        ContextOverflowError (prompt too long), ComponentLifecycleError.
-        While streaming: ProgressTimeoutError when a step takes longer than the
-        session's progress timeout.
+        ContextOverflowError (prompt too long), AdmissionRejectedError (the LLM
+        is stopping), ComponentLifecycleError. While streaming:
+        ProgressTimeoutError when a step takes longer than the session's
+        progress timeout. A prefill() still running ends at its next chunk.
         """
         engine = self._check_idle()
         if self._lifetime >= self._max_lifetime:
@@ -427,7 +543,8 @@ class ChatSession:
             seed=seed,
         )
         tok = engine.tokenizer
-        prompt = self._history(engine) + tok.message("user", user_message) + tok.generation_prompt()
+        user = tok.message("user", user_message)
+        prompt = self._history_tokens(engine) + user + tok.generation_prompt()
         self._turn_check_fits(prompt)
         if options.seed is not None:
             engine.model.set_seed(options.seed)  # no step runs now: the session is idle
@@ -441,7 +558,7 @@ class ChatSession:
             scanner=SearchTagScanner(enabled=engine.provider is not None),
             started=time.perf_counter(),
         )
-        turn.segments.append(("user", user_message))
+        turn.segments.append(_Message("user", user_message, tuple(user)))
         turn.forced, self._forced = self._forced, []
         self._turn = turn
         stream = ChatStream(turn, self._timeout)
@@ -474,17 +591,13 @@ class ChatSession:
 
     # -- bookkeeping ------------------------------------------------------------
     def _commit(self, turn: _Turn) -> Usage:
-        """Close a turn: its tokens join the history, the session is idle again."""
+        """Close a turn: its messages join the history, the session is idle again."""
         if turn.finished:
             return _usage(turn)
         turn.finished = True
-        tok = turn.engine.tokenizer
-        generated = list(turn.generated)
-        self._tokens = [*turn.prompt, *generated, tok.eot_id]
-        self._messages.append(("user", turn.user_message))
-        self._messages.extend(turn.segments[1:])
-        self._messages.append(("assistant", tok.decode(generated)))
-        self._lifetime += turn.prefilled + turn.completion + len(generated)
+        reply = _reply_message(turn, turn.engine.tokenizer.decode(turn.generated))
+        self._history.extend([*turn.segments, reply])
+        self._lifetime += turn.prefilled + turn.completion + len(turn.generated)
         return _usage(turn)
 
 

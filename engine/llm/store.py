@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 ADAPTER_META = "adapter.json"
+# The org of IDs that name imported (or built-in) bundles, never a hub repository.
+LOCAL_ORG = "local"
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _STAGING = ".staging"
 # What `pull` fetches from a Hugging Face repository (weights, configs, tokenizer).
@@ -91,11 +93,13 @@ def resolve(store_id: str, *, kind: str = "model") -> Path:
         return path
     if found is not None:
         raise InvalidRequestError(f"store ID {store_id!r} is a {found} bundle, not a {kind}")
-    how = (
-        f"`bitvoice pull {store_id}` (Hugging Face) or `bitvoice import PATH --as {store_id}`"
-        if kind == "model"
-        else f"`bitvoice import ADAPTER_DIR --as {store_id} --base BASE_ID`"
-    )
+    if kind != "model":
+        how = f"`bitvoice import ADAPTER_DIR --as {store_id} --base BASE_ID`"
+    elif store_id.startswith(LOCAL_ORG + "/"):
+        # `local/...` names what the user imported; no hub repository has it.
+        how = f"`bitvoice import PATH --as {store_id}` (an HF BitNet folder)"
+    else:
+        how = f"`bitvoice pull {store_id}` (Hugging Face) or `bitvoice import PATH --as {store_id}`"
     raise InvalidRequestError(
         f"unknown {kind} {store_id!r}: not in the store at {models_dir()}; add it with {how}"
     )

@@ -160,6 +160,22 @@ class ChatTokenizer:
         check_message(role, content)
         return [*self.encode(f"{role.capitalize()}: {content.strip()}"), self.eot_id]
 
+    def message_prefix(self, role: str, content: str) -> list[int]:
+        """The start of a message still being written: "Role: content" with no
+        end-of-turn token (content stripped like message()). When the finished
+        text continues it at a word boundary these tokens are a prefix of
+        message(role, finished) (byte-level BPE splits before each space).
+
+        Raises InvalidRequestError for an unknown role or an oversized message."""
+        check_message(role, content)
+        return self.encode(f"{role.capitalize()}: {content.strip()}")
+
+    def reply(self, content: str) -> list[int]:
+        """An assistant message in the form the model writes it: the generation
+        prompt, then the content, then end-of-turn (content stripped)."""
+        check_message("assistant", content)
+        return [*self.generation_prompt(), *self.encode(content.strip()), self.eot_id]
+
     def generation_prompt(self) -> list[int]:
         return self.encode(GENERATION_PROMPT)
 

@@ -83,12 +83,12 @@ async def test_alternating_sessions_rebuild_the_cache_correctly(llm: LLM) -> Non
         await a.collect("one", **GREEDY)
         await b.collect("two", **GREEDY)  # evicts a's thread from the cache
         got = await a.collect("three", **GREEDY)
-        history = list(a._tokens)
+        history = a.history_tokens
     # The same conversation without interleaving gives the same greedy reply.
     async with llm.open_session() as c:
         await c.collect("one", **GREEDY)
         assert await c.collect("three", **GREEDY) == got
-        assert c._tokens == history
+        assert c.history_tokens == history
 
 
 async def test_cancel_by_break_stops_within_a_token_and_keeps_session(llm: LLM) -> None:
