@@ -80,7 +80,7 @@ static int pick(const bv_kernels *table) {
 #define FROM_REF(field) if (!bv_kern.field) bv_kern.field = bv_kernels_ref.field
     FROM_REF(ternary_gemv); FROM_REF(ternary_gemm); FROM_REF(int8_gemv); FROM_REF(int4_gemv);
     FROM_REF(t1_gemv); FROM_REF(t1_gemm); FROM_REF(f16_gemv); FROM_REF(attn_span);
-    FROM_REF(f16_to_f32); FROM_REF(f32_to_f16);
+    FROM_REF(f16_to_f32); FROM_REF(f32_to_f16); FROM_REF(lora_i8_gemv); FROM_REF(lora_i4_gemv);
 #undef FROM_REF
     return 0;
 }

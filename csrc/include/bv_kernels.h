@@ -52,6 +52,14 @@ typedef struct {
                       float scale, float *m, float *l, float *o);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
     void (*f32_to_f16)(const float *src, uint16_t *dst, int n);
+    /* Quantized LoRA factors (bitvoice.h bv_lora_mat): for r in [r0, r1),
+     *   y[r] += step[r] * sum_k Q[r][k] * x[k]
+     * int8: Q rows `cols` bytes apart; int4: rows BV_LORA_I4_ROW_BYTES(cols)
+     * bytes apart (bv_format.h). Float results: within a tolerance of ref. */
+    void (*lora_i8_gemv)(const int8_t *q, const float *step, int cols, const float *x, float *y, int r0,
+                         int r1);
+    void (*lora_i4_gemv)(const uint8_t *q, const float *step, int cols, const float *x, float *y, int r0,
+                         int r1);
 } bv_kernels;
 
 /* Any entry a SIMD table leaves NULL is taken from the reference table

@@ -177,6 +177,32 @@ static void ref_attn_span(const float *q, int group, const uint16_t *k, const ui
     }
 }
 
+/* LoRA factors as int8 codes: y[r] += step[r] * (Q[r] . x) */
+static void ref_lora_i8_gemv(const int8_t *q, const float *step, int cols, const float *x, float *y, int r0,
+                             int r1) {
+    for (int r = r0; r < r1; r++) {
+        const int8_t *row = q + (size_t)r * cols;
+        float acc = 0.0f;
+        for (int k = 0; k < cols; k++) acc += (float)row[k] * x[k];
+        y[r] += step[r] * acc;
+    }
+}
+
+/* The same on int4 codes, two per byte (even column in the low nibble, code + 8) */
+static void ref_lora_i4_gemv(const uint8_t *q, const float *step, int cols, const float *x, float *y, int r0,
+                             int r1) {
+    const size_t row_bytes = BV_LORA_I4_ROW_BYTES(cols);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = q + (size_t)r * row_bytes;
+        float acc = 0.0f;
+        for (int k = 0; k < cols; k++) {
+            int code = (k & 1) ? row[k >> 1] >> 4 : row[k >> 1] & 15;
+            acc += (float)(code - BV_LORA_I4_ZERO) * x[k];
+        }
+        y[r] += step[r] * acc;
+    }
+}
+
 const bv_kernels bv_kernels_ref = {
     .name = "ref",
     .ternary_gemv = ref_ternary_gemv,
@@ -190,4 +216,6 @@ const bv_kernels bv_kernels_ref = {
     .attn_span = ref_attn_span,
     .f16_to_f32 = ref_f16_to_f32,
     .f32_to_f16 = ref_f32_to_f16,
+    .lora_i8_gemv = ref_lora_i8_gemv,
+    .lora_i4_gemv = ref_lora_i4_gemv,
 };
