@@ -164,6 +164,21 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
     bv_pool_run(m->pool, matmul_task, &j, tasks);
 }
 
+/* y[r] += W[r] . x for float32 LoRA rows (LANES partial sums: vectorizable) */
+BV_FLOAT_CLONES static void lora_f32_rows(const float *restrict w, int rows, int cols, const float *restrict x,
+                                          float *restrict y) {
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (size_t)r * cols;
+        float part[LANES] = {0}, acc = 0.0f;
+        int k = 0;
+        for (; k + LANES <= cols; k += LANES)
+            for (int l = 0; l < LANES; l++) part[l] += row[k + l] * x[k + l];
+        for (int l = 0; l < LANES; l++) acc += part[l];
+        for (; k < cols; k++) acc += row[k] * x[k];
+        y[r] += acc;
+    }
+}
+
 /* y[r] += W[r] . x for each row of one LoRA factor, in its storage
  * (quantized: y[r] += step[r] * (Q[r] . x), the reference's
  * quantize_lora(W) = Q * step up to float rounding) */
@@ -173,13 +188,7 @@ static void lora_rows(const bv_lora_mat *w, int quant, const float *x, float *y)
     } else if (quant == BV_LORA_INT4) {
         bv_kern.lora_i4_gemv(w->data, w->step, w->cols, x, y, 0, w->rows);
     } else {
-        const float *f = w->data;
-        for (int r = 0; r < w->rows; r++) {
-            const float *row = f + (size_t)r * w->cols;
-            float acc = 0.0f;
-            for (int k = 0; k < w->cols; k++) acc += row[k] * x[k];
-            y[r] += acc;
-        }
+        lora_f32_rows(w->data, w->rows, w->cols, x, y);
     }
 }
 

@@ -44,6 +44,7 @@ __all__ = [
     "pack_int4",
     "quantize_lora",
     "quantize_lora_codes",
+    "set_lora_factors",
 ]
 
 ADAPTER_FORMAT = 1
@@ -248,8 +249,12 @@ def pack_int4(codes: I8) -> U8:
     return packed
 
 
-def _set_factors(model: Any, name: str, a: F32, b: F32, scale: float, quant: str | None) -> None:
-    """Hand one A/B pair to the engine in the storage of `quant`."""
+def set_lora_factors(
+    model: Any, name: str, a: F32, b: F32, scale: float, quant: str | None
+) -> None:
+    """Hand one float32 A [rank, in] / B [out, rank] pair to a native Model in the
+    storage of `quant` (None: float32; "int8" / "int4": codes and per-row steps).
+    ValueError (from the engine) when the shapes do not fit the linear."""
     rank = int(a.shape[0])
     if quant is None:
         model.set_lora(name, a.tobytes(), b.tobytes(), rank, scale)
@@ -281,7 +286,7 @@ def apply_adapter(
     scale = float(meta["scale"])
     for name, (a, b) in pairs.items():
         try:
-            _set_factors(model, name, a, b, scale, quant)
+            set_lora_factors(model, name, a, b, scale, quant)
         except ValueError as exc:
             raise InvalidRequestError(f"cannot apply LoRA {name}: {exc}") from None
     return meta
