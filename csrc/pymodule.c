@@ -405,7 +405,8 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "ssy*iy*ii|ii", kwlist, &path, &op, &w, &nb, &x, &n, &rows, &r0, &r1))
         return NULL;
     PyObject *result = NULL;
-    const bv_kernels *k = bv_kernels_named(path);
+    bv_kernels table;
+    const bv_kernels *k = bv_kernels_resolved(path, &table) == 0 ? &table : NULL;
     if (r1 < 0) r1 = rows;
     if (!k) { PyErr_Format(PyExc_ValueError, "kernel path %s not available here", path); goto done; }
     if (nb <= 0 || n <= 0 || rows <= 0 || r0 < 0 || r1 > rows || r0 > r1) {
@@ -431,8 +432,8 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     int32_t *y = (int32_t *)PyBytes_AS_STRING(result);
     memset(y, 0, sizeof(int32_t) * (size_t)out_rows * rows);
     Py_BEGIN_ALLOW_THREADS
-    if (is_t1 && is_gemm) (k->t1_gemm ? k->t1_gemm : bv_kernels_ref.t1_gemm)(w.buf, nb, x.buf, n, y, rows, r0, r1);
-    else if (is_t1) (k->t1_gemv ? k->t1_gemv : bv_kernels_ref.t1_gemv)(w.buf, nb, x.buf, y, r0, r1);
+    if (is_t1 && is_gemm) k->t1_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
+    else if (is_t1) k->t1_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (!strcmp(op, "ternary_gemv")) k->ternary_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (!strcmp(op, "int8_gemv")) k->int8_gemv(w.buf, nb, x.buf, y, r0, r1);
@@ -444,7 +445,7 @@ done:
     return result;
 }
 
-/* Test hook: one quantized-LoRA kernel of one path (NULL entries: ref's) on all
+/* Test hook: one quantized-LoRA kernel of one path (as it runs) on all
  * `rows` rows of q; float32 results, starting from zeros. */
 static PyObject *lora_kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "quant", "q", "step", "cols", "x", "rows", NULL};
@@ -454,7 +455,8 @@ static PyObject *lora_kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "ssy*y*iy*i", kwlist, &path, &quant_name, &q, &step, &cols, &x, &rows))
         return NULL;
     PyObject *result = NULL;
-    const bv_kernels *k = bv_kernels_named(path);
+    bv_kernels table;
+    const bv_kernels *k = bv_kernels_resolved(path, &table) == 0 ? &table : NULL;
     int quant = lora_quant_of(quant_name);
     if (quant < 0) goto done;
     if (!k || quant == BV_LORA_F32) {
@@ -471,10 +473,8 @@ static PyObject *lora_kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     float *y = (float *)PyBytes_AS_STRING(result);
     memset(y, 0, sizeof(float) * (size_t)rows);
     Py_BEGIN_ALLOW_THREADS
-    if (quant == BV_LORA_INT8)
-        (k->lora_i8_gemv ? k->lora_i8_gemv : bv_kernels_ref.lora_i8_gemv)(q.buf, step.buf, cols, x.buf, y, 0, rows);
-    else
-        (k->lora_i4_gemv ? k->lora_i4_gemv : bv_kernels_ref.lora_i4_gemv)(q.buf, step.buf, cols, x.buf, y, 0, rows);
+    if (quant == BV_LORA_INT8) k->lora_i8_gemv(q.buf, step.buf, cols, x.buf, y, 0, rows);
+    else k->lora_i4_gemv(q.buf, step.buf, cols, x.buf, y, 0, rows);
     Py_END_ALLOW_THREADS
 done:
     PyBuffer_Release(&q);
