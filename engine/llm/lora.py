@@ -24,7 +24,7 @@ import math
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,9 @@ from safetensors.numpy import load_file, save_file
 
 from engine.errors import InvalidRequestError
 from engine.llm import bundle
+
+if TYPE_CHECKING:
+    from engine.llm._native import Model
 
 __all__ = [
     "ADAPTER_FILE",
@@ -250,7 +253,7 @@ def pack_int4(codes: I8) -> U8:
 
 
 def set_lora_factors(
-    model: Any, name: str, a: F32, b: F32, scale: float, quant: str | None
+    model: Model, name: str, a: F32, b: F32, scale: float, quant: str | None
 ) -> None:
     """Hand one float32 A [rank, in] / B [out, rank] pair to a native Model in the
     storage of `quant` (None: float32; "int8" / "int4": codes and per-row steps).
@@ -271,7 +274,7 @@ def set_lora_factors(
 
 
 def apply_adapter(
-    model: Any, adapter_dir: Path, base_dir: Path, quant: str | None
+    model: Model, adapter_dir: Path, base_dir: Path, quant: str | None
 ) -> dict[str, Any]:
     """Attach an adapter bundle to a loaded native Model (blocking).
 
