@@ -25,10 +25,13 @@ ISA_FLAGS = {
     "x86_avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
 }
 
-# AMX tiles (prefill GEMMs) go into the AVX-512 file when the compiler knows
-# them (GCC >= 11, clang >= 12); the path is then offered where cpuid and the
-# OS allow it (csrc/dispatch.c).
+# AMX tiles (the AVX-512 path's prefill GEMMs) live in their own file, built
+# with the AVX-512 flags plus these, and only when the compiler knows them
+# (GCC >= 11, clang >= 12); the "amx" path is then offered where cpuid and
+# the OS allow it (csrc/dispatch.c). Elsewhere the file is left out.
 AMX_FLAGS = ["-mamx-tile", "-mamx-int8"]
+ISA_FLAGS["x86_amx.c"] = ISA_FLAGS["x86_avx512.c"] + AMX_FLAGS
+AMX_SOURCE = "csrc/kernels/x86_amx.c"
 
 BASE_SOURCES = [
     "csrc/forward.c",
@@ -58,13 +61,13 @@ class BuildWithIsaFlags(build_ext):
         return True
 
     def build_extension(self, ext: Extension) -> None:
-        isa_flags = {name: list(flags) for name, flags in ISA_FLAGS.items()}
+        sources = list(SIMD_SOURCES)
         if SIMD_SOURCES and self.compiler_has_amx():
-            isa_flags["x86_avx512.c"] += AMX_FLAGS
+            sources.append(AMX_SOURCE)
             ext.define_macros = [*ext.define_macros, ("BV_HAVE_AMX", "1")]
         objects: list[str] = []
-        for source in SIMD_SOURCES:
-            flags = COMMON_FLAGS + isa_flags[Path(source).name]
+        for source in sources:
+            flags = COMMON_FLAGS + ISA_FLAGS[Path(source).name]
             objects += self.compiler.compile(
                 [source],
                 output_dir=self.build_temp,
@@ -86,7 +89,7 @@ native = Extension(
     extra_link_args=["-lpthread", "-lm"],
     # the SIMD files are compiled outside `sources` (their own flags): list
     # them here so editing one of them rebuilds the extension
-    depends=[str(p) for p in CSRC.rglob("*.h")] + SIMD_SOURCES,
+    depends=[str(p) for p in CSRC.rglob("*.h")] + SIMD_SOURCES + ([AMX_SOURCE] if IS_X86_64 else []),
 )
 
 setup(ext_modules=[native], cmdclass={"build_ext": BuildWithIsaFlags})

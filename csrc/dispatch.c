@@ -2,7 +2,15 @@
  * Order of authority: an explicit request (bv_kernels_select("avx2")), then
  * the BITVOICE_KERNEL environment variable, then the best path cpuid reports.
  * A requested path the CPU lacks is an error, never a silent fallback: tests
- * that force a path must know they ran it. */
+ * that force a path must know they ran it.
+ *
+ * The one other run-time choice of code in the engine is not in this table:
+ * forward.c's element-wise float helpers (rmsnorm, act_quant, softmax pieces,
+ * the float32 LoRA rows) are marked BV_FLOAT_CLONES, i.e. GCC target_clones
+ * ("avx512f", "avx2", "default"), and the dynamic loader picks a clone once per
+ * process from the CPU (an ifunc), whatever BITVOICE_KERNEL says. They give
+ * the same bits on every clone (see forward.c), so forcing a kernel path
+ * still tests exactly what that path computes. */
 #define _GNU_SOURCE /* syscall() for the AMX permission request */
 #include <stdlib.h>
 #include <string.h>
@@ -71,17 +79,37 @@ unsigned bv_kernels_supported(void) {
 unsigned bv_kernels_supported(void) { return 1; }
 #endif
 
+/* A table's entries as they run: the AMX table brings only its prefill GEMMs
+ * and takes the rest from the AVX-512 one; an entry any SIMD file leaves NULL
+ * (e.g. a float helper) comes from the reference. */
+static void fill_entries(bv_kernels *k) {
+#define FROM(base, field) if (!k->field) k->field = (base).field
+#define FILL(base) \
+    FROM(base, ternary_gemv); FROM(base, ternary_gemm); FROM(base, int8_gemv); FROM(base, int4_gemv); \
+    FROM(base, t1_gemv); FROM(base, t1_gemm); FROM(base, f16_gemv); FROM(base, attn_span); \
+    FROM(base, f16_to_f32); FROM(base, f32_to_f16); FROM(base, lora_i8_gemv); FROM(base, lora_i4_gemv)
+#ifdef BV_HAVE_AMX
+    if (!strcmp(k->name, "amx")) { FILL(bv_kernels_avx512); }
+#endif
+    FILL(bv_kernels_ref);
+#undef FILL
+#undef FROM
+}
+
 static int pick(const bv_kernels *table) {
     bv_kern = *table;
     /* BITVOICE_T1=0 keeps the file's 2-bit layout in memory (tests, benchmarks) */
     const char *t1 = getenv("BITVOICE_T1");
     if (t1 && !strcmp(t1, "0")) bv_kern.prefer_t1 = 0;
-    /* a SIMD file may leave an entry to the reference (e.g. float helpers) */
-#define FROM_REF(field) if (!bv_kern.field) bv_kern.field = bv_kernels_ref.field
-    FROM_REF(ternary_gemv); FROM_REF(ternary_gemm); FROM_REF(int8_gemv); FROM_REF(int4_gemv);
-    FROM_REF(t1_gemv); FROM_REF(t1_gemm); FROM_REF(f16_gemv); FROM_REF(attn_span);
-    FROM_REF(f16_to_f32); FROM_REF(f32_to_f16);
-#undef FROM_REF
+    fill_entries(&bv_kern);
+    return 0;
+}
+
+int bv_kernels_resolved(const char *name, bv_kernels *out) {
+    const bv_kernels *table = bv_kernels_named(name);
+    if (!table) return -1;
+    *out = *table;
+    fill_entries(out);
     return 0;
 }
 

@@ -164,25 +164,43 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
     bv_pool_run(m->pool, matmul_task, &j, tasks);
 }
 
+/* y[r] += W[r] . x for float32 LoRA rows (LANES partial sums: vectorizable) */
+BV_FLOAT_CLONES static void lora_f32_rows(const float *restrict w, int rows, int cols, const float *restrict x,
+                                          float *restrict y) {
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (size_t)r * cols;
+        float part[LANES] = {0}, acc = 0.0f;
+        int k = 0;
+        for (; k + LANES <= cols; k += LANES)
+            for (int l = 0; l < LANES; l++) part[l] += row[k + l] * x[k + l];
+        for (int l = 0; l < LANES; l++) acc += part[l];
+        for (; k < cols; k++) acc += row[k] * x[k];
+        y[r] += acc;
+    }
+}
+
+/* y[r] += W[r] . x for each row of one LoRA factor, in its storage
+ * (quantized: y[r] += step[r] * (Q[r] . x), the reference's
+ * quantize_lora(W) = Q * step up to float rounding) */
+static void lora_rows(const bv_lora_mat *w, int quant, const float *x, float *y) {
+    if (quant == BV_LORA_INT8) {
+        bv_kern.lora_i8_gemv(w->data, w->step, w->cols, x, y, 0, w->rows);
+    } else if (quant == BV_LORA_INT4) {
+        bv_kern.lora_i4_gemv(w->data, w->step, w->cols, x, y, 0, w->rows);
+    } else {
+        lora_f32_rows(w->data, w->rows, w->cols, x, y);
+    }
+}
+
 /* y[t][r] += scale * B (A x[t])      (reference: y += lora.scale * (x @ A.T) @ B.T) */
-static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, int n, float *y, int ldy,
-                       int out) {
+static void lora_apply(bv_model *m, const bv_lora *lo, const float *x, int ldx, int n, float *y, int ldy) {
     if (lo->rank == 0) return;
-    int in = ldx;
     float *tmp = m->s.lora_tmp;
     for (int t = 0; t < n; t++) {
-        for (int i = 0; i < lo->rank; i++) {
-            const float *a = lo->a + (size_t)i * in;
-            float acc = 0.0f;
-            for (int k = 0; k < in; k++) acc += a[k] * x[(size_t)t * ldx + k];
-            tmp[i] = acc * lo->scale;
-        }
-        for (int r = 0; r < out; r++) {
-            const float *b = lo->b + (size_t)r * lo->rank;
-            float acc = 0.0f;
-            for (int i = 0; i < lo->rank; i++) acc += b[i] * tmp[i];
-            y[(size_t)t * ldy + r] += acc;
-        }
+        memset(tmp, 0, sizeof(float) * (size_t)lo->rank);
+        lora_rows(&lo->a, lo->quant, x + (size_t)t * ldx, tmp);
+        for (int i = 0; i < lo->rank; i++) tmp[i] *= lo->scale;
+        lora_rows(&lo->b, lo->quant, tmp, y + (size_t)t * ldy);
     }
 }
 
@@ -460,9 +478,9 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         float *qkv_out[3] = {s->q, s->k, s->v};
         const int qkv_ld[3] = {dim, kv_dim, kv_dim};
         matmul(m, qkv, 3, n, qkv_out, qkv_ld);
-        lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim, dim);
-        lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim, kv_dim);
-        lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim, kv_dim);
+        lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim);
+        lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim);
+        lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim);
         stage(m, l, n, n_past, STAGE_ROPE);
 
         /* a = softmax(q k.T / sqrt(hd) + causal) v, per head (GQA: kv head = h / group) */
@@ -472,7 +490,7 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         stage(m, l, n, n_past, STAGE_O_IN);
         const bv_ternary *o[1] = {&L->lin[BV_O]};
         matmul(m, o, 1, n, &s->xb2, &dim);
-        lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim, dim);
+        lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim);
 
         /* g, u = h @ Wg.T, h @ Wu.T  with h = rmsnorm(x, ffn_norm) */
         stage(m, l, n, n_past, STAGE_FFN_IN);
@@ -480,14 +498,14 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         float *gu_out[2] = {s->hb, s->hb2};
         const int gu_ld[2] = {ffn, ffn};
         matmul(m, gu, 2, n, gu_out, gu_ld);
-        lora_apply(m, &L->lora[BV_GATE], s->xb, dim, n, s->hb, ffn, ffn);
-        lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn, ffn);
+        lora_apply(m, &L->lora[BV_GATE], s->xb, dim, n, s->hb, ffn);
+        lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn);
 
         /* x += rmsnorm(relu(g)^2 * u, ffn_sub_norm) @ Wd.T */
         stage(m, l, n, n_past, STAGE_DOWN_IN);
         const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
         matmul(m, d, 1, n, &s->xb2, &dim);
-        lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim, dim);
+        lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim);
         stage(m, l, n, n_past, STAGE_RESIDUAL);
     }
     return BV_OK;
@@ -535,39 +553,75 @@ int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all
     return rc;
 }
 
-int bv_model_set_lora(bv_model *m, int layer, int which, const float *a, const float *b, int rank,
-                      float scale) {
+/* Bytes of one factor in `quant` storage (codes or floats; steps apart). */
+static size_t lora_mat_bytes(int quant, int rows, int cols) {
+    size_t row = quant == BV_LORA_INT8   ? (size_t)cols
+                 : quant == BV_LORA_INT4 ? (size_t)BV_LORA_I4_ROW_BYTES(cols)
+                                         : sizeof(float) * (size_t)cols;
+    return row * (size_t)rows;
+}
+
+/* Copy one factor into `w` (owned). Returns 0, or -1 out of memory. */
+static int lora_mat_copy(bv_lora_mat *w, int quant, const void *data, const float *step, int rows, int cols) {
+    size_t bytes = lora_mat_bytes(quant, rows, cols);
+    w->data = malloc(bytes);
+    w->step = quant == BV_LORA_F32 ? NULL : malloc(sizeof(float) * (size_t)rows);
+    w->rows = rows;
+    w->cols = cols;
+    if (!w->data || (quant != BV_LORA_F32 && !w->step)) return -1;
+    memcpy(w->data, data, bytes);
+    if (w->step) memcpy(w->step, step, sizeof(float) * (size_t)rows);
+    return 0;
+}
+
+static void lora_free(bv_lora *lo) {
+    free(lo->a.data);
+    free(lo->a.step);
+    free(lo->b.data);
+    free(lo->b.step);
+    memset(lo, 0, sizeof *lo);
+}
+
+int bv_model_set_lora(bv_model *m, int layer, int which, int quant, const void *a, const float *a_step,
+                      const void *b, const float *b_step, int rank, float scale) {
     const bv_config *c = &m->cfg;
-    if (layer < 0 || layer >= c->n_layers || which < 0 || which >= BV_N_LINEARS || rank <= 0 || rank > 4096)
+    if (layer < 0 || layer >= c->n_layers || which < 0 || which >= BV_N_LINEARS || rank <= 0 || rank > 4096 ||
+        quant < BV_LORA_F32 || quant > BV_LORA_INT4 || (quant != BV_LORA_F32 && (!a_step || !b_step)))
         return BV_ERR_ARG;
     bv_layer *L = &m->w.layers[layer];
     int in = L->lin[which].cols, out = L->lin[which].rows;
-    float *ac = malloc(sizeof(float) * (size_t)rank * in), *bc = malloc(sizeof(float) * (size_t)out * rank);
-    float *tmp = malloc(sizeof(float) * (size_t)rank);
-    if (!ac || !bc || !tmp) { free(ac); free(bc); free(tmp); return BV_ERR_NOMEM; }
-    memcpy(ac, a, sizeof(float) * (size_t)rank * in);
-    memcpy(bc, b, sizeof(float) * (size_t)out * rank);
-    bv_lora *lo = &L->lora[which];
-    free(lo->a);
-    free(lo->b);
-    lo->a = ac; lo->b = bc; lo->rank = rank; lo->scale = scale;
+    bv_lora lo = {.rank = rank, .quant = quant, .scale = scale};
     /* lora_tmp holds one token's rank-sized intermediate; grow to the largest rank */
-    free(m->s.lora_tmp);
-    int max_rank = 0;
+    int max_rank = rank;
     for (int l = 0; l < c->n_layers; l++)
         for (int j = 0; j < BV_N_LINEARS; j++)
             if (m->w.layers[l].lora[j].rank > max_rank) max_rank = m->w.layers[l].lora[j].rank;
-    free(tmp);
-    m->s.lora_tmp = malloc(sizeof(float) * (size_t)max_rank);
-    return m->s.lora_tmp ? BV_OK : BV_ERR_NOMEM;
+    float *tmp = malloc(sizeof(float) * (size_t)max_rank);
+    if (!tmp || lora_mat_copy(&lo.a, quant, a, a_step, rank, in) || lora_mat_copy(&lo.b, quant, b, b_step, out, rank)) {
+        free(tmp);
+        lora_free(&lo);
+        return BV_ERR_NOMEM;
+    }
+    lora_free(&L->lora[which]);
+    L->lora[which] = lo;
+    free(m->s.lora_tmp);
+    m->s.lora_tmp = tmp;
+    return BV_OK;
 }
 
 void bv_model_clear_lora(bv_model *m) {
     for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int j = 0; j < BV_N_LINEARS; j++) lora_free(&m->w.layers[l].lora[j]);
+}
+
+size_t bv_model_lora_bytes(const bv_model *m) {
+    size_t total = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
         for (int j = 0; j < BV_N_LINEARS; j++) {
-            bv_lora *lo = &m->w.layers[l].lora[j];
-            free(lo->a);
-            free(lo->b);
-            memset(lo, 0, sizeof *lo);
+            const bv_lora *lo = &m->w.layers[l].lora[j];
+            if (lo->rank == 0) continue;
+            total += lora_mat_bytes(lo->quant, lo->a.rows, lo->a.cols) + lora_mat_bytes(lo->quant, lo->b.rows, lo->b.cols);
+            if (lo->quant != BV_LORA_F32) total += sizeof(float) * (size_t)(lo->a.rows + lo->b.rows);
         }
+    return total;
 }

@@ -16,7 +16,6 @@
 #include "bitvoice.h"
 #include "bv_kernels.h"
 
-#define FAIL(code, ...) do { snprintf(err, BV_ERR_LEN, __VA_ARGS__); rc = code; goto fail; } while (0)
 
 static const char *LINEAR_NAMES[BV_N_LINEARS] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                  "gate_proj", "up_proj", "down_proj"};
@@ -236,106 +235,148 @@ static int copy_model_2bit(bv_model *m) {
     return BV_OK;
 }
 
-bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout,
-                        char err[BV_ERR_LEN]) {
-    int rc = BV_OK, fd = -1, ok = 1;
-    bv_model *m = calloc(1, sizeof *m);
-    if (!m) { snprintf(err, BV_ERR_LEN, "out of memory"); return NULL; }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) FAIL(BV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+/* ---- bv_model_load, in its steps ----------------------------------------------
+ * Each step returns BV_OK or an error code with a message in err; the caller
+ * frees the half-built model (bv_model_free takes any partial state). */
+#define ERR(code, ...) return (snprintf(err, BV_ERR_LEN, __VA_ARGS__), (code))
+
+/* Map the file read-only (m->map, m->map_size); the fd is not kept. */
+static int map_file(bv_model *m, const char *path, char *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) ERR(BV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) FAIL(BV_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
-    size_t size = (size_t)st.st_size;
-    if (size < sizeof(bv_file_header)) FAIL(BV_ERR_FORMAT, "%s is truncated (%zu bytes)", path, size);
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) FAIL(BV_ERR_IO, "cannot map %s: %s", path, strerror(errno));
-    m->map = map;
-    m->map_size = size;
+    int rc = BV_OK;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, BV_ERR_LEN, "cannot stat %s: %s", path, strerror(errno));
+        rc = BV_ERR_IO;
+    } else if ((size_t)st.st_size < sizeof(bv_file_header)) {
+        snprintf(err, BV_ERR_LEN, "%s is truncated (%zu bytes)", path, (size_t)st.st_size);
+        rc = BV_ERR_FORMAT;
+    } else {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            snprintf(err, BV_ERR_LEN, "cannot map %s: %s", path, strerror(errno));
+            rc = BV_ERR_IO;
+        } else {
+            m->map = map;
+            m->map_size = (size_t)st.st_size;
+        }
+    }
+    close(fd);
+    return rc;
+}
 
-    bv_file_header h;
-    memcpy(&h, m->map, sizeof h);
-    if (h.magic != BV_MAGIC) FAIL(BV_ERR_FORMAT, "%s is not a bitvoice model (bad magic)", path);
-    if (h.version != BV_VERSION)
-        FAIL(BV_ERR_FORMAT, "%s has format version %u; this engine reads version %u", path, h.version, BV_VERSION);
-    if (h.header_size != sizeof h) FAIL(BV_ERR_FORMAT, "bad header size %u", h.header_size);
-    if (h.file_size != size)
-        FAIL(BV_ERR_FORMAT, "%s is truncated or padded: header says %llu bytes, file has %zu", path,
-             (unsigned long long)h.file_size, size);
-    if (h.n_tensors == 0 || h.n_tensors > 100000) FAIL(BV_ERR_FORMAT, "bad tensor count %u", h.n_tensors);
-    if (sizeof h + (size_t)h.n_tensors * sizeof(bv_tensor_entry) > size)
-        FAIL(BV_ERR_FORMAT, "tensor table runs past the end of the file");
-    if (!h.hidden || !h.n_layers || !h.n_heads || !h.n_kv_heads || !h.ffn || !h.vocab || !h.max_ctx ||
-        !h.head_dim || h.hidden > 65536 || h.n_layers > 512 || h.ffn > 262144 || h.vocab > (1u << 20) ||
-        h.max_ctx > (1u << 20) || h.n_heads % h.n_kv_heads || h.head_dim % 2 ||
-        h.n_heads * h.head_dim != h.hidden || !(h.rope_theta > 0) || !(h.rms_eps > 0) || !isfinite(h.rope_theta))
-        FAIL(BV_ERR_FORMAT, "unsupported shapes in header (hidden %u, layers %u, heads %u/%u, head_dim %u)",
-             h.hidden, h.n_layers, h.n_heads, h.n_kv_heads, h.head_dim);
+/* Header checks: magic, version, sizes and shapes the engine supports. */
+static int check_header(const bv_model *m, const char *path, bv_file_header *h, char *err) {
+    size_t size = m->map_size;
+    memcpy(h, m->map, sizeof *h);
+    if (h->magic != BV_MAGIC) ERR(BV_ERR_FORMAT, "%s is not a bitvoice model (bad magic)", path);
+    if (h->version != BV_VERSION)
+        ERR(BV_ERR_FORMAT, "%s has format version %u; this engine reads version %u", path, h->version, BV_VERSION);
+    if (h->header_size != sizeof *h) ERR(BV_ERR_FORMAT, "bad header size %u", h->header_size);
+    if (h->file_size != size)
+        ERR(BV_ERR_FORMAT, "%s is truncated or padded: header says %llu bytes, file has %zu", path,
+            (unsigned long long)h->file_size, size);
+    if (h->n_tensors == 0 || h->n_tensors > 100000) ERR(BV_ERR_FORMAT, "bad tensor count %u", h->n_tensors);
+    if (sizeof *h + (size_t)h->n_tensors * sizeof(bv_tensor_entry) > size)
+        ERR(BV_ERR_FORMAT, "tensor table runs past the end of the file");
+    if (!h->hidden || !h->n_layers || !h->n_heads || !h->n_kv_heads || !h->ffn || !h->vocab || !h->max_ctx ||
+        !h->head_dim || h->hidden > 65536 || h->n_layers > 512 || h->ffn > 262144 || h->vocab > (1u << 20) ||
+        h->max_ctx > (1u << 20) || h->n_heads % h->n_kv_heads || h->head_dim % 2 ||
+        h->n_heads * h->head_dim != h->hidden || !(h->rope_theta > 0) || !(h->rms_eps > 0) ||
+        !isfinite(h->rope_theta))
+        ERR(BV_ERR_FORMAT, "unsupported shapes in header (hidden %u, layers %u, heads %u/%u, head_dim %u)",
+            h->hidden, h->n_layers, h->n_heads, h->n_kv_heads, h->head_dim);
+    return BV_OK;
+}
 
-    /* Copy the table out of the map (alignment) and check every entry's range. */
-    bv_tensor_entry *tab = malloc(sizeof(bv_tensor_entry) * h.n_tensors);
-    if (!tab) FAIL(BV_ERR_NOMEM, "out of memory");
-    memcpy(tab, m->map + sizeof h, sizeof(bv_tensor_entry) * h.n_tensors);
-    for (uint32_t i = 0; i < h.n_tensors; i++) {
+/* The tensor table copied out of the map (alignment), every entry's dtype,
+ * size and range checked against the file. NULL + err on failure. */
+static bv_tensor_entry *read_table(const bv_model *m, const bv_file_header *h, char *err) {
+    bv_tensor_entry *tab = malloc(sizeof(bv_tensor_entry) * h->n_tensors);
+    if (!tab) { snprintf(err, BV_ERR_LEN, "out of memory"); return NULL; }
+    memcpy(tab, m->map + sizeof *h, sizeof(bv_tensor_entry) * h->n_tensors);
+    for (uint32_t i = 0; i < h->n_tensors; i++) {
         bv_tensor_entry *e = &tab[i];
         e->name[BV_NAME_LEN - 1] = 0;
         size_t want = dtype_bytes(e->dtype, e->rows, e->cols);
         if (e->dtype >= BV_DTYPE_COUNT || want == 0 || e->nbytes != want || e->offset % BV_ALIGN ||
-            e->offset > size || e->nbytes > size - e->offset) {
+            e->offset > m->map_size || e->nbytes > m->map_size - e->offset) {
             snprintf(err, BV_ERR_LEN, "tensor %u (%.47s) is corrupt or runs past the end of the file", i, e->name);
             free(tab);
-            rc = BV_ERR_FORMAT;
-            goto fail;
+            return NULL;
         }
     }
+    return tab;
+}
 
-    bv_config *c = &m->cfg;
-    c->dim = (int)h.hidden; c->n_layers = (int)h.n_layers; c->n_heads = (int)h.n_heads;
-    c->n_kv_heads = (int)h.n_kv_heads; c->head_dim = (int)h.head_dim; c->ffn = (int)h.ffn;
-    c->vocab = (int)h.vocab; c->max_ctx = (int)h.max_ctx; c->eps = h.rms_eps; c->rope_theta = h.rope_theta;
+/* A pointer into the map for a checked tensor; NULL + err on a mismatch. */
+static const void *bind(const bv_model *m, const bv_tensor_entry *tab, const bv_file_header *h, const char *name,
+                        uint32_t dtype, uint32_t rows, uint32_t cols, const bv_tensor_entry **found, char *err) {
+    const bv_tensor_entry *e = expect(tab, h->n_tensors, name, dtype, rows, cols, err);
+    if (found) *found = e;
+    return e ? m->map + e->offset : NULL;
+}
+
+/* The seven ternary linears of layer l. */
+static int bind_linears(bv_model *m, const bv_tensor_entry *tab, const bv_file_header *h, int l, char *err) {
+    const bv_config *c = &m->cfg;
     int kv_dim = c->n_kv_heads * c->head_dim;
-
-    const bv_tensor_entry *e;
+    const int rows[BV_N_LINEARS] = {c->dim, kv_dim, kv_dim, c->dim, c->ffn, c->ffn, c->dim};
+    const int cols[BV_N_LINEARS] = {c->dim, c->dim, c->dim, c->dim, c->dim, c->dim, c->ffn};
     char name[BV_NAME_LEN];
-#define BIND(dst, nm, dt, r, cl, type) do { \
-        if (!(e = expect(tab, h.n_tensors, nm, dt, r, cl, err))) { free(tab); rc = BV_ERR_FORMAT; goto fail; } \
-        dst = (type)(m->map + e->offset); } while (0)
-    BIND(m->w.embed, "embed", BV_DTYPE_F16, h.vocab, h.hidden, const uint16_t *);
-    BIND(m->w.norm, "norm", BV_DTYPE_F32, 1, h.hidden, const float *);
-    m->w.head = m->w.embed;
-    if (find(tab, h.n_tensors, "lm_head")) BIND(m->w.head, "lm_head", BV_DTYPE_F16, h.vocab, h.hidden, const uint16_t *);
+    for (int j = 0; j < BV_N_LINEARS; j++) {
+        bv_ternary *lin = &m->w.layers[l].lin[j];
+        const bv_tensor_entry *e;
+        snprintf(name, sizeof name, "layers.%d.%s", l, LINEAR_NAMES[j]);
+        lin->data = bind(m, tab, h, name, BV_DTYPE_TERNARY, (uint32_t)rows[j], (uint32_t)cols[j], &e, err);
+        if (!lin->data) return BV_ERR_FORMAT;
+        if (!(e->scale > 0) || !isfinite(e->scale)) ERR(BV_ERR_FORMAT, "tensor %s has an invalid scale", name);
+        lin->rows = rows[j]; lin->cols = cols[j]; lin->nb = bv_blocks(cols[j]); lin->scale = e->scale;
+    }
+    return BV_OK;
+}
+
+/* Weight binding: the config from the header, then every tensor (pointers
+ * into the map; the linears are copied or repacked later, by set_layout). */
+static int bind_weights(bv_model *m, const bv_file_header *h, const bv_tensor_entry *tab, char *err) {
+    bv_config *c = &m->cfg;
+    c->dim = (int)h->hidden; c->n_layers = (int)h->n_layers; c->n_heads = (int)h->n_heads;
+    c->n_kv_heads = (int)h->n_kv_heads; c->head_dim = (int)h->head_dim; c->ffn = (int)h->ffn;
+    c->vocab = (int)h->vocab; c->max_ctx = (int)h->max_ctx; c->eps = h->rms_eps; c->rope_theta = h->rope_theta;
+    if (!(m->w.embed = bind(m, tab, h, "embed", BV_DTYPE_F16, h->vocab, h->hidden, NULL, err)) ||
+        !(m->w.norm = bind(m, tab, h, "norm", BV_DTYPE_F32, 1, h->hidden, NULL, err)))
+        return BV_ERR_FORMAT;
+    m->w.head = m->w.embed; /* tied unless the bundle has its own head */
+    if (find(tab, h->n_tensors, "lm_head") &&
+        !(m->w.head = bind(m, tab, h, "lm_head", BV_DTYPE_F16, h->vocab, h->hidden, NULL, err)))
+        return BV_ERR_FORMAT;
     m->w.layers = calloc((size_t)c->n_layers, sizeof(bv_layer));
-    if (!m->w.layers) { free(tab); FAIL(BV_ERR_NOMEM, "out of memory"); }
-    int lin_rows[BV_N_LINEARS] = {c->dim, kv_dim, kv_dim, c->dim, c->ffn, c->ffn, c->dim};
-    int lin_cols[BV_N_LINEARS] = {c->dim, c->dim, c->dim, c->dim, c->dim, c->dim, c->ffn};
+    if (!m->w.layers) ERR(BV_ERR_NOMEM, "out of memory");
+    char name[BV_NAME_LEN];
     for (int l = 0; l < c->n_layers; l++) {
         bv_layer *L = &m->w.layers[l];
-        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
-        BIND(L->attn_norm, name, BV_DTYPE_F32, 1, h.hidden, const float *);
-        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
-        BIND(L->ffn_norm, name, BV_DTYPE_F32, 1, h.hidden, const float *);
-        snprintf(name, sizeof name, "layers.%d.attn_sub_norm", l);
-        BIND(L->attn_sub_norm, name, BV_DTYPE_F32, 1, h.hidden, const float *);
-        snprintf(name, sizeof name, "layers.%d.ffn_sub_norm", l);
-        BIND(L->ffn_sub_norm, name, BV_DTYPE_F32, 1, h.ffn, const float *);
-        for (int j = 0; j < BV_N_LINEARS; j++) {
-            snprintf(name, sizeof name, "layers.%d.%s", l, LINEAR_NAMES[j]);
-            BIND(L->lin[j].data, name, BV_DTYPE_TERNARY, (uint32_t)lin_rows[j], (uint32_t)lin_cols[j], const uint8_t *);
-            if (!(e->scale > 0) || !isfinite(e->scale)) {
-                free(tab);
-                FAIL(BV_ERR_FORMAT, "tensor %s has an invalid scale", name);
-            }
-            L->lin[j].rows = lin_rows[j]; L->lin[j].cols = lin_cols[j];
-            L->lin[j].nb = bv_blocks(lin_cols[j]); L->lin[j].scale = e->scale;
+        const float **norms[4] = {&L->attn_norm, &L->ffn_norm, &L->attn_sub_norm, &L->ffn_sub_norm};
+        static const char *norm_names[4] = {"attn_norm", "ffn_norm", "attn_sub_norm", "ffn_sub_norm"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "layers.%d.%s", l, norm_names[i]);
+            *norms[i] = bind(m, tab, h, name, BV_DTYPE_F32, 1, i == 3 ? h->ffn : h->hidden, NULL, err);
+            if (!*norms[i]) return BV_ERR_FORMAT;
         }
+        int rc = bind_linears(m, tab, h, l, err);
+        if (rc != BV_OK) return rc;
     }
-#undef BIND
-    free(tab);
+    return BV_OK;
+}
 
+/* State allocation: the thread pool, the run state for BV_MAX_BATCH tokens
+ * and the KV cache (n_ctx 0 or beyond max_ctx: max_ctx), allocated once. */
+static int alloc_state(bv_model *m, int n_threads, int n_ctx, char *err) {
+    const bv_config *c = &m->cfg;
     m->pool = bv_pool_init(n_threads > 0 ? n_threads : 1);
-    if (!m->pool) FAIL(BV_ERR_NOMEM, "cannot start worker threads");
-
-    /* run state */
+    if (!m->pool) ERR(BV_ERR_NOMEM, "cannot start worker threads");
     bv_state *s = &m->s;
+    int ok = 1, kv_dim = c->n_kv_heads * c->head_dim;
     s->n_ctx = n_ctx > 0 && n_ctx < c->max_ctx ? n_ctx : c->max_ctx;
     int B = BV_MAX_BATCH, wide = c->dim > c->ffn ? c->dim : c->ffn;
     s->x = xcalloc((size_t)B * c->dim, 4, &ok);
@@ -361,39 +402,59 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
     s->rope_cs = xcalloc((size_t)B * c->head_dim, 4, &ok);
     s->kcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
     s->vcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
-    if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
+    if (!ok) ERR(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
     /* HF: inv_freq = 1 / theta ** (arange(0, hd, 2) / hd), in float32 */
     for (int i = 0; i < c->head_dim / 2; i++)
         s->rope_inv[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+    return BV_OK;
+}
 
-    if (head_quant == BV_HEAD_INT8 || head_quant == BV_HEAD_INT4) {
-        int nb = bv_blocks(c->dim);
-        size_t row = head_quant == BV_HEAD_INT8 ? (size_t)nb * BV_QK : (size_t)nb * BV_I4_GROUP_BYTES;
-        m->w.head_quant = head_quant;
-        m->w.head_q = alloc_huge((size_t)c->vocab * row, &ok);
-        m->w.head_q_scale = xcalloc((size_t)c->vocab, 4, &ok);
-        if (!ok) FAIL(BV_ERR_NOMEM, "out of memory for the quantized LM head");
-        head_job job = {m};
-        bv_pool_run(m->pool, quantize_head_rows, &job, bv_pool_threads(m->pool) * 4);
-        /* The f16 head pages were read once to quantize; drop them from this
-         * process so they do not count against resident memory. Embedding
-         * rows still fault back in (read-only file pages) as tokens use them. */
-        drop_pages(m->w.head, (size_t)c->vocab * c->dim * 2);
-    } else if (head_quant != BV_HEAD_F16) {
-        FAIL(BV_ERR_ARG, "unknown head quantization %d", head_quant);
-    }
+/* Head quantization (unembed_quant): int8 / int4 rows with one scale each. */
+static int quantize_head(bv_model *m, int head_quant, char *err) {
+    const bv_config *c = &m->cfg;
+    if (head_quant == BV_HEAD_F16) return BV_OK;
+    if (head_quant != BV_HEAD_INT8 && head_quant != BV_HEAD_INT4)
+        ERR(BV_ERR_ARG, "unknown head quantization %d", head_quant);
+    int ok = 1, nb = bv_blocks(c->dim);
+    size_t row = head_quant == BV_HEAD_INT8 ? (size_t)nb * BV_QK : (size_t)nb * BV_I4_GROUP_BYTES;
+    m->w.head_quant = head_quant;
+    m->w.head_q = alloc_huge((size_t)c->vocab * row, &ok);
+    m->w.head_q_scale = xcalloc((size_t)c->vocab, 4, &ok);
+    if (!ok) ERR(BV_ERR_NOMEM, "out of memory for the quantized LM head");
+    head_job job = {m};
+    bv_pool_run(m->pool, quantize_head_rows, &job, bv_pool_threads(m->pool) * 4);
+    /* The f16 head pages were read once to quantize; drop them from this
+     * process so they do not count against resident memory. Embedding
+     * rows still fault back in (read-only file pages) as tokens use them. */
+    drop_pages(m->w.head, (size_t)c->vocab * c->dim * 2);
+    return BV_OK;
+}
+
+/* The in-memory layout of the linears: T1 (repacked) or the file's 2-bit (copied). */
+static int set_layout(bv_model *m, int layout, char *err) {
     if (layout == BV_LAYOUT_T1 || (layout == BV_LAYOUT_AUTO && bv_kern.prefer_t1)) {
-        if (repack_model_t1(m) != BV_OK) FAIL(BV_ERR_NOMEM, "out of memory repacking weights to T1");
+        if (repack_model_t1(m) != BV_OK) ERR(BV_ERR_NOMEM, "out of memory repacking weights to T1");
     } else if (layout != BV_LAYOUT_2BIT && layout != BV_LAYOUT_AUTO) {
-        FAIL(BV_ERR_ARG, "unknown ternary layout %d", layout);
+        ERR(BV_ERR_ARG, "unknown ternary layout %d", layout);
     } else if (copy_model_2bit(m) != BV_OK) {
-        FAIL(BV_ERR_NOMEM, "out of memory copying the weights");
+        ERR(BV_ERR_NOMEM, "out of memory copying the weights");
     }
-    close(fd);
-    return m;
-fail:
-    (void)rc;
-    if (fd >= 0) close(fd);
+    return BV_OK;
+}
+#undef ERR
+
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout,
+                        char err[BV_ERR_LEN]) {
+    bv_model *m = calloc(1, sizeof *m);
+    if (!m) { snprintf(err, BV_ERR_LEN, "out of memory"); return NULL; }
+    bv_file_header h;
+    bv_tensor_entry *tab = NULL;
+    int ok = map_file(m, path, err) == BV_OK && check_header(m, path, &h, err) == BV_OK &&
+             (tab = read_table(m, &h, err)) != NULL && bind_weights(m, &h, tab, err) == BV_OK;
+    free(tab);
+    ok = ok && alloc_state(m, n_threads, n_ctx, err) == BV_OK && quantize_head(m, head_quant, err) == BV_OK &&
+         set_layout(m, layout, err) == BV_OK;
+    if (ok) return m;
     bv_model_free(m);
     return NULL;
 }

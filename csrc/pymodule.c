@@ -235,15 +235,45 @@ static PyObject *Model_clear_cancel(ModelObject *self, PyObject *unused) {
 
 static const char *LORA_TARGETS[BV_N_LINEARS] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
+/* "int8" / "int4" / None -> enum bv_lora_quant; -1 with an exception on anything else */
+static int lora_quant_of(const char *quant) {
+    if (!quant) return BV_LORA_F32;
+    if (!strcmp(quant, "int8")) return BV_LORA_INT8;
+    if (!strcmp(quant, "int4")) return BV_LORA_INT4;
+    PyErr_Format(PyExc_ValueError, "LoRA quant must be None, 'int8' or 'int4', got '%s'", quant);
+    return -1;
+}
+
+/* Bytes of a rows x cols factor in `quant` storage (bitvoice.h bv_lora_mat) */
+static Py_ssize_t lora_factor_bytes(int quant, int rows, int cols) {
+    Py_ssize_t row = quant == BV_LORA_INT8 ? cols : quant == BV_LORA_INT4 ? BV_LORA_I4_ROW_BYTES(cols) : 4 * (Py_ssize_t)cols;
+    return row * rows;
+}
+
+/* The buffers of one factor match its shape and storage; else ValueError. */
+static int lora_factor_ok(const char *name, const char *which, int quant, const Py_buffer *data,
+                          const Py_buffer *step, int rows, int cols) {
+    int step_ok = quant == BV_LORA_F32 ? step->buf == NULL : step->buf != NULL && step->len == 4 * (Py_ssize_t)rows;
+    if (data->len == lora_factor_bytes(quant, rows, cols) && step_ok) return 1;
+    PyErr_Format(PyExc_ValueError,
+                 "LoRA %s: %s must be [%d, %d] in its storage (%s)%s", name, which, rows, cols,
+                 quant == BV_LORA_INT8 ? "int8 codes" : quant == BV_LORA_INT4 ? "int4 codes, two per byte" : "float32",
+                 quant == BV_LORA_F32 ? ", with no steps" : ", with float32 steps, one per row");
+    return 0;
+}
+
 static PyObject *Model_set_lora(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"name", "a", "b", "rank", "scale", NULL};
-    const char *name;
-    Py_buffer a, b;
+    static char *kwlist[] = {"name", "a", "b", "rank", "scale", "quant", "a_step", "b_step", NULL};
+    const char *name, *quant_name = NULL;
+    Py_buffer a, b, a_step = {0}, b_step = {0};
     int rank;
     float scale;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sy*y*if", kwlist, &name, &a, &b, &rank, &scale)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sy*y*if|$zz*z*", kwlist, &name, &a, &b, &rank, &scale, &quant_name,
+                                     &a_step, &b_step))
+        return NULL;
     PyObject *result = NULL;
-    if (!model_ready(self)) goto done;
+    int quant = lora_quant_of(quant_name);
+    if (quant < 0 || !model_ready(self)) goto done;
     int layer = -1, which = -1;
     char target[32] = {0};
     if (sscanf(name, "layers.%d.%31s", &layer, target) != 2) {
@@ -258,18 +288,18 @@ static PyObject *Model_set_lora(ModelObject *self, PyObject *args, PyObject *kw)
         goto done;
     }
     bv_ternary *lin = &m->w.layers[layer].lin[which];
-    if (a.len != (Py_ssize_t)sizeof(float) * rank * lin->cols || b.len != (Py_ssize_t)sizeof(float) * lin->rows * rank) {
-        PyErr_Format(PyExc_ValueError, "LoRA %s: A must be float32 [%d, %d] and B float32 [%d, %d]", name, rank,
-                     lin->cols, lin->rows, rank);
+    if (!lora_factor_ok(name, "A", quant, &a, &a_step, rank, lin->cols) ||
+        !lora_factor_ok(name, "B", quant, &b, &b_step, lin->rows, rank))
         goto done;
-    }
-    int rc = bv_model_set_lora(m, layer, which, a.buf, b.buf, rank, scale);
+    int rc = bv_model_set_lora(m, layer, which, quant, a.buf, a_step.buf, b.buf, b_step.buf, rank, scale);
     if (rc != BV_OK) { PyErr_NoMemory(); goto done; }
     result = Py_None;
     Py_INCREF(result);
 done:
     PyBuffer_Release(&a);
     PyBuffer_Release(&b);
+    if (a_step.obj) PyBuffer_Release(&a_step);
+    if (b_step.obj) PyBuffer_Release(&b_step);
     return result;
 }
 
@@ -295,6 +325,7 @@ INT_GETTER(get_n_threads, bv_pool_threads(self->m->pool))
 INT_GETTER(get_n_cached, self->m->s.n_cached)
 INT_GETTER(get_tokens_evaluated, self->m->tokens_evaluated)
 INT_GETTER(get_eval_calls, self->m->eval_calls)
+INT_GETTER(get_lora_bytes, bv_model_lora_bytes(self->m))
 
 static PyObject *get_ternary_layout(ModelObject *self, void *c) {
     if (!self->m) { PyErr_SetString(PyExc_RuntimeError, "model is closed"); return NULL; }
@@ -308,6 +339,7 @@ static PyGetSetDef Model_getset[] = {
     {"n_cached", (getter)get_n_cached, NULL, "tokens valid in the KV cache", NULL},
     {"tokens_evaluated", (getter)get_tokens_evaluated, NULL, "tokens run through forward since load", NULL},
     {"eval_calls", (getter)get_eval_calls, NULL, "eval() calls since load", NULL},
+    {"lora_bytes", (getter)get_lora_bytes, NULL, "bytes the attached LoRA factors hold", NULL},
     {"ternary_layout", (getter)get_ternary_layout, NULL, "in-memory ternary layout: '2bit' or 't1'", NULL},
     {NULL}};
 
@@ -373,7 +405,8 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "ssy*iy*ii|ii", kwlist, &path, &op, &w, &nb, &x, &n, &rows, &r0, &r1))
         return NULL;
     PyObject *result = NULL;
-    const bv_kernels *k = bv_kernels_named(path);
+    bv_kernels table;
+    const bv_kernels *k = bv_kernels_resolved(path, &table) == 0 ? &table : NULL;
     if (r1 < 0) r1 = rows;
     if (!k) { PyErr_Format(PyExc_ValueError, "kernel path %s not available here", path); goto done; }
     if (nb <= 0 || n <= 0 || rows <= 0 || r0 < 0 || r1 > rows || r0 > r1) {
@@ -399,8 +432,8 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     int32_t *y = (int32_t *)PyBytes_AS_STRING(result);
     memset(y, 0, sizeof(int32_t) * (size_t)out_rows * rows);
     Py_BEGIN_ALLOW_THREADS
-    if (is_t1 && is_gemm) (k->t1_gemm ? k->t1_gemm : bv_kernels_ref.t1_gemm)(w.buf, nb, x.buf, n, y, rows, r0, r1);
-    else if (is_t1) (k->t1_gemv ? k->t1_gemv : bv_kernels_ref.t1_gemv)(w.buf, nb, x.buf, y, r0, r1);
+    if (is_t1 && is_gemm) k->t1_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
+    else if (is_t1) k->t1_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (!strcmp(op, "ternary_gemv")) k->ternary_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (!strcmp(op, "int8_gemv")) k->int8_gemv(w.buf, nb, x.buf, y, r0, r1);
@@ -412,11 +445,51 @@ done:
     return result;
 }
 
+/* Test hook: one quantized-LoRA kernel of one path (as it runs) on all
+ * `rows` rows of q; float32 results, starting from zeros. */
+static PyObject *lora_kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "quant", "q", "step", "cols", "x", "rows", NULL};
+    const char *path, *quant_name;
+    Py_buffer q, step, x;
+    int cols, rows;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssy*y*iy*i", kwlist, &path, &quant_name, &q, &step, &cols, &x, &rows))
+        return NULL;
+    PyObject *result = NULL;
+    bv_kernels table;
+    const bv_kernels *k = bv_kernels_resolved(path, &table) == 0 ? &table : NULL;
+    int quant = lora_quant_of(quant_name);
+    if (quant < 0) goto done;
+    if (!k || quant == BV_LORA_F32) {
+        PyErr_Format(PyExc_ValueError, "kernel path %s not available here, or quant not int8/int4", path);
+        goto done;
+    }
+    if (cols <= 0 || rows <= 0 || q.len != lora_factor_bytes(quant, rows, cols) || step.len != 4 * (Py_ssize_t)rows ||
+        x.len != 4 * (Py_ssize_t)cols) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match rows/cols");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(float) * rows);
+    if (!result) goto done;
+    float *y = (float *)PyBytes_AS_STRING(result);
+    memset(y, 0, sizeof(float) * (size_t)rows);
+    Py_BEGIN_ALLOW_THREADS
+    if (quant == BV_LORA_INT8) k->lora_i8_gemv(q.buf, step.buf, cols, x.buf, y, 0, rows);
+    else k->lora_i4_gemv(q.buf, step.buf, cols, x.buf, y, 0, rows);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&q);
+    PyBuffer_Release(&step);
+    PyBuffer_Release(&x);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"kernel_backend", kernel_backend, METH_NOARGS, "the kernel path in use"},
     {"select_kernel", select_kernel, METH_O, "force a kernel path"},
     {"supported_kernels", supported_kernels, METH_NOARGS, "paths this CPU can run"},
     {"kernel_run", (PyCFunction)(void (*)(void))kernel_run, METH_VARARGS | METH_KEYWORDS, "test hook: run one kernel"},
+    {"lora_kernel_run", (PyCFunction)(void (*)(void))lora_kernel_run, METH_VARARGS | METH_KEYWORDS,
+     "test hook: run one quantized-LoRA kernel"},
     {NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "engine.llm._native",

@@ -45,10 +45,22 @@ typedef struct {
     float scale;         /* W = T * scale */
 } bv_ternary;
 
+/* storage of LoRA factors (lora_quant): float32, or symmetric per-row integer
+ * codes with one float step per row (value = code * step) */
+enum bv_lora_quant { BV_LORA_F32 = 0, BV_LORA_INT8 = 1, BV_LORA_INT4 = 2 };
+
+typedef struct {          /* one LoRA factor, rows x cols, owned */
+    void *data;           /* f32: float [rows][cols]; int8: int8 [rows][cols] (codes -127..127);
+                             int4: uint8 [rows][BV_LORA_I4_ROW_BYTES(cols)] (codes -7..7) */
+    float *step;          /* [rows] per-row step (int8 / int4); NULL for f32 */
+    int rows, cols;
+} bv_lora_mat;
+
 typedef struct {          /* a LoRA delta on one linear: y += scale * B (A x) */
-    float *a;             /* [rank][in] */
-    float *b;             /* [out][rank] */
-    int rank;
+    bv_lora_mat a;        /* [rank][in] */
+    bv_lora_mat b;        /* [out][rank] */
+    int rank;             /* 0 = none */
+    int quant;            /* enum bv_lora_quant, of both factors */
     float scale;
 } bv_lora;
 
@@ -88,7 +100,7 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
     float *hb2;      /* [B][ffn] */
     float *attn_part;/* [B][n_kv_heads][attn_max_spans][group * (head_dim + 2)] softmax partials */
     int attn_max_spans;
-    float *lora_tmp; /* [B][max lora rank] */
+    float *lora_tmp; /* [max lora rank] one token's A x */
     float *logits;   /* [n_logits][vocab] */
     int n_logits;    /* rows valid in logits */
     float *rope_inv; /* [head_dim/2] inverse frequencies */
@@ -126,10 +138,16 @@ void bv_model_free(bv_model *m);
  * Returns BV_OK, BV_CANCELLED (cache holds n_past tokens) or BV_ERR_ARG. */
 int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all_logits);
 
-/* Attach a LoRA delta to layer `layer`, linear `which` (BV_Q..BV_DOWN); copies a/b. */
-int bv_model_set_lora(bv_model *m, int layer, int which, const float *a, const float *b, int rank,
-                      float scale);
+/* Attach a LoRA delta to layer `layer`, linear `which` (BV_Q..BV_DOWN), replacing
+ * any there: y += scale * B (A x), A [rank][in], B [out][rank]. `quant` (enum
+ * bv_lora_quant) is the storage of a and b as bv_lora_mat describes it;
+ * a_step / b_step are their per-row steps (ignored for BV_LORA_F32). Copies
+ * everything. Returns BV_OK, BV_ERR_ARG or BV_ERR_NOMEM. */
+int bv_model_set_lora(bv_model *m, int layer, int which, int quant, const void *a, const float *a_step,
+                      const void *b, const float *b_step, int rank, float scale);
 void bv_model_clear_lora(bv_model *m);
+/* Bytes the attached LoRA factors hold in memory (codes or floats, and steps). */
+size_t bv_model_lora_bytes(const bv_model *m);
 
 typedef struct {
     float temperature;        /* 0 = greedy */

@@ -62,6 +62,14 @@ static inline int bv_blocks(int cols) { return bv_pad_cols(cols) / BV_QK; }
 static inline int bv_t1_pad_cols(int cols) { return (cols + BV_T1_QK - 1) / BV_T1_QK * BV_T1_QK; }
 static inline int bv_t1_blocks(int cols) { return bv_t1_pad_cols(cols) / BV_T1_QK; }
 
+/* In-memory LoRA factors under lora_quant="int4" (never in a file): a row of
+ * `cols` signed codes -7..7, two per byte, the even column in the low nibble,
+ * each stored as code + 8; an odd last column leaves the high nibble 8 (0).
+ * 4.0 bits/weight plus one float step per row. */
+#define BV_LORA_I4_ROW_BYTES(cols) (((cols) + 1) / 2)
+#define BV_LORA_I4_ZERO 8
+static_assert(BV_LORA_I4_ROW_BYTES(7) == 4, "int4 LoRA rows round up to whole bytes");
+
 /* ---- bundle file (model.bvm) ---------------------------------------------
  * [header: bv_file_header, 64 bytes]
  * [tensor table: n_tensors * bv_tensor_entry]

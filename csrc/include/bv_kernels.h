@@ -1,5 +1,6 @@
 /* bv_kernels.h - the kernel table. One implementation per ISA
- * (kernels/ref.c, kernels/x86_avx2.c, kernels/x86_avx512.c), all with the
+ * (kernels/ref.c, kernels/x86_avx2.c, kernels/x86_avx512.c, and
+ * kernels/x86_amx.c for the AVX-512 path's GEMMs on AMX tiles), all with the
  * same contract, all exact: integer results must match the scalar reference
  * bit for bit on every shape. dispatch.c fills `bv_kern` once from cpuid or
  * from BITVOICE_KERNEL=ref|avx2|avx512|amx.
@@ -52,6 +53,14 @@ typedef struct {
                       float scale, float *m, float *l, float *o);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
     void (*f32_to_f16)(const float *src, uint16_t *dst, int n);
+    /* Quantized LoRA factors (bitvoice.h bv_lora_mat): for r in [r0, r1),
+     *   y[r] += step[r] * sum_k Q[r][k] * x[k]
+     * int8: Q rows `cols` bytes apart; int4: rows BV_LORA_I4_ROW_BYTES(cols)
+     * bytes apart (bv_format.h). Float results: within a tolerance of ref. */
+    void (*lora_i8_gemv)(const int8_t *q, const float *step, int cols, const float *x, float *y, int r0,
+                         int r1);
+    void (*lora_i4_gemv)(const uint8_t *q, const float *step, int cols, const float *x, float *y, int r0,
+                         int r1);
 } bv_kernels;
 
 /* Any entry a SIMD table leaves NULL is taken from the reference table
@@ -64,7 +73,7 @@ extern const bv_kernels bv_kernels_avx2;
 extern const bv_kernels bv_kernels_avx512;
 #endif
 #ifdef BV_HAVE_AMX
-extern const bv_kernels bv_kernels_amx; /* avx512 with AMX-INT8 tiles for the GEMMs */
+extern const bv_kernels bv_kernels_amx; /* kernels/x86_amx.c: only the GEMMs, on AMX-INT8 tiles */
 #endif
 
 /* Fills bv_kern. `want` is NULL (auto: best the CPU has, unless the
@@ -74,6 +83,10 @@ int bv_kernels_select(const char *want);
 /* The table of a path by name ("ref", "avx2", "avx512", "amx") as its file defines it
  * (entries it leaves NULL stay NULL), or NULL if unknown or unsupported here. */
 const bv_kernels *bv_kernels_named(const char *name);
+/* The table of a path with every entry filled as bv_kernels_select would run
+ * it (amx: the avx512 entries besides its GEMMs; then ref for the rest).
+ * Returns 0, or -1 if unknown or unsupported here. */
+int bv_kernels_resolved(const char *name, bv_kernels *out);
 /* Which paths this CPU can run, as a bit set: 1 ref, 2 avx2, 4 avx512, 8 amx. */
 unsigned bv_kernels_supported(void);
 

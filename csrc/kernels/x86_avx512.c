@@ -30,9 +30,9 @@
 #include <string.h>
 
 #include "bv_kernels.h"
+#include "x86_avx512_shared.h"
 #include "x86_prefetch.h"
 
-#define BV_ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Tile sizes, in one place. GEMV_ROWS rows share one activation load.
  * GEMM: GEMM_ROWS rows (2 zmm of 16 lanes) x GEMM_TOKENS tokens = 24
@@ -50,22 +50,8 @@
 #define GEMM_KC_BLOCKS 8
 #define GEMM_KC_T1_BLOCKS 3 /* 960 columns: 30 KB of codes */
 #define GEMM_KC_COLS (GEMM_KC_BLOCKS * BV_QK)
-#define GEMM_MIN_TOKENS 4
+/* GEMM_MIN_TOKENS: x86_avx512_shared.h (the AMX path uses it too) */
 /* ---- small helpers ------------------------------------------------------ */
-
-/* lanes [0, left) of 16 */
-BV_ALWAYS_INLINE __mmask16 tail_mask(int left) {
-    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-}
-
-/* sum of n int8 values (n a multiple of 64) */
-static int32_t sum_i8(const int8_t *x, size_t n) {
-    const __m512i ones = _mm512_set1_epi8(1);
-    __m512i acc = _mm512_setzero_si512();
-    for (size_t k = 0; k < n; k += 64)
-        acc = _mm512_dpbusd_epi32(acc, ones, _mm512_loadu_si512((const void *)(x + k)));
-    return _mm512_reduce_add_epi32(acc);
-}
 
 /* Eight vectors of 16 int32 lanes -> one vector of their eight lane sums, in
  * order (v[0]'s sum in lane 0). A hadd tree costs ~4 ops per output instead
@@ -263,32 +249,6 @@ void bv_avx512_t1_gemv(const uint8_t *w, int nb1, const int8_t *x, int32_t *y, i
  * Rows beyond r1 are zero codes whose lanes are masked off at the store;
  * tokens beyond n are zero activations whose outputs are not stored. */
 
-/* the 16 dword columns of 16 row vectors: out[j] lane i = v[i] dword j */
-BV_ALWAYS_INLINE void transpose16(const __m512i v[16], __m512i out[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
-    }
-    /* u[4g + c], 128-bit lane L: rows 4g..4g+3 at dword column 4L + c */
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-    }
-    for (int c = 0; c < 4; c++) {
-        const __m512i s = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
-        const __m512i s2 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
-        const __m512i q = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
-        const __m512i q2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
-        out[c] = _mm512_shuffle_i32x4(s, q, 0x88);
-        out[8 + c] = _mm512_shuffle_i32x4(s, q, 0xDD);
-        out[4 + c] = _mm512_shuffle_i32x4(s2, q2, 0x88);
-        out[12 + c] = _mm512_shuffle_i32x4(s2, q2, 0xDD);
-    }
-}
-
 /* rows [r, r + nrows) (nrows <= GEMM_ROWS; missing rows are zero codes),
  * blocks [kb0, kb0 + nkb) -> buf[step][half][16 lanes] dwords, step = 4 cols */
 static void unpack_rows(const uint8_t *w, size_t rb, int r, int nrows, int c0, int ncols,
@@ -467,176 +427,15 @@ static int gemm_chunked(const uint8_t *w, size_t rb, int kpad, int kc, unpack_fn
     return 0;
 }
 
-/* ---- AMX: the same two GEMMs with the products on the tile unit ------------
- * On CPUs with AMX-INT8, TDPBUSD multiplies a 16 x 64 tile of unsigned bytes
- * by a 64 x 16 tile of signed ones (16 x 16 x 64 products, ~8x what two
- * vpdpbusd ports do), so prefill is bound by unpacking the weights. The
- * weights are therefore the A tiles, in their natural row-major order: a T1
- * block's digit d is already 64 consecutive columns, so unpacking is the
- * vpmaddubsw chain and a store, with no transpose. The activations are the B
- * tiles (4 consecutive columns of 16 tokens per 64-byte tile row: "VNNI"
- * order), packed once per call with tokens past n left zero, so any token
- * count runs on tiles. A C tile is 16 rows x 16 tokens: the epilogue
- * transposes it into Y's token rows and subtracts sum(x) as the zmm path does.
- * The whole row length is one K chunk: the C tiles drain once per block.
- * Tiles: 0-3 C (row tile i, token tile j: tile 2i + j), 4-5 A, 6-7 B. */
-#ifdef BV_HAVE_AMX
-#define AMX_TOKENS 16 /* tokens per B tile */
-
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_config;
-
-/* one packed row -> its kpad codes in column order */
-typedef void (*row_codes_fn)(const uint8_t *src, int kpad, uint8_t *dst);
-
-static void row_codes_2bit(const uint8_t *src, int kpad, uint8_t *dst) {
-    const __m512i three = _mm512_set1_epi8(3);
-    const __m512i sh_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi64x(2), 1);
-    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi64(4), _mm256_set1_epi64x(6), 1);
-    for (int k = 0; k < kpad / BV_QK; k++) { /* the codes of weights 0..63, then 64..127 */
-        const __m512i bc =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(src + (size_t)k * BV_BLOCK_BYTES)));
-        _mm512_store_si512((void *)(dst + (size_t)k * BV_QK), _mm512_and_si512(_mm512_srlv_epi64(bc, sh_a), three));
-        _mm512_store_si512((void *)(dst + (size_t)k * BV_QK + 64), _mm512_and_si512(_mm512_srlv_epi64(bc, sh_b), three));
-    }
-}
-
-static void row_codes_t1(const uint8_t *src, int kpad, uint8_t *dst) {
-    const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
-    const __m512i hi = _mm512_set1_epi16((short)0xFF00);
-    for (int b = 0; b < kpad / BV_T1_QK; b++) {
-        const __m512i q = _mm512_loadu_si512((const void *)(src + (size_t)b * BV_T1_BLOCK_BYTES));
-        __m512i pe = _mm512_maddubs_epi16(q, k30), po = _mm512_maddubs_epi16(q, k03);
-        for (int d = 0; d < 5; d++) {
-            /* even bytes' codes from pe's high bytes, odd bytes' from po's */
-            _mm512_store_si512((void *)(dst + (size_t)b * BV_T1_QK + 64 * d),
-                               _mm512_ternarylogic_epi32(_mm512_srli_epi16(pe, 8), po, hi, 0xF8));
-            if (d < 4) {
-                pe = _mm512_maddubs_epi16(pe, k30);
-                po = _mm512_maddubs_epi16(po, k30);
-            }
-        }
-    }
-}
-
-/* X rows [0, n) -> xv[token tile][step][16 tokens x 4 bytes], zero past n */
-static void amx_pack_x(const int8_t *X, size_t ldx, int n, int kpad, int8_t *xv) {
-    const int steps = kpad / 4;
-    for (int t0 = 0; t0 < n; t0 += AMX_TOKENS) {
-        int8_t *tile = xv + (size_t)(t0 / AMX_TOKENS) * steps * 64;
-        for (int c = 0; c < kpad; c += 64) {
-            __m512i v[16], out[16];
-            for (int i = 0; i < 16; i++)
-                v[i] = t0 + i < n ? _mm512_loadu_si512((const void *)(X + (size_t)(t0 + i) * ldx + c))
-                                  : _mm512_setzero_si512();
-            transpose16(v, out); /* out[j] = dword j (columns c + 4j..) of the 16 tokens */
-            for (int j = 0; j < 16; j++) _mm512_store_si512((void *)(tile + (size_t)(c / 4 + j) * 64), out[j]);
-        }
-    }
-}
-
-/* Y[t][r..] = C - sum(x_t) for one 16-row x 16-token C tile in c (rows 64 bytes
- * apart): transposed into token rows, rows past nr and tokens past nt left out */
-static void amx_store_c(const int32_t *c, int nr, int nt, const int32_t *sx, int32_t *Y, int ldy) {
-    __m512i v[16], out[16];
-    for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512((const void *)(c + i * 16));
-    transpose16(v, out); /* out[t] = the 16 rows of token t */
-    const __mmask16 m = tail_mask(nr);
-    for (int t = 0; t < nt; t++)
-        _mm512_mask_storeu_epi32(Y + (size_t)t * ldy, m, _mm512_sub_epi32(out[t], _mm512_set1_epi32(sx[t])));
-}
-
-static int gemm_amx(const uint8_t *w, size_t rb, int kpad, row_codes_fn row_codes, const int8_t *X, int n,
-                    int32_t *Y, int ldy, int r0, int r1) {
-    const size_t ldx = (size_t)kpad;
-    const int n_tiles = (n + AMX_TOKENS - 1) / AMX_TOKENS, n_blocks = (n_tiles + 1) / 2;
-    const size_t xv_bytes = (size_t)n_blocks * 2 * AMX_TOKENS * kpad; /* whole blocks: a zero tile pads */
-    const size_t wb_bytes = (size_t)GEMM_ROWS * kpad;
-    const size_t sx_bytes = ((size_t)n * sizeof(int32_t) + 63) / 64 * 64;
-    uint8_t *mem = aligned_alloc(64, xv_bytes + wb_bytes + sx_bytes);
-    if (!mem) return -1;
-    int8_t *xv = (int8_t *)mem;
-    uint8_t *wbuf = mem + xv_bytes;
-    int32_t *sx = (int32_t *)(mem + xv_bytes + wb_bytes);
-    memset(xv, 0, xv_bytes);
-    amx_pack_x(X, ldx, n, kpad, xv);
-    for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
-    const size_t tile_bytes = (size_t)kpad / 4 * 64; /* one token tile of xv */
-    amx_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
-    }
-    _tile_loadconfig(&cfg);
-    _Alignas(64) int32_t c[4][16 * 16];
-    for (int r = r0; r < r1; r += GEMM_ROWS) {
-        const int nr = r1 - r < GEMM_ROWS ? r1 - r : GEMM_ROWS;
-        for (int i = 0; i < GEMM_ROWS; i++) { /* rows past nr: zero codes */
-            if (i < nr) row_codes(w + (size_t)(r + i) * rb, kpad, wbuf + (size_t)i * kpad);
-            else memset(wbuf + (size_t)i * kpad, 0, (size_t)kpad);
-        }
-        for (int blk = 0; blk < n_blocks; blk++) {
-            const int8_t *b0 = xv + (size_t)(2 * blk) * tile_bytes, *b1 = b0 + tile_bytes;
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int k = 0; k < kpad; k += 64) {
-                _tile_loadd(4, wbuf + k, ldx);
-                _tile_loadd(5, wbuf + (size_t)16 * kpad + k, ldx);
-                _tile_loadd(6, b0 + (size_t)k * 16, 64);
-                _tile_loadd(7, b1 + (size_t)k * 16, 64);
-                _tile_dpbusd(0, 4, 6);
-                _tile_dpbusd(1, 4, 7);
-                _tile_dpbusd(2, 5, 6);
-                _tile_dpbusd(3, 5, 7);
-            }
-            _tile_stored(0, c[0], 64);
-            _tile_stored(1, c[1], 64);
-            _tile_stored(2, c[2], 64);
-            _tile_stored(3, c[3], 64);
-            for (int i = 0; i < 2; i++)
-                for (int j = 0; j < 2; j++) {
-                    const int rr = i * 16, t0 = (2 * blk + j) * AMX_TOKENS;
-                    const int nri = nr - rr < 16 ? nr - rr : 16, ntj = n - t0 < 16 ? n - t0 : 16;
-                    if (nri > 0 && ntj > 0)
-                        amx_store_c(c[2 * i + j], nri, ntj, sx + t0, Y + (size_t)t0 * ldy + r + rr, ldy);
-                }
-        }
-    }
-    /* give the tile state back, so the kernel need not save 8 KB of tiles at
-     * every context switch of this thread */
-    _tile_release();
-    free(mem);
-    return 0;
-}
-#endif /* BV_HAVE_AMX */
-
-static void ternary_gemm_on(int use_amx, const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
-                            int ldy, int r0, int r1) {
+static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
+                                int ldy, int r0, int r1) {
     const size_t ldx = (size_t)nb * BV_QK, rb = (size_t)nb * BV_BLOCK_BYTES;
-    if (n >= GEMM_MIN_TOKENS) {
-#ifdef BV_HAVE_AMX
-        if (use_amx && gemm_amx(w, rb, nb * BV_QK, row_codes_2bit, X, n, Y, ldy, r0, r1) == 0) return;
-#else
-        (void)use_amx;
-#endif
-        if (gemm_chunked(w, rb, nb * BV_QK, GEMM_KC_BLOCKS * BV_QK, unpack_rows, X, n, Y, ldy, r0, r1) == 0)
-            return;
-    }
+    if (n >= GEMM_MIN_TOKENS &&
+        gemm_chunked(w, rb, nb * BV_QK, GEMM_KC_BLOCKS * BV_QK, unpack_rows, X, n, Y, ldy, r0, r1) == 0)
+        return;
     /* Few tokens (or no memory for the packed activations): stream the packed
      * rows once per token instead; same exact results. */
     for (int t = 0; t < n; t++) avx512_ternary_gemv(w, nb, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
-}
-
-static void avx512_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
-                                int ldy, int r0, int r1) {
-    ternary_gemm_on(0, w, nb, X, n, Y, ldy, r0, r1);
 }
 
 /* ---- T1 GEMM (prefill) ------------------------------------------------------
@@ -681,39 +480,14 @@ static void unpack_rows_t1(const uint8_t *w, size_t rb, int r, int nrows, int c0
     }
 }
 
-static void t1_gemm_on(int use_amx, const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
-                       int r0, int r1) {
-    const size_t ldx = (size_t)nb1 * BV_T1_QK, rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
-    if (n >= GEMM_MIN_TOKENS) {
-#ifdef BV_HAVE_AMX
-        if (use_amx && gemm_amx(w, rb, nb1 * BV_T1_QK, row_codes_t1, X, n, Y, ldy, r0, r1) == 0)
-            return;
-#else
-        (void)use_amx;
-#endif
-        if (gemm_chunked(w, rb, nb1 * BV_T1_QK, GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1, X, n, Y, ldy, r0,
-                         r1) == 0)
-            return;
-    }
-    for (int t = 0; t < n; t++) bv_avx512_t1_gemv(w, nb1, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
-}
-
 void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
                        int r0, int r1) {
-    t1_gemm_on(0, w, nb1, X, n, Y, ldy, r0, r1);
+    const size_t ldx = (size_t)nb1 * BV_T1_QK, rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
+    if (n >= GEMM_MIN_TOKENS && gemm_chunked(w, rb, nb1 * BV_T1_QK, GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1,
+                                             X, n, Y, ldy, r0, r1) == 0)
+        return;
+    for (int t = 0; t < n; t++) bv_avx512_t1_gemv(w, nb1, X + (size_t)t * ldx, Y + (size_t)t * ldy, r0, r1);
 }
-
-#ifdef BV_HAVE_AMX
-static void amx_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
-                             int r1) {
-    ternary_gemm_on(1, w, nb, X, n, Y, ldy, r0, r1);
-}
-
-static void amx_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
-                        int r1) {
-    t1_gemm_on(1, w, nb1, X, n, Y, ldy, r0, r1);
-}
-#endif
 
 /* ---- int8 GEMV (LM head) ---------------------------------------------------
  * vpdpbusd needs one unsigned operand: u = x + 128 (x ^ 0x80) is, and
@@ -1014,32 +788,21 @@ static void avx512_attn_span(const float *q, int group, const uint16_t *k, const
     }
 }
 
-/* the AVX-512 table's entries but its GEMMs: the AMX path shares them */
-#define AVX512_SHARED_ENTRIES \
-    .ternary_gemv = avx512_ternary_gemv, \
-    .int8_gemv = avx512_int8_gemv, \
-    .int4_gemv = avx512_int4_gemv, \
-    .t1_gemv = bv_avx512_t1_gemv, \
-    .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */ \
-    .f16_gemv = avx512_f16_gemv, \
-    .attn_span = avx512_attn_span, \
-    .f16_to_f32 = avx512_f16_to_f32, \
-    .f32_to_f16 = avx512_f32_to_f16, \
-
+/* The AMX path (kernels/x86_amx.c) is this table with its prefill GEMMs on
+ * tiles: dispatch.c fills the entries it leaves NULL from this one. */
 const bv_kernels bv_kernels_avx512 = {
     .name = "avx512",
-    AVX512_SHARED_ENTRIES
+    .ternary_gemv = avx512_ternary_gemv,
     .ternary_gemm = avx512_ternary_gemm,
+    .int8_gemv = avx512_int8_gemv,
+    .int4_gemv = avx512_int4_gemv,
+    .t1_gemv = bv_avx512_t1_gemv,
     .t1_gemm = bv_avx512_t1_gemm,
+    .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */
+    .f16_gemv = avx512_f16_gemv,
+    .attn_span = avx512_attn_span,
+    .f16_to_f32 = avx512_f16_to_f32,
+    .f32_to_f16 = avx512_f32_to_f16,
 };
-
-#ifdef BV_HAVE_AMX
-const bv_kernels bv_kernels_amx = {
-    .name = "amx",
-    AVX512_SHARED_ENTRIES
-    .ternary_gemm = amx_ternary_gemm,
-    .t1_gemm = amx_t1_gemm,
-};
-#endif
 
 #endif /* x86-64 */

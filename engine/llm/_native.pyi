@@ -24,6 +24,12 @@ def kernel_run(
     """Test hook: run one integer kernel ('ternary_gemv', 'ternary_gemm', 'int8_gemv',
     'int4_gemv', 't1_gemv', 't1_gemm') of one path on rows [r0, r1); int32 results."""
 
+def lora_kernel_run(
+    path: str, quant: str, q: Buffer, step: Buffer, cols: int, x: Buffer, rows: int
+) -> bytes:
+    """Test hook: y[r] = step[r] * (Q[r] . x) for every row, by one path's quantized-LoRA
+    kernel ('int8' codes, or 'int4' packed); float32 results."""
+
 class Model:
     """One loaded bundle with its KV cache (one cache per model).
 
@@ -40,6 +46,7 @@ class Model:
     tokens_evaluated: int  # total tokens run through forward since load (for reuse tests)
     eval_calls: int
     ternary_layout: str  # in-memory layout of the layer matrices: "t1" or "2bit"
+    lora_bytes: int  # bytes the attached LoRA factors hold (codes or floats, and steps)
 
     def __init__(
         self,
@@ -76,8 +83,22 @@ class Model:
         """Drop a pending cancel request (one that no eval() has consumed)."""
     def cancel(self) -> None:
         """Thread-safe: ask a running eval() to stop at the next layer boundary."""
-    def set_lora(self, name: str, a: Buffer, b: Buffer, rank: int, scale: float) -> None:
-        """Attach a LoRA delta to one linear ('layers.3.q_proj'): y += scale * B @ (A @ x).
-        a: float32 [rank, in], b: float32 [out, rank] (lora_quant rounding happens before)."""
+    def set_lora(
+        self,
+        name: str,
+        a: Buffer,
+        b: Buffer,
+        rank: int,
+        scale: float,
+        *,
+        quant: str | None = None,
+        a_step: Buffer | None = None,
+        b_step: Buffer | None = None,
+    ) -> None:
+        """Attach a LoRA delta to one linear ('layers.3.q_proj'): y += scale * B @ (A @ x),
+        A [rank, in], B [out, rank], replacing any there. quant None: a, b float32.
+        'int8': int8 codes; 'int4': codes packed two per byte (engine.llm.lora.pack_int4);
+        then a_step / b_step are float32 per-row steps (value = code * step).
+        ValueError when a buffer does not match its shape and storage."""
     def clear_lora(self) -> None: ...
     def close(self) -> None: ...

@@ -9,9 +9,11 @@ The delta y += scale * B @ (A @ x) runs at run time on top of the ternary
 base (scale = alpha / r, or alpha / sqrt(r) with rsLoRA). An adapter is bound
 to its base by a hash of the base's config.json: applying it to a model with
 another config is refused. `lora_quant` ("int8"/"int4") rounds A and B to a
-symmetric per-row integer grid before they are handed to the engine; the
-engine stores the rounded values as float32, so this models the precision of
-a quantized adapter (what the reference test checks) but does not save memory.
+symmetric per-row integer grid (127 or 7 levels each side, one float32 step
+per row) and the engine keeps them as those codes: int8 one byte per weight,
+int4 two weights per byte (csrc/include/bv_format.h), and applies them with
+its quantized-LoRA kernels. The NumPy reference applies `quantize_lora`, the
+same grid as float32 values.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +32,9 @@ from safetensors.numpy import load_file, save_file
 
 from engine.errors import InvalidRequestError
 from engine.llm import bundle
+
+if TYPE_CHECKING:
+    from engine.llm._native import Model
 
 __all__ = [
     "ADAPTER_FILE",
@@ -39,7 +44,10 @@ __all__ = [
     "base_config_hash",
     "import_peft_adapter",
     "load_adapter",
+    "pack_int4",
     "quantize_lora",
+    "quantize_lora_codes",
+    "set_lora_factors",
 ]
 
 ADAPTER_FORMAT = 1
@@ -56,6 +64,12 @@ _VOLATILE = {"_name_or_path", "transformers_version", "torch_dtype", "auto_map"}
 MAX_RANK = 4096
 
 F32 = npt.NDArray[np.float32]
+I8 = npt.NDArray[np.int8]
+U8 = npt.NDArray[np.uint8]
+# Largest code of each lora_quant grid (symmetric: -QMAX..QMAX).
+QMAX = {"int8": 127, "int4": 7}
+# csrc/include/bv_format.h BV_LORA_I4_ZERO: an int4 code is stored as code + 8.
+_I4_ZERO = 8
 
 
 def base_config_hash(bundle_dir: Path) -> str:
@@ -208,19 +222,59 @@ def load_adapter(adapter_dir: Path) -> tuple[dict[str, Any], dict[str, tuple[F32
     return meta, pairs
 
 
-def quantize_lora(x: F32, quant: str | None) -> F32:
-    """Round each row to a symmetric int8 (127 levels) or int4 (7 levels) grid;
-    returns float32 values on that grid (None: unchanged)."""
-    if quant is None:
-        return x
-    qmax = np.float32(127.0 if quant == "int8" else 7.0)
+def quantize_lora_codes(x: F32, quant: str) -> tuple[I8, F32]:
+    """Round each row of x to a symmetric grid of QMAX[quant] levels each side:
+    (codes int8 [rows, cols], steps float32 [rows]) with x ~ codes * steps[:, None].
+    An all-zero row gets step 1 (its codes are 0)."""
+    qmax = np.float32(QMAX[quant])
     amax = np.abs(x).max(axis=1, keepdims=True)
     step = np.where(amax > 0, amax / qmax, np.float32(1.0)).astype(np.float32)
-    return (np.clip(np.round(x / step), -qmax, qmax) * step).astype(np.float32)
+    codes = np.clip(np.round(x / step), -qmax, qmax).astype(np.int8)
+    return codes, step[:, 0]
+
+
+def quantize_lora(x: F32, quant: str | None) -> F32:
+    """The float32 values the engine's quantized factors stand for (codes * step);
+    None: x unchanged. The NumPy reference applies these."""
+    if quant is None:
+        return x
+    codes, step = quantize_lora_codes(x, quant)
+    return (codes.astype(np.float32) * step[:, None]).astype(np.float32)
+
+
+def pack_int4(codes: I8) -> U8:
+    """int4 codes (-7..7) [rows, cols] -> the engine's layout [rows, (cols + 1) // 2]:
+    two per byte, even column in the low nibble, each stored as code + 8."""
+    rows, cols = codes.shape
+    biased = np.full((rows, cols + (cols & 1)), _I4_ZERO, dtype=np.uint8)
+    biased[:, :cols] = (codes.astype(np.int16) + _I4_ZERO).astype(np.uint8)
+    packed: U8 = (biased[:, 0::2] | (biased[:, 1::2] << 4)).astype(np.uint8)
+    return packed
+
+
+def set_lora_factors(
+    model: Model, name: str, a: F32, b: F32, scale: float, quant: str | None
+) -> None:
+    """Hand one float32 A [rank, in] / B [out, rank] pair to a native Model in the
+    storage of `quant` (None: float32; "int8" / "int4": codes and per-row steps).
+    ValueError (from the engine) when the shapes do not fit the linear."""
+    rank = int(a.shape[0])
+    if quant is None:
+        model.set_lora(name, a.tobytes(), b.tobytes(), rank, scale)
+        return
+    packed: list[bytes] = []
+    steps: list[bytes] = []
+    for factor in (a, b):
+        codes, step = quantize_lora_codes(factor, quant)
+        packed.append((pack_int4(codes) if quant == "int4" else codes).tobytes())
+        steps.append(step.tobytes())
+    model.set_lora(
+        name, packed[0], packed[1], rank, scale, quant=quant, a_step=steps[0], b_step=steps[1]
+    )
 
 
 def apply_adapter(
-    model: Any, adapter_dir: Path, base_dir: Path, quant: str | None
+    model: Model, adapter_dir: Path, base_dir: Path, quant: str | None
 ) -> dict[str, Any]:
     """Attach an adapter bundle to a loaded native Model (blocking).
 
@@ -234,9 +288,8 @@ def apply_adapter(
         )
     scale = float(meta["scale"])
     for name, (a, b) in pairs.items():
-        qa, qb = quantize_lora(a, quant), quantize_lora(b, quant)
         try:
-            model.set_lora(name, qa.tobytes(), qb.tobytes(), int(a.shape[0]), scale)
+            set_lora_factors(model, name, a, b, scale, quant)
         except ValueError as exc:
             raise InvalidRequestError(f"cannot apply LoRA {name}: {exc}") from None
     return meta

@@ -186,25 +186,49 @@ def write_tiny_hf_model(
         "model.norm.weight": (1 + 0.1 * rng.standard_normal(h)).astype(f32),
     }
     for layer in range(n_layers):
-        p = f"model.layers.{layer}."
-        for norm, size in (
-            ("input_layernorm", h),
-            ("post_attention_layernorm", h),
-            ("self_attn.attn_sub_norm", h),
-            ("mlp.ffn_sub_norm", cfg["intermediate_size"]),
-        ):
-            tensors[p + norm + ".weight"] = (1 + 0.1 * rng.standard_normal(size)).astype(f32)
-        for name, (out, inp) in _linear_shapes(cfg).items():
-            master = rng.normal(0, 0.5 / np.sqrt(inp), (out, inp)).astype(f32)
-            if not packed:
-                tensors[p + name + ".weight"] = master
-                continue
-            scale = f32(max(np.abs(master).mean(), 1e-5))
-            ternary = np.clip(np.round(master / scale), -1, 1).astype(np.int8)
-            tensors[p + name + ".weight"] = pack_ternary_hf(ternary)
-            tensors[p + name + ".weight_scale"] = np.array([scale], dtype=f32)
+        tensors.update(_layer_tensors(rng, cfg, layer, packed))
     save_file(tensors, str(dest / "model.safetensors"), metadata={"format": "pt"})
     (dest / "config.json").write_text(json.dumps(cfg, indent=2))
+    _write_tokenizer_files(dest, tok, cfg, bos, eos, eot)
+    return dest
+
+
+def _layer_tensors(
+    rng: np.random.Generator, cfg: dict[str, Any], layer: int, packed: bool
+) -> dict[str, np.ndarray]:
+    """One layer's HF tensors (norms, then the linears), drawn from `rng` in a fixed order."""
+    f32 = np.float32
+    h = cfg["hidden_size"]
+    p = f"model.layers.{layer}."
+    tensors: dict[str, np.ndarray] = {}
+    for norm, size in (
+        ("input_layernorm", h),
+        ("post_attention_layernorm", h),
+        ("self_attn.attn_sub_norm", h),
+        ("mlp.ffn_sub_norm", cfg["intermediate_size"]),
+    ):
+        tensors[p + norm + ".weight"] = (1 + 0.1 * rng.standard_normal(size)).astype(f32)
+    for name, (out, inp) in _linear_shapes(cfg).items():
+        master = rng.normal(0, 0.5 / np.sqrt(inp), (out, inp)).astype(f32)
+        if not packed:
+            tensors[p + name + ".weight"] = master
+            continue
+        scale = f32(max(np.abs(master).mean(), 1e-5))
+        ternary = np.clip(np.round(master / scale), -1, 1).astype(np.int8)
+        tensors[p + name + ".weight"] = pack_ternary_hf(ternary)
+        tensors[p + name + ".weight_scale"] = np.array([scale], dtype=f32)
+    return tensors
+
+
+def _write_tokenizer_files(
+    dest: Path,
+    tok: Tokenizer,
+    cfg: dict[str, Any],
+    bos: int | None,
+    eos: int | None,
+    eot: int | None,
+) -> None:
+    """tokenizer.json, tokenizer_config.json and generation_config.json."""
     tok.save(str(dest / "tokenizer.json"))
     (dest / "tokenizer_config.json").write_text(
         json.dumps(
@@ -230,7 +254,6 @@ def write_tiny_hf_model(
             indent=2,
         )
     )
-    return dest
 
 
 def ensure_demo_bundle(store_id: str = DEMO_STORE_ID) -> str:

@@ -154,3 +154,44 @@ def test_import_validation(home: Path, tmp_path: Path) -> None:
 async def test_unknown_adapter_id_says_how_to_import(home: Path) -> None:
     with pytest.raises(InvalidRequestError, match="bitvoice import ADAPTER_DIR"):
         await LLM("local/tiny", lora_dir="local/nope").start()
+
+
+async def test_quantized_adapters_are_stored_quantized(home: Path, tmp_path: Path) -> None:
+    # rank 4 on q (64x64), v (32x64) and down (64x160), 2 layers (write_peft)
+    src = write_peft(tmp_path / "peft")
+    store.import_local(src, "local/ad", base_id="local/tiny")
+    shapes = [(64, 64), (32, 64), (64, 160)] * 2  # (out, in) of each adapted linear
+    rank = 4
+    weights = sum(rank * i + o * rank for o, i in shapes)
+    steps = 4 * sum(rank + o for o, _ in shapes)  # one float32 step per row of A and of B
+    int4 = sum(rank * ((i + 1) // 2) + o * ((rank + 1) // 2) for o, i in shapes)
+    want = {None: 4 * weights, "int8": weights + steps, "int4": int4 + steps}
+    got = {}
+    for quant in (None, "int8", "int4"):
+        llm = LLM("local/tiny", lora_dir="local/ad", lora_quant=quant)
+        await llm.start()
+        model = llm.native_model
+        assert model is not None
+        got[quant] = model.lora_bytes
+        await llm.stop()
+    assert got == want
+    assert got["int4"] < got["int8"] < got[None] / 2
+
+
+async def test_set_lora_checks_the_storage_of_its_buffers(home: Path) -> None:
+    llm = LLM("local/tiny")
+    await llm.start()
+    model = llm.engine().model
+    a, b = np.zeros((4, 64), np.float32), np.zeros((64, 4), np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        model.set_lora("layers.0.q_proj", a.astype(np.int8).tobytes(), b.tobytes(), 4, 1.0)
+    step = np.ones(4, np.float32).tobytes()
+    with pytest.raises(ValueError, match="steps"):
+        model.set_lora(
+            "layers.0.q_proj", a.astype(np.int8).tobytes(), b.astype(np.int8).tobytes(), 4, 1.0,
+            quant="int8", a_step=step,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="quant"):
+        model.set_lora("layers.0.q_proj", a.tobytes(), b.tobytes(), 4, 1.0, quant="int2")
+    assert model.lora_bytes == 0
+    await llm.stop()
