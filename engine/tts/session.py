@@ -112,6 +112,9 @@ class TTSSession:
                 await producer
             except (asyncio.CancelledError, Exception):
                 pass  # the synthesis is being thrown away; its error is no longer anyone's
+        if self._queue is not None:
+            # Wake a reader waiting on the queue (issue 11): it sees the new generation and ends.
+            _put_nowait_dropping(self._queue, _END)
         self._queue = None
         self._stop = None
 
