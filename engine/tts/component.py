@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from engine._component import Component, ComponentState
 from engine.audio import decode_audio
@@ -33,30 +38,14 @@ from engine.errors import InvalidRequestError
 from engine.paths import voices_dir
 from engine.tts import limits
 from engine.tts.backends import Backend, select_backend
+from engine.tts.limits import validate_speed
+from engine.tts.session import TTSSession
 from engine.tts.voices import VoiceStore, validate_voice_name
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from engine.tts.session import TTSSession
-
-__all__ = ["TTS", "validate_speed"]
+__all__ = ["TTS"]
 
 _T = TypeVar("_T")
 ENV_THREADS = "BITVOICE_TTS_THREADS"
-
-
-def validate_speed(speed: float | None) -> float:
-    """None -> 1.0; else a number in [MIN_SPEED, MAX_SPEED], or `InvalidRequestError`."""
-    if speed is None:
-        return 1.0
-    if isinstance(speed, bool) or not isinstance(speed, int | float):
-        raise InvalidRequestError(f"speed must be a number, got {speed!r}")
-    if not limits.MIN_SPEED <= float(speed) <= limits.MAX_SPEED:
-        raise InvalidRequestError(
-            f"speed must be between {limits.MIN_SPEED} and {limits.MAX_SPEED}, got {speed!r}"
-        )
-    return float(speed)
 
 
 def _threads_from_env() -> int:
@@ -82,6 +71,7 @@ class TTS(Component):
         self._register_lock = asyncio.Lock()
         self._sessions: weakref.WeakSet[TTSSession] = weakref.WeakSet()
         self._syntheses = 0
+        self._host = _SessionHost(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -191,12 +181,10 @@ class TTS(Component):
     # -- sessions -----------------------------------------------------------------------------
     def open_session(self, voice: str | None = None, speed: float | None = None) -> TTSSession:
         """A reusable `TTSSession`; `voice` None = the backend's default voice."""
-        from engine.tts.session import TTSSession
-
         self._check_running()
         assert self._backend is not None
         name = self._backend.default_voice() if voice is None else self._check_voice(voice)
-        session = TTSSession(self, name, validate_speed(speed))
+        session = TTSSession(self._host, name, validate_speed(speed))
         self._sessions.add(session)
         return session
 
@@ -223,6 +211,59 @@ class TTS(Component):
             "active_sessions": sum(1 for s in list(self._sessions) if s.state == "running"),
             "syntheses": self._syntheses,
         }
+
+
+class _SessionHost:
+    """The one door from a `TTSSession` into its TTS (implements `SynthesisHost`).
+
+    Sessions see only this object, never the component, so the dependency is one-way:
+    component -> session.
+    """
+
+    def __init__(self, tts: TTS) -> None:
+        self._tts = tts
+
+    @property
+    def loop_alive(self) -> bool:
+        loop = self._tts._loop
+        return loop is not None and not loop.is_closed()
+
+    def check_loop(self) -> None:
+        self._tts._check_loop()
+
+    def check_running(self) -> None:
+        self._tts._check_running()
+
+    def check_voice(self, name: str) -> str:
+        return self._tts._check_voice(name)
+
+    def synthesis_started(self) -> None:
+        self._tts._syntheses += 1
+
+    async def voice_state(self, voice: str) -> object:
+        self._tts._check_running()
+        voices = self._tts._voices
+        assert voices is not None
+        return await self._tts._run(voices.state, voice)
+
+    async def stream(
+        self,
+        state: object,
+        text: str,
+        sink: Callable[[npt.NDArray[np.float32]], None],
+        stop: threading.Event,
+    ) -> None:
+        self._tts._check_running()
+        backend = self._tts._backend
+        assert backend is not None
+
+        def work() -> None:  # on the worker thread
+            for samples in backend.stream(state, text, stop):
+                if stop.is_set():
+                    return
+                sink(samples)
+
+        await self._tts._run(work)
 
 
 def _read_audio_arg(audio: bytes | bytearray | str | Path) -> bytes:

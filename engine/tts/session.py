@@ -1,71 +1,156 @@
 """`TTSSession`: one voice's stream of speech, reusable across turns (`TTS.open_session()`).
 
     session = tts.open_session(voice="alba", speed=1.0)
-    pcm = await session.collect("Hello. How are you?")     # 24 kHz mono s16le bytes
-    async for chunk in session.synthesize(text):            # chunks as they are produced
+    pcm = await session.collect("Hello. How are you?")      # 24 kHz mono s16le bytes
+    async for chunk in session.synthesize(text):             # the same, chunk by chunk
         send(chunk)
+    async for item in session.speak(llm_text_deltas):        # streamed text in, typed items out
+        match item:
+            case SpeechSegment(text): ...                    # the audio that follows speaks text
+            case SpeechAudio(samples): ...                   # 24 kHz mono float32, live speed
 
 States: "idle" (new, or after `close()`), "running" (a synthesis is in progress), "done" (the
-last synthesis ended). Rules:
-- `synthesize()` / `collect()`: one at a time (`SessionBusyError` at call time otherwise);
-  `InvalidRequestError` for empty or too long text; `ComponentLifecycleError` when the TTS is
-  not running, including when `TTS.stop()` interrupts a running synthesis (never a silent,
-  empty success). Text is cut into sentence-sized segments (`engine.tts.segment`), so the
-  first chunk arrives after the first sentence, not the whole text.
-- `await set_voice(name)`: only when idle or done (`SessionBusyError` while running).
-- `await set_speed(x)`: any time; applies from the next segment of a running synthesis
-  (time-stretch with the pitch kept, `engine.tts.stretch`).
-- `await pause()` / `await resume()`: stop / restart yielding chunks (synthesis runs ahead
-  until `CHUNK_QUEUE_MAXSIZE` chunks are buffered, then waits).
-- `await close()`: cancel the running synthesis, drop buffered audio, back to idle (the
-  cancelled iterator simply ends). `async with` calls it on exit.
-If a consumer abandons `synthesize()` without exhausting it, call `close()` (or `aclose()`
-the iterator) to free the session.
+last synthesis ended, or raised). Rules:
+- `speak()` / `synthesize()` / `collect()`: one at a time (`SessionBusyError` at call time
+  otherwise); `ComponentLifecycleError` when the TTS is not running, and when `TTS.stop()`
+  interrupts a running synthesis (never a silent, empty success). `synthesize` / `collect`
+  raise `InvalidRequestError` for text that is too long or has nothing to say.
+- Text is cut into segments by `TextSegmenter` (`engine.tts.segment`): the first audio comes
+  after the first short clause. `speak()` consumes its text deltas as they come, and the next
+  segment synthesizes while the previous one is yielded. Audio chunks are at most
+  `MAX_CHUNK_SAMPLES` long; synthesis runs at most `SPEECH_BUFFER_SAMPLES` ahead of what was
+  yielded, then waits (backpressure; it holds the TTS worker while it waits).
+- `await set_speed(x)`: any time; applies to all audio not yet yielded, inside the running
+  segment too (time-stretch with the pitch kept, `engine.tts.stretch`).
+- `await pause()` / `await resume()`: stop / restart yielding (synthesis fills the buffer, then
+  waits). `await set_voice(name)`: only when idle or done (`SessionBusyError` while running).
+- `await close()`: cancel the running synthesis, drop buffered audio, back to idle. It may come
+  from another task: a reader waiting for the next item is woken at once, its iterator simply
+  ends, and `collect()` returns the audio it had. `async with` calls it on exit.
+If a consumer abandons an iterator without exhausting it, call `close()` (or `aclose()` the
+iterator) to free the session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from engine.audio import float_to_pcm16_bytes
 from engine.errors import ComponentLifecycleError, InvalidRequestError, SessionBusyError
 from engine.tts import limits
-from engine.tts.component import validate_speed
-from engine.tts.segment import segment_text
+from engine.tts.buffer import (
+    CLOSED,
+    END,
+    SEGMENT_END,
+    SpeechBuffer,
+    SynthesisCancelled,
+    put_from_thread,
+)
+from engine.tts.segment import TextSegmenter, segment_text
 from engine.tts.stretch import StreamingStretcher
 
-if TYPE_CHECKING:
-    from engine.tts.component import TTS
+__all__ = ["SpeechAudio", "SpeechItem", "SpeechSegment", "SynthesisHost", "TTSSession"]
 
-__all__ = ["TTSSession"]
-
-_END = object()
+Float32Array = npt.NDArray[np.float32]
 
 
-class _Cancelled(Exception):
-    """Raised inside the worker when the synthesis was cancelled."""
+@dataclass(frozen=True, slots=True)
+class SpeechSegment:
+    """A new segment starts: the `SpeechAudio` items that follow speak `text`."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechAudio:
+    """24 kHz mono float32 samples (at most `MAX_CHUNK_SAMPLES`), at the session's live speed."""
+
+    samples: Float32Array
+
+
+SpeechItem = SpeechSegment | SpeechAudio
+
+
+class SynthesisHost(Protocol):
+    """What a session needs from its TTS (internal): the TTS hands one to each session."""
+
+    @property
+    def loop_alive(self) -> bool:
+        """Whether the component's event loop still runs (close() on exit needs it)."""
+        ...
+
+    def check_loop(self) -> None:
+        """`ComponentLifecycleError` unless called from the component's loop."""
+        ...
+
+    def check_running(self) -> None:
+        """`ComponentLifecycleError` unless the component runs (and on its loop)."""
+        ...
+
+    def check_voice(self, name: str) -> str:
+        """`name` if it is a known voice, else `InvalidRequestError`."""
+        ...
+
+    def synthesis_started(self) -> None:
+        """Count one synthesis (health)."""
+        ...
+
+    async def voice_state(self, voice: str) -> object:
+        """The backend's state for `voice` (loaded on the worker)."""
+        ...
+
+    async def stream(
+        self,
+        state: object,
+        text: str,
+        sink: Callable[[Float32Array], None],
+        stop: threading.Event,
+    ) -> None:
+        """On the worker: synthesize `text`, calling `sink` (on the worker) with each 24 kHz
+        float32 chunk; returns early once `stop` is set. `ComponentLifecycleError` if stopped."""
+        ...
+
+
+class _Run:
+    """The moving parts of one synthesis: buffer, stop flag, producer tasks, outcome."""
+
+    def __init__(self) -> None:
+        self.buffer = SpeechBuffer(limits.SPEECH_BUFFER_SAMPLES)
+        self.stop = threading.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.aborted = False  # TTS.stop() ended it: the reader raises ComponentLifecycleError
+        self.finished = False  # the reader saw the end (or an error) of the synthesis
+
+    def cancel(self) -> None:
+        self.stop.set()
+        for task in self.tasks:
+            task.cancel()
+        self.buffer.close()
+
+    async def wait(self) -> None:
+        # The synthesis is being thrown away: its errors are no longer anyone's.
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class TTSSession:
     """Never constructed by users: use `TTS.open_session()`."""
 
-    def __init__(self, tts: TTS, voice: str, speed: float) -> None:
-        self._tts = tts
+    def __init__(self, host: SynthesisHost, voice: str, speed: float) -> None:
+        self._host = host
         self.voice = voice
-        self._speed = speed
+        self._speed = limits.validate_speed(speed)
         self.state = "idle"
         self._resumed = asyncio.Event()
         self._resumed.set()
-        self._stop: threading.Event | None = None
-        self._queue: asyncio.Queue[Any] | None = None
-        self._producer: asyncio.Task[None] | None = None
-        self._stopped_by_component = False
-        self._generation = 0
+        self._run: _Run | None = None
 
     @property
     def speed(self) -> float:
@@ -75,173 +160,170 @@ class TTSSession:
     def paused(self) -> bool:
         return not self._resumed.is_set()
 
+    @property
+    def buffered_samples(self) -> int:
+        """Samples synthesized and not yet yielded (before the speed is applied); 0 if idle."""
+        return 0 if self._run is None else self._run.buffer.samples
+
     # -- controls -----------------------------------------------------------------------------
     async def set_voice(self, voice: str) -> None:
-        self._tts._check_running()
+        self._host.check_running()
         if self.state == "running":
             raise SessionBusyError("set_voice() needs an idle or done session; a synthesis runs")
-        self.voice = self._tts._check_voice(voice)
+        self.voice = self._host.check_voice(voice)
 
     async def set_speed(self, speed: float) -> None:
-        self._tts._check_loop()
-        self._speed = validate_speed(speed)
+        """Speed for every sample not yet yielded; `InvalidRequestError` outside the range."""
+        self._host.check_loop()
+        self._speed = limits.validate_speed(speed)
 
     async def pause(self) -> None:
-        self._tts._check_loop()
+        self._host.check_loop()
         self._resumed.clear()
 
     async def resume(self) -> None:
-        self._tts._check_loop()
+        self._host.check_loop()
         self._resumed.set()
 
     async def close(self) -> None:
         """Cancel the running synthesis, drop its buffered audio, return to idle."""
-        self._tts._check_loop()
-        await self._cancel()
+        self._host.check_loop()
+        run, self._run = self._run, None
+        if run is not None:
+            run.cancel()  # wakes a reader waiting in another task: its iterator ends
+            await run.wait()
         self._resumed.set()
         self.state = "idle"
 
-    async def _cancel(self) -> None:
-        self._generation += 1  # an iterator of an older generation ends at its next step
-        if self._stop is not None:
-            self._stop.set()
-        producer, self._producer = self._producer, None
-        if producer is not None and not producer.done():
-            producer.cancel()
-            try:
-                await producer
-            except (asyncio.CancelledError, Exception):
-                pass  # the synthesis is being thrown away; its error is no longer anyone's
-        self._queue = None
-        self._stop = None
-
     def _abort_for_stop(self) -> None:
         """Called by `TTS.stop()`: make the running synthesis fail with a lifecycle error."""
-        if self.state == "running":
-            self._stopped_by_component = True
-            if self._stop is not None:
-                self._stop.set()
-            if self._producer is not None:
-                self._producer.cancel()
+        if self._run is not None:
+            self._run.aborted = True
+            self._run.cancel()
             self._resumed.set()
 
     # -- synthesis ----------------------------------------------------------------------------
     async def collect(self, text: str) -> bytes:
-        """Synthesize `text` fully; returns 24 kHz mono s16le PCM."""
+        """Synthesize `text` fully; 24 kHz mono s16le PCM (what it had, if closed meanwhile)."""
         parts = [chunk async for chunk in self.synthesize(text)]
         return b"".join(parts)
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """Stream `text` as 24 kHz mono s16le chunks. Checks (and claims the session) now."""
-        self._tts._check_running()
+        self._host.check_running()
         if not isinstance(text, str):
             raise InvalidRequestError(f"text must be a str, not {type(text).__name__}")
         if len(text) > limits.MAX_TEXT_CHARS:
             raise InvalidRequestError(
                 f"text is {len(text)} characters; the limit is {limits.MAX_TEXT_CHARS}"
             )
-        segments = segment_text(text)
-        if not segments:
-            raise InvalidRequestError("text is empty")
+        if not segment_text(text):
+            raise InvalidRequestError("text is empty: no letter or digit to say")
+        return _pcm16(self._read(self._claim(), _once(text)))
+
+    def speak(self, text: AsyncIterable[str]) -> AsyncIterator[SpeechItem]:
+        """Speak streamed text: yields `SpeechSegment`, then its `SpeechAudio` chunks, per segment.
+
+        `text` yields str deltas (e.g. LLM tokens), consumed as they come; a non-str delta, or
+        an error raised by `text`, is raised by this iterator after the audio before it.
+        Checks (and claims the session) now; see the module docstring for the rules.
+        """
+        self._host.check_running()
+        if not isinstance(text, AsyncIterable):
+            raise InvalidRequestError(f"text must be an async iterable of str, not {text!r}")
+        return self._read(self._claim(), text)
+
+    def _claim(self) -> _Run:
         if self.state == "running":
             raise SessionBusyError("this TTS session is already synthesizing")
         self.state = "running"
-        self._stopped_by_component = False
-        self._generation += 1
-        self._tts._syntheses += 1
-        return self._iterate(segments, self._generation)
+        self._run = _Run()
+        self._host.synthesis_started()
+        return self._run
 
-    async def _iterate(self, segments: list[str], generation: int) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=limits.CHUNK_QUEUE_MAXSIZE)
-        stop = threading.Event()
-        self._queue, self._stop = queue, stop
-        self._producer = loop.create_task(self._produce(segments, queue, stop))
-        finished = False
+    async def _read(self, run: _Run, text: AsyncIterable[str]) -> AsyncGenerator[SpeechItem, None]:
+        """The reader: take items from the buffer, apply pause and the live speed, yield."""
+        if not run.buffer.closed:
+            segments: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+            run.tasks = [
+                asyncio.create_task(_cut_text(text, segments)),
+                asyncio.create_task(self._synthesize(run, segments)),
+            ]
+        stretcher = StreamingStretcher(limits.OUTPUT_RATE, self._speed)
         try:
             while True:
-                if generation != self._generation:
-                    return  # close() cancelled us
-                getter = asyncio.ensure_future(queue.get())
-                try:
-                    item = await getter
-                finally:
-                    getter.cancel()
-                if self._stopped_by_component:
-                    raise ComponentLifecycleError("TTS stopped during synthesis")
-                if item is _END:
-                    finished = True
-                    return
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
                 await self._resumed.wait()
-                if generation != self._generation:
+                item = await run.buffer.get()
+                if item is CLOSED or item is END or isinstance(item, BaseException):
+                    self._end(run, item)
                     return
-                if self._stopped_by_component:
-                    raise ComponentLifecycleError("TTS stopped during synthesis")
-                yield item
+                for out in self._render(item, stretcher):
+                    await self._resumed.wait()
+                    if run.buffer.closed:
+                        self._end(run, CLOSED)
+                        return
+                    yield out
         finally:
-            if generation == self._generation:
-                if not finished:
-                    await self._cancel()
-                    self._generation = generation  # keep ownership for the state below
-                self._producer = None
-                self._queue = None
-                self._stop = None
-                self.state = "done" if finished else "idle"
+            await self._release(run)
 
-    async def _produce(
-        self, segments: list[str], queue: asyncio.Queue[Any], stop: threading.Event
-    ) -> None:
-        """Run segment after segment on the TTS worker; push chunks, then _END or an error."""
-        loop = asyncio.get_running_loop()
-        try:
-            assert self._tts._voices is not None
-            state = await self._tts._run(self._tts._voices.state, self.voice)
-            for segment in segments:
-                if stop.is_set():
-                    break
-                self._tts._check_running()
-                speed = self._speed  # read per segment: set_speed() applies to later ones
-                await self._tts._run(self._run_segment, state, segment, speed, queue, stop, loop)
-            if self._stopped_by_component or self._tts._executor is None:
+    def _render(self, item: object, stretcher: StreamingStretcher) -> list[SpeechItem]:
+        """A buffer item as what the reader yields: segment marker, or audio at the live speed."""
+        if isinstance(item, SpeechSegment):
+            return [item]
+        if item is SEGMENT_END:
+            return _audio_items(stretcher.flush())
+        assert isinstance(item, np.ndarray)
+        stretcher.speed = self._speed  # read per chunk: set_speed() applies to what is left
+        return _audio_items(stretcher.process(item))
+
+    def _end(self, run: _Run, item: object) -> None:
+        """The reader's last item: END returns, CLOSED returns (or raises if TTS.stop()ped)."""
+        if item is CLOSED:
+            if run.aborted:
                 raise ComponentLifecycleError("TTS stopped during synthesis")
-            await queue.put(_END)
-        except asyncio.CancelledError:
-            if self._stopped_by_component:
-                _put_nowait_dropping(queue, ComponentLifecycleError("TTS stopped during synthesis"))
-            raise
-        except _Cancelled:
-            await queue.put(_END)
-        except Exception as exc:
-            if self._stopped_by_component or isinstance(exc, RuntimeError):
-                exc = ComponentLifecycleError(f"TTS stopped during synthesis ({exc})")
-            await queue.put(exc)
+            return
+        run.finished = True
+        if isinstance(item, BaseException):
+            raise item
 
-    def _run_segment(
-        self,
-        state: Any,
-        text: str,
-        speed: float,
-        queue: asyncio.Queue[Any],
-        stop: threading.Event,
-        loop: asyncio.AbstractEventLoop,
+    async def _release(self, run: _Run) -> None:
+        """The reader is done (ended, raised or abandoned): free the session if still ours."""
+        if self._run is not run:
+            return  # close() took it over
+        if not run.finished:
+            run.cancel()
+            await run.wait()
+        self._run = None
+        self.state = "done" if run.finished else "idle"
+
+    async def _synthesize(
+        self, run: _Run, segments: asyncio.Queue[str | BaseException | None]
     ) -> None:
-        """Worker thread: stream one segment, time-stretched, into the loop's queue."""
-        assert self._tts._backend is not None
-        stretcher = StreamingStretcher(limits.OUTPUT_RATE, speed)
-        for samples in self._tts._backend.stream(state, text, stop):
-            out = stretcher.process(samples)
-            for i in range(0, out.size, limits.MAX_CHUNK_SAMPLES):
-                piece = out[i : i + limits.MAX_CHUNK_SAMPLES]
-                _put_from_thread(loop, queue, float_to_pcm16_bytes(piece), stop)
-        tail = stretcher.flush()
-        for i in range(0, tail.size, limits.MAX_CHUNK_SAMPLES):
-            piece = tail[i : i + limits.MAX_CHUNK_SAMPLES]
-            _put_from_thread(loop, queue, float_to_pcm16_bytes(piece), stop)
-        if stop.is_set():
-            raise _Cancelled
+        """Producer: segment after segment on the worker into the buffer, then END (or error)."""
+        loop = asyncio.get_running_loop()
+
+        def sink(samples: Float32Array) -> None:  # on the worker thread
+            for i in range(0, samples.size, limits.MAX_CHUNK_SAMPLES):
+                piece = samples[i : i + limits.MAX_CHUNK_SAMPLES]
+                put_from_thread(loop, run.buffer, piece, piece.size, run.stop)
+
+        try:
+            state = await self._host.voice_state(self.voice)
+            while (segment := await segments.get()) is not None:
+                if isinstance(segment, BaseException):
+                    raise segment
+                if not await run.buffer.put(SpeechSegment(segment)):
+                    return
+                await self._host.stream(state, segment, sink, run.stop)
+                if run.stop.is_set() or not await run.buffer.put(SEGMENT_END):
+                    return
+            await run.buffer.put(END)
+        except SynthesisCancelled:
+            return
+        except Exception as exc:
+            if run.aborted or isinstance(exc, RuntimeError):  # RuntimeError: worker shut down
+                exc = ComponentLifecycleError(f"TTS stopped during synthesis ({exc})")
+            await run.buffer.put(exc)
 
     # -- context manager ----------------------------------------------------------------------
     async def __aenter__(self) -> TTSSession:
@@ -253,29 +335,44 @@ class TTSSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._tts._loop is not None and not self._tts._loop.is_closed():
+        if self._host.loop_alive:
             await self.close()
 
 
-def _put_from_thread(
-    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], item: Any, stop: threading.Event
+async def _cut_text(
+    text: AsyncIterable[str], segments: asyncio.Queue[str | BaseException | None]
 ) -> None:
-    """Blocking put from the worker thread (backpressure), abandoned once `stop` is set."""
-    future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-    while True:
-        try:
-            future.result(timeout=0.05)
-            return
-        except concurrent.futures.TimeoutError:
-            if stop.is_set():
-                future.cancel()
-                raise _Cancelled from None
+    """Consume the text deltas as they come; queue each completed segment, then None."""
+    segmenter = TextSegmenter()
+    try:
+        async for delta in text:
+            if not isinstance(delta, str):
+                raise InvalidRequestError(f"text deltas must be str, not {type(delta).__name__}")
+            for segment in segmenter.feed(delta):
+                segments.put_nowait(segment)
+        for segment in segmenter.flush():
+            segments.put_nowait(segment)
+        segments.put_nowait(None)
+    except Exception as exc:  # raised by the reader, in order after the audio before it
+        segments.put_nowait(exc)
 
 
-def _put_nowait_dropping(queue: asyncio.Queue[Any], item: Any) -> None:
-    while True:
-        try:
-            queue.put_nowait(item)
-            return
-        except asyncio.QueueFull:
-            queue.get_nowait()
+def _audio_items(samples: Float32Array) -> list[SpeechItem]:
+    return [
+        SpeechAudio(samples[i : i + limits.MAX_CHUNK_SAMPLES])
+        for i in range(0, samples.size, limits.MAX_CHUNK_SAMPLES)
+    ]
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+async def _pcm16(items: AsyncGenerator[SpeechItem, None]) -> AsyncIterator[bytes]:
+    """The public bytes form: audio as 24 kHz mono s16le, segment markers left out."""
+    try:
+        async for item in items:
+            if isinstance(item, SpeechAudio):
+                yield float_to_pcm16_bytes(item.samples)
+    finally:
+        await items.aclose()

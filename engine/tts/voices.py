@@ -17,6 +17,7 @@ All methods are blocking and run on the TTS worker thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -31,11 +32,20 @@ from engine.tts.backends import Backend
 __all__ = ["VOICE_FORMAT", "VoiceStore", "VoiceStoreWarning", "validate_voice_name"]
 
 VOICE_FORMAT: Final = "1"
+#: Voice files of the old format (pickled states), never loaded: each is skipped with a warning.
+LEGACY_SUFFIXES: Final = (".state",)
+
+log = logging.getLogger("bitvoice.tts")
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9]+$")
 
 
 class VoiceStoreWarning(UserWarning):
     """A file in the voice folder was skipped (unreadable, legacy, or not allowed)."""
+
+
+def _skip(path: Path, reason: str) -> None:
+    log.warning("skipping voice file %s: %s", path, reason)
+    warnings.warn(f"skipping voice file {path}: {reason}", VoiceStoreWarning, stacklevel=3)
 
 
 def validate_voice_name(name: object) -> str:
@@ -65,25 +75,29 @@ class VoiceStore:
 
     # -- loading ------------------------------------------------------------------------------
     def load(self) -> None:
-        """Read the custom voices from disk, skipping bad files with a warning."""
+        """Read the custom voices from disk, skipping bad files with a warning.
+
+        Each skipped file (legacy `.state`, unreadable, foreign, badly named, shadowing) is
+        reported twice: a `VoiceStoreWarning` and a WARNING on the "bitvoice.tts" logger
+        (args: the path, the reason), so servers that only log still see it.
+        """
         if not self._folder.is_dir():
             return
-        for path in sorted(self._folder.glob("*.safetensors")):
+        for path in sorted(self._folder.iterdir()):
+            if path.suffix in LEGACY_SUFFIXES and path.is_file():
+                _skip(path, "legacy voice state from an older bitvoice; register the voice again")
+                continue
+            if path.suffix != ".safetensors":
+                continue
             name = path.stem
             reason = self._skip_reason(path, name)
             if reason is not None:
-                warnings.warn(
-                    f"skipping voice file {path}: {reason}", VoiceStoreWarning, stacklevel=2
-                )
+                _skip(path, reason)
                 continue
             try:
                 self._custom[name] = self._backend.load_state(path)
             except Exception as exc:  # any loader failure means "unreadable": skip, do not die
-                warnings.warn(
-                    f"skipping voice file {path}: unreadable ({exc})",
-                    VoiceStoreWarning,
-                    stacklevel=2,
-                )
+                _skip(path, f"unreadable ({exc})")
 
     def _skip_reason(self, path: Path, name: str) -> str | None:
         if not _NAME_RE.match(name) or len(name) > limits.MAX_VOICE_NAME_LEN:

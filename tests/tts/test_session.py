@@ -116,3 +116,26 @@ async def test_after_stop_synthesis_raises_lifecycle_error(tts: TTS) -> None:
 async def test_health(tts: TTS) -> None:
     health = tts.health()
     assert health["state"] == "running" and health["backend"] == "pocket-tts"
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+@pytest.mark.parametrize("how", ["synthesize", "collect"])
+async def test_close_from_another_task_ends_the_reader(tts: TTS, delay: float, how: str) -> None:
+    # Issue 11: close() from a control task must wake a reader waiting for the next chunk.
+    session = tts.open_session()
+    chunks: list[bytes] = []
+
+    async def read() -> bytes:
+        if how == "collect":
+            return await session.collect(TEXT * 20)
+        async for chunk in session.synthesize(TEXT * 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    reader = asyncio.ensure_future(read())
+    await asyncio.sleep(delay)
+    await session.close()
+    assert session.state == "idle"
+    pcm = await asyncio.wait_for(reader, 5)  # the iterator ends; collect returns what it had
+    assert len(pcm) % 2 == 0
+    assert len(await session.collect("Again.")) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,25 @@ async def test_unreadable_legacy_and_shadowing_files_are_skipped(pocket_home: Pa
 async def test_open_session_with_unknown_voice(tts: TTS) -> None:
     with pytest.raises(InvalidRequestError, match="unknown voice"):
         tts.open_session(voice="ghost")
+
+
+async def test_skipped_voice_files_are_logged(
+    pocket_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 11: legacy `.state` files and unreadable files are skipped with a logged warning.
+    voices = pocket_home / "voices"
+    voices.mkdir()
+    (voices / "oldvoice.state").write_bytes(b"\x80\x04legacy pickled state")
+    (voices / "broken.safetensors").write_bytes(b"not a safetensors file")
+    engine = TTS()
+    with caplog.at_level(logging.WARNING, logger="bitvoice.tts"), pytest.warns(VoiceStoreWarning):
+        await engine.start()
+    try:
+        records = [r for r in caplog.records if r.name == "bitvoice.tts"]
+        by_file = {Path(str(r.args[0])).name: str(r.args[1]) for r in records}  # type: ignore[index]
+        assert "legacy" in by_file["oldvoice.state"]
+        assert "unreadable" in by_file["broken.safetensors"]
+        assert all(r.levelno == logging.WARNING for r in records)
+        assert await engine.list_voices() == ["alba"]
+    finally:
+        await engine.stop()
