@@ -12,7 +12,7 @@ from stt_helpers import AUDIOEVAL_EN, espeak_wav, wav_bytes, wer
 from engine.audio import decode_audio, decode_pcm16
 from engine.errors import ComponentLifecycleError, InvalidRequestError, SessionClosedError
 from engine.stt import STT
-from engine.stt.component import Decoded
+from engine.stt.core import Decoded
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -97,7 +97,8 @@ async def test_bad_audio_is_invalid_request(stt_base: STT, audio: bytes, words: 
 async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
     clip = espeak_wav("One two.")
     seen_busy = []
-    original = stt_base._decode_blocking
+    assert stt_base._decoder is not None
+    original = stt_base._decoder.decode
     active = threading.Semaphore(1)
 
     def guarded(*args: object) -> Decoded:
@@ -109,12 +110,12 @@ async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
         finally:
             active.release()
 
-    stt_base._decode_blocking = guarded  # type: ignore[method-assign]
+    stt_base._decoder.decode = guarded  # type: ignore[method-assign]
     try:
         sessions = [stt_base.open_session() for _ in range(3)]
         texts = await asyncio.gather(*(s.transcribe(clip) for s in sessions))
     finally:
-        del stt_base._decode_blocking
+        del stt_base._decoder.decode
     assert all(wer(["One two."], [t]) == 0 for t in texts), texts
     assert max(seen_busy) >= 2  # the others were waiting in line, not failing
 
