@@ -1,8 +1,13 @@
 """Voice benchmark: STT real-time factor and latency, TTS time to first chunk and RTF.
 
-    python bench/bench_voice.py [--threads 2] [--out bench/results/voice.json]
+    python bench/bench_voice.py [--threads 2] [--runs 3] [--stt-only] [--out bench/results/voice.json]
 
 STT: Whisper base (the default), a ~3 s espeak-ng utterance, median of N runs after a warm-up.
+STT encoder window (issue 15): Whisper base and tiny.en, short window ("auto", the default)
+against the full 30 s window ("full"): WER on real recorded speech (the pytest-audioeval
+clips: English for both models, es/fr/it/pt/pl for base, with the language given and
+detected), fallbacks to the full window, and the time per decode against utterance length
+(0.5-10 s cut from the English clips joined end to end).
 TTS: the backend TTS() picks here (Piper offline; pocket-tts when its weights are pulled).
 Prints a table and the machine; writes JSON. Timings, not assertions.
 """
@@ -13,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -21,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -96,20 +104,174 @@ async def bench_tts(threads: int, runs: int) -> dict[str, object]:
     return {"backend": backend, "ttfa_s": statistics.median(ttfa), "rtf": statistics.median(rtf)}
 
 
+# -- STT encoder window: short vs full (issue 15) -----------------------------------------------
+STT_MODELS = {"base": "Systran/faster-whisper-base", "tiny.en": "Systran/faster-whisper-tiny.en"}
+WINDOW_LENGTHS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
+OTHER_LANGUAGES = ("es", "fr", "it", "pt", "pl")  # spaced scripts with 1-10 counting clips
+
+
+def _audioeval_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytest_audioeval")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pytest-audioeval is needed (pip install pytest-audioeval)")
+    return Path(next(iter(spec.submodule_search_locations))) / "samples" / "audio"
+
+
+def _clips(language: str) -> list[tuple[str, bytes, str]]:
+    """(name, wav bytes, reference text) of the pytest-audioeval clips of one language."""
+    folder = _audioeval_dir() / language
+    return [
+        (f"{language}/{wav.stem}", wav.read_bytes(), wav.with_suffix(".txt").read_text("utf-8"))
+        for wav in sorted(folder.glob("*.wav"))
+    ]
+
+
+def _number_words(language: str) -> list[str]:
+    """One to ten in `language`, read from its counting clip's own reference text, so that a
+    transcript's digits ("1, 2, 3") are scored as the words they stand for."""
+    for _, _, ref in _clips(language):
+        words = re.sub(r"[^\w\s']", " ", ref.lower()).split()
+        if len(words) == 10:
+            return words
+    return []
+
+
+def _normalize(text: str, numbers: list[str]) -> str:
+    words = []
+    for word in re.sub(r"[^\w\s']", " ", text.lower()).split():
+        word = word.strip("'")
+        if word.isdigit() and 1 <= int(word) <= len(numbers):
+            word = numbers[int(word) - 1]
+        words.append(word.replace("colour", "color").replace("favourite", "favorite"))
+    return " ".join(words)
+
+
+def _wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.wer(refs, hyps))
+
+
+def _speech_of_length(seconds: float) -> bytes:
+    """`seconds` of real speech: the English clips joined (0.2 s apart), repeated, cut."""
+    parts = [decode_pcm16(wav) for _, wav, _ in _clips("en")]
+    gap = np.zeros(int(0.2 * 16_000), dtype=np.int16)
+    joined = np.concatenate([p for part in parts for p in (part, gap)])
+    need = int(seconds * 16_000)
+    return np.resize(joined, max(need, 1)).astype("<i2").tobytes()
+
+
+async def _wer_rows(stt: Any, model: str) -> list[dict[str, Any]]:
+    """Transcribe every clip of the model's languages; one row per clip and language mode."""
+    langs = ("en",) if model.endswith(".en") else ("en", *OTHER_LANGUAGES)
+    rows = []
+    async with stt.open_session() as session:
+        for lang in langs:
+            numbers = _number_words(lang)
+            modes = (lang,) if model.endswith(".en") else (lang, None)
+            for name, wav, ref in _clips(lang):
+                for given in modes:
+                    text = await session.transcribe(wav, language=given)
+                    rows.append(
+                        {
+                            "clip": name,
+                            "language_given": given,
+                            "ref": _normalize(ref, numbers),
+                            "hyp": _normalize(text, numbers),
+                            "text": text,
+                            "detected": session.last_language,
+                            "probability": round(session.last_language_probability, 3),
+                            "decode_s": session.last_decode_seconds,
+                        }
+                    )
+    return rows
+
+
+async def _time_rows(stt: Any, runs: int) -> list[dict[str, Any]]:
+    rows = []
+    async with stt.open_session() as session:
+        for seconds in WINDOW_LENGTHS_S:
+            pcm = _speech_of_length(seconds)
+            times = []
+            for _ in range(runs):
+                await session.transcribe(pcm, language="en")
+                times.append(session.last_decode_seconds)
+            rows.append({"audio_s": seconds, "decode_s": statistics.median(times)})
+    return rows
+
+
+async def bench_stt_windows(threads: int, runs: int) -> dict[str, Any]:
+    """WER and time per decode for each STT model and encoder window."""
+    from engine.stt import STT
+
+    results: dict[str, Any] = {}
+    for model, model_id in STT_MODELS.items():
+        for window in ("full", "auto"):
+            stt = STT(model_id, num_threads=threads, encoder_window=window)
+            await stt.start()
+            await _time_rows(stt, 1)  # warm-up
+            rows = await _wer_rows(stt, model)
+            times = await _time_rows(stt, runs)
+            decodes = stt.health()["decodes"]
+            await stt.stop()
+            given = [r for r in rows if r["language_given"]]
+            results[f"{model}/{window}"] = {
+                "wer_en": _wer(*_pair(r for r in given if r["clip"].startswith("en/"))),
+                "wer_all_given": _wer(*_pair(given)),
+                "wer_all_detected": _wer(*_pair(r for r in rows if not r["language_given"]))
+                if len(given) < len(rows)
+                else None,
+                "clips": rows,
+                "time_by_length": times,
+                "decodes": decodes,
+            }
+    return results
+
+
+def _pair(rows: Any) -> tuple[list[str], list[str]]:
+    chosen = list(rows)
+    return [r["ref"] for r in chosen], [r["hyp"] for r in chosen]
+
+
+def print_stt_windows(results: dict[str, Any]) -> None:
+    """The comparison as two tables: WER and fallbacks, then decode time by length."""
+    print(f"{'STT model/window':<16}{'WER en':>8}{'WER all':>9}{'WER det':>9}  decodes")
+    for key, r in results.items():
+        det = "-" if r["wer_all_detected"] is None else f"{r['wer_all_detected']:.3f}"
+        print(f"{key:<16}{r['wer_en']:>8.3f}{r['wer_all_given']:>9.3f}{det:>9}  {r['decodes']}")
+    header = "".join(f"{s:>7.1f}s" for s in WINDOW_LENGTHS_S)
+    print(f"{'decode s, audio':<16}{header}")
+    for key, r in results.items():
+        cells = "".join(f"{row['decode_s']:>8.3f}" for row in r["time_by_length"])
+        print(f"{key:<16}{cells}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results/voice.json"))
+    parser.add_argument("--stt-only", action="store_true", help="only the STT window comparison")
     args = parser.parse_args(argv)
     os.environ.setdefault("BITVOICE_HOME", tempfile.mkdtemp(prefix="bitvoice-bench-"))
-    stt: dict[str, Any] = asyncio.run(bench_stt(args.threads, args.runs, _utterance_pcm()))
-    tts: dict[str, Any]
-    tts = asyncio.run(bench_tts(args.threads, args.runs))
+    windows: dict[str, Any] = asyncio.run(bench_stt_windows(args.threads, args.runs))
     machine = _machine()
     print(
         f"machine: {machine['cpu']} ({machine['logical_cpus']} CPUs, load {machine['load_average']}), threads={args.threads}"
     )
+    print_stt_windows(windows)
+    if args.stt_only:
+        out = args.out.with_name(args.out.stem + "_stt.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"machine": machine, "threads": args.threads, "stt_windows": windows}
+        out.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {out}")
+        return 0
+    stt: dict[str, Any] = asyncio.run(bench_stt(args.threads, args.runs, _utterance_pcm()))
+    tts: dict[str, Any]
+    tts = asyncio.run(bench_tts(args.threads, args.runs))
     print(f"{'metric':<36}{'value':>10}")
     print(f"{'STT Whisper base: audio (s)':<36}{stt['audio_s']:>10.2f}")
     print(f"{'STT latency (s)':<36}{stt['latency_s']:>10.3f}")
@@ -118,7 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'TTS real-time factor':<36}{tts['rtf']:>10.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"machine": machine, "threads": args.threads, "stt": stt, "tts": tts}, indent=2)
+        json.dumps(
+            {
+                "machine": machine,
+                "threads": args.threads,
+                "stt": stt,
+                "stt_windows": windows,
+                "tts": tts,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {args.out}")
     return 0

@@ -12,13 +12,20 @@ Calling contract:
   24 kHz and by the realtime server).
 - `float_to_pcm16_bytes` / `pcm16_bytes_to_float` convert between float32 and s16le bytes.
 
+Sniffing: a container is recognised only by its magic (RIFF/RIFX/RF64, fLaC, OggS, FORM); a
+few binary non-audio files by magics of 4 bytes or more (PDF, PNG, GIF, zip, ELF); text only
+by a long printable run (`TEXT_RUN_BYTES` of printable UTF-8 at the start). Everything else is
+raw PCM16, whatever its first bytes. Callers that already hold raw PCM (the realtime path) skip
+sniffing altogether and use `pcm16_bytes_to_float` or `np.frombuffer`.
+
 Every failure is an `InvalidRequestError` with a message that says what was wrong: empty audio,
-bytes that are neither PCM nor a readable container, a WAV with a broken header, audio longer
-than `max_seconds`, odd-length PCM. Nothing here touches disk.
+text or a non-audio file, a WAV with a broken header, audio longer than `max_seconds`,
+odd-length PCM. Nothing here touches disk.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 from typing import Final
 
@@ -50,33 +57,44 @@ MAX_INPUT_RATE: Final = 384_000
 #: Channel counts above this are refused (nobody sends 64-channel speech).
 MAX_INPUT_CHANNELS: Final = 16
 
-# Magic numbers of containers libsndfile reads; anything else starting with one of
-# `_NOT_AUDIO_MAGIC` is clearly not audio and would otherwise be misread as raw PCM noise.
+# Magic numbers of containers libsndfile reads (4 bytes each: a raw PCM16 stream starts with
+# one by chance about once in 2**32 turns).
 _CONTAINER_MAGIC: Final = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
+# Binary files that are clearly not audio. Only magics of 4 bytes or more: a shorter one
+# (`{`, `[`, gzip's 2 bytes, JPEG's 3) is also the first bytes of about one raw PCM turn in a
+# few hundred to a few million, and such turns were refused (issue 15). Text is caught by
+# `_looks_like_text` instead.
 _NOT_AUDIO_MAGIC: Final = (
     b"%PDF",
     b"\x89PNG",
-    b"\xff\xd8\xff",  # JPEG
-    b"GIF8",
+    b"GIF87a",
+    b"GIF89a",
     b"PK\x03\x04",  # zip
-    b"\x1f\x8b",  # gzip
     b"\x7fELF",
-    b"ID3",  # MP3 with a tag: libsndfile here cannot be relied on for MP3
-    b"<?xml",
-    b"{",
-    b"[",
 )
-# A run of raw speech PCM is essentially never all printable ASCII; text sent by mistake is.
-_TEXT_CHECK_BYTES: Final = 256
+#: Input is text (refused) when its first `TEXT_RUN_BYTES` bytes, or all of it when shorter
+#: (but at least `MIN_TEXT_BYTES`), decode as printable UTF-8. Raw PCM of real audio almost
+#: never does: each sample's low byte is close to uniform, so 32 samples would all have to
+#: land in the printable range (odds about 0.4**32, 1e-13).
+TEXT_RUN_BYTES: Final = 64
+MIN_TEXT_BYTES: Final = 8
 
 Float32Array = npt.NDArray[np.float32]
 Int16Array = npt.NDArray[np.int16]
 
 
-def _looks_like_text(head: bytes) -> bool:
-    if len(head) < 8:
+def _looks_like_text(data: bytes) -> bool:
+    """True when `data` starts with a long printable run (ASCII or UTF-8 text, e.g. JSON)."""
+    head = data[:TEXT_RUN_BYTES]
+    if len(head) < MIN_TEXT_BYTES:
         return False
-    return all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    try:
+        # A multi-byte character cut at the end of the run is still text (`final=False`).
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        text = decoder.decode(head, final=len(data) <= TEXT_RUN_BYTES)
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\t\n\r" for ch in text)
 
 
 def _decode_container(data: bytes, max_seconds: float) -> tuple[Float32Array, int]:
@@ -138,10 +156,9 @@ def decode_audio(
     data = bytes(data)
     if not data:
         raise InvalidRequestError("audio is empty")
-    head = data[:_TEXT_CHECK_BYTES]
     if data.startswith(_CONTAINER_MAGIC):
         samples, rate = _decode_container(data, max_seconds)
-    elif data.startswith(_NOT_AUDIO_MAGIC) or _looks_like_text(head):
+    elif data.startswith(_NOT_AUDIO_MAGIC) or _looks_like_text(data):
         raise InvalidRequestError(
             "audio is neither 16 kHz mono PCM16 nor a WAV/FLAC/OGG file "
             "(the bytes look like another file type or text)"
@@ -173,9 +190,10 @@ def resample(samples: Float32Array, from_rate: int, to_rate: int) -> Float32Arra
 
 
 def float_to_int16(samples: Float32Array) -> Int16Array:
-    """Clip to [-1, 1] and scale to int16 (round to nearest)."""
-    scaled = np.clip(samples, -1.0, 1.0) * np.float32(32767.0)
-    out: Int16Array = np.rint(scaled).astype(np.int16)
+    """Scale by 32768 (the inverse of `pcm16_bytes_to_float`, so raw PCM16 survives a round
+    trip bit for bit), round to nearest and clip to the int16 range."""
+    scaled = np.rint(samples.astype(np.float32, copy=False) * np.float32(32768.0))
+    out: Int16Array = np.clip(scaled, -32768, 32767).astype(np.int16)
     return out
 
 

@@ -127,3 +127,49 @@ def test_nan_samples_are_refused() -> None:
 def test_unusual_rate_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="sample rate"):
         decode_audio(_wav(_sine(200.0, 1_000), 1_000, "PCM_16"))
+
+
+# Raw PCM16 turns that begin with room noise can start with any bytes; issue 15 found ~1% of
+# them refused because their first byte was `{` or `[`. Each start below is a sample pair.
+PRINTABLE_STARTS = [
+    b"{\x00",
+    b"[\x00",
+    b'{"',
+    b"[{",
+    b"<?xm",
+    b"ID3\x04",
+    b"\x1f\x8b",
+    b"\xff\xd8\xff\xe0",
+    b"GIF8",
+]
+
+
+@pytest.mark.parametrize("start", PRINTABLE_STARTS)
+def test_raw_pcm_is_accepted_whatever_its_first_bytes(start: bytes) -> None:
+    rng = np.random.default_rng(7)
+    noise = (rng.normal(0, 300, 16_000)).astype("<i2").tobytes()
+    data = start + noise[len(start) :]
+    out = decode_pcm16(data)
+    np.testing.assert_array_equal(out, np.frombuffer(data, dtype="<i2"))
+
+
+def test_raw_pcm_with_a_short_printable_run_is_accepted() -> None:
+    # 12 printable samples (24 bytes) then quiet noise: below the text run, so still audio.
+    rng = np.random.default_rng(8)
+    data = b"[" + b"a" * 23 + rng.normal(0, 50, 8000).astype("<i2").tobytes()
+    assert decode_pcm16(data).size == 12 + 8000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"type": "input_audio_buffer.append", "audio": "AAAA"}',
+        b'[{"role": "user", "content": "hello there, how are you today?"}]',
+        '{"text": "voil\u00e0 un caf\u00e9 cr\u00e8me, s\'il vous pla\u00eet, merci beaucoup"}'.encode(),
+        b'<?xml version="1.0"?><note>not audio</note>',
+        b"# a markdown file\n\nwith two lines of text that is long enough to be text.\n",
+    ],
+)
+def test_text_is_refused_when_it_really_is_text(text: bytes) -> None:
+    with pytest.raises(InvalidRequestError, match="neither"):
+        decode_audio(text if len(text) % 2 == 0 else text + b" ")

@@ -2,13 +2,15 @@
 
 Public surface:
 
-- `STT(model_id=DEFAULT_STT_MODEL, *, num_threads=0)`: `await start()`, `await stop()`,
-  `open_session()` -> `STTSession`, `open_stream(language=None)` -> `StreamingTranscriber`,
-  `health()`, `state`.
-- `STTSession.transcribe(audio, language=None) -> str` (PCM16 16 kHz mono, or WAV of any common
-  format); see `engine.stt.session`.
-- `StreamingTranscriber.feed(pcm)`, `await maybe_partial()`, `await finalize()`, `reset()`;
-  see `engine.stt.streaming`.
+- `STT(model_id=DEFAULT_STT_MODEL, *, num_threads=0, encoder_window="auto")`: `await start()`,
+  `await stop()`, `open_session()` -> `STTSession`, `open_stream(language=None)` ->
+  `StreamingTranscriber`, `health()`, `busy`, `state`. `encoder_window="full"` forces
+  Whisper's 30 s window; "auto" encodes only the audio, guarded (see `engine.stt.whisper`).
+- `STTSession.transcribe(audio, language=None) -> str` (PCM16 16 kHz mono, whatever its first
+  bytes, or WAV/FLAC/OGG of any common format); see `engine.stt.session`.
+- `StreamingTranscriber.feed(pcm)`, `await transcribe_buffer(language=None)`,
+  `await finalize(language=None)` -> `Transcript`, `reset()`, `audio_seconds`; see
+  `engine.stt.streaming`.
 - Weights: `resolve_stt_model(model_id) -> Path`, `pull_stt_model(repo_id, *, revision=None)
   -> Path` (for `bitvoice pull`), `installed_stt_models()`, `verify_stt_model(model_id)`;
   see `engine.stt.models`.
@@ -16,7 +18,8 @@ Public surface:
 
 from __future__ import annotations
 
-from engine.stt.component import STT, validate_language
+from engine.stt.component import STT
+from engine.stt.core import validate_language
 from engine.stt.models import (
     DEFAULT_STT_MODEL,
     TINY_EN_STT_MODEL,

@@ -3,8 +3,9 @@
     async with stt.open_session() as session:
         text = await session.transcribe(audio, language="en")
 
-`audio`: signed 16-bit little-endian mono 16 kHz PCM bytes, or WAV (FLAC/OGG) bytes of any
-common rate, width and channel count (converted with soundfile + soxr). `language`: None
+`audio`: signed 16-bit little-endian mono 16 kHz PCM bytes, whatever its first bytes, or
+WAV (FLAC/OGG) bytes of any common rate, width and channel count (converted with soundfile +
+soxr); a container is recognised by its magic, text (refused) by a long printable run. `language`: None
 (auto-detect; English for `.en` models) or letters and hyphens. Bad input raises
 `InvalidRequestError` before any work is queued. Concurrent calls (from one session or many)
 queue behind each other; none fails for being second. After `close()`, `transcribe` raises
@@ -15,28 +16,30 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from engine.audio import decode_pcm16
 from engine.errors import SessionClosedError
 from engine.stt import limits
-from engine.stt.component import validate_language
-
-if TYPE_CHECKING:
-    from engine.stt.component import STT
+from engine.stt.core import DecodeService, validate_language
 
 __all__ = ["STTSession"]
 
+#: Inputs longer than this are decoded and resampled off the event loop.
+_DECODE_INLINE_MAX_BYTES = 1 << 16
+
 
 class STTSession:
-    """Never constructed by users: use `STT.open_session()`."""
+    """Never constructed by users: use `STT.open_session()`.
 
-    def __init__(self, stt: STT) -> None:
-        self._stt = stt
+    After each `transcribe`: `last_decode_seconds`, `last_audio_seconds`, `last_language`
+    (given, or detected) and `last_language_probability` (1.0 when given).
+    """
+
+    def __init__(self, service: DecodeService) -> None:
+        self._service = service
         self._closed = False
         self.last_decode_seconds = 0.0
         self.last_audio_seconds = 0.0
-        # the language of the last transcription: given, or detected (with probability)
         self.last_language: str | None = None
         self.last_language_probability = 0.0
 
@@ -44,10 +47,9 @@ class STTSession:
         """Transcribe one utterance; returns the text (possibly empty for silence)."""
         if self._closed:
             raise SessionClosedError("this STT session is closed; open a new one")
-        self._stt._check_running()
+        self._service.check_running()
         code = validate_language(language)
-        if len(audio) > 1 << 16:
-            # Long input: decode and resample off the loop.
+        if len(audio) > _DECODE_INLINE_MAX_BYTES:
             pcm = await asyncio.to_thread(
                 decode_pcm16,
                 audio,
@@ -58,7 +60,7 @@ class STTSession:
             pcm = decode_pcm16(
                 audio, target_rate=limits.SAMPLE_RATE, max_seconds=limits.MAX_AUDIO_SECONDS
             )
-        decoded = await self._stt._transcribe_pcm(pcm, code)
+        decoded = await self._service.decode(pcm, code)
         self.last_decode_seconds = decoded.seconds
         self.last_audio_seconds = pcm.size / limits.SAMPLE_RATE
         self.last_language = decoded.language
@@ -66,6 +68,7 @@ class STTSession:
         return decoded.text
 
     async def close(self) -> None:
+        """Close the session; later `transcribe` calls raise `SessionClosedError`."""
         self._closed = True
 
     async def __aenter__(self) -> STTSession:

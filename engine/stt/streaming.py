@@ -1,18 +1,25 @@
-"""`StreamingTranscriber`: partial transcripts while the user speaks, a final one at turn end.
+"""`StreamingTranscriber`: one user turn's audio, its partial transcripts and its final one.
 
-Used by the realtime server, one per user turn:
+Used by the realtime server, one per connection (reset between turns):
 
     stream = stt.open_stream(language=None)
-    stream.feed(pcm16_16k_bytes)           # cheap, sync: append audio as it arrives
-    update = await stream.maybe_partial()  # a Transcript(is_final=False) or None
-    final = await stream.finalize()        # Transcript(is_final=True); the buffer is reset
+    stream.feed(pcm16_16k_bytes)                    # cheap, sync: append audio as it arrives
+    partial = await stream.transcribe_buffer()      # Transcript(is_final=False), all audio so far
+    final = await stream.finalize()                 # Transcript(is_final=True); buffer reset
 
-Partials re-decode the growing buffer (its last `PARTIAL_WINDOW_S` seconds) at a bounded rate:
-at most one every `PARTIAL_INTERVAL_S`, only once `PARTIAL_MIN_NEW_AUDIO_S` of new audio
-arrived, and never while the STT engine is busy (a partial is skipped, not queued, so it
-cannot delay a final transcript). `finalize()` always decodes the whole turn, waiting its turn.
-`feed()` accepts raw 16 kHz mono PCM16 only (the realtime wire format); odd-length chunks or
-turns longer than `STREAM_MAX_SECONDS` raise `InvalidRequestError`.
+The turn's audio lives here only: `feed()` takes raw 16 kHz mono PCM16 (the wire format),
+never sniffed for file formats, and `finalize()` transcribes that same buffer, so the turn's
+audio is never sent a second time through `STTSession`. Every decode runs in the STT worker
+thread (never on the event loop) and queues behind a running one (FIFO; none fails for being
+second); `STT.busy` is True meanwhile. Each decode uses the component's encoder window (the
+short window by default, see `engine.stt.whisper`).
+
+`language` (on `open_stream`, or per call, which wins): None to detect (the Transcript says
+what was detected and how sure Whisper was), or a tag of letters and hyphens. Odd-length
+chunks or turns longer than `STREAM_MAX_SECONDS` raise `InvalidRequestError`.
+
+`partial_due()` / `maybe_partial()` are the older self-scheduling partials (rate-limited,
+skipped while the engine is busy); new callers schedule `transcribe_buffer()` themselves.
 """
 
 from __future__ import annotations
@@ -20,16 +27,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import InvalidRequestError
 from engine.stt import limits
-from engine.stt.component import validate_language
-
-if TYPE_CHECKING:
-    from engine.stt.component import STT
+from engine.stt.core import DecodeService, Int16Array, validate_language
 
 __all__ = ["StreamingTranscriber", "Transcript"]
 
@@ -38,25 +41,32 @@ _BYTES_PER_SECOND = limits.SAMPLE_RATE * 2
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """One transcript update: `is_final` marks the end-of-turn transcript."""
+    """One transcript of a turn's audio: `is_final` marks the end-of-turn transcript.
+
+    `audio_seconds` is the audio decoded, `decode_seconds` the time the decode took (without
+    its wait in the queue); `language` the language used (given or detected, "" when there
+    was no audio to detect it on) with `language_probability` (1.0 when given).
+    """
 
     text: str
     is_final: bool
     audio_seconds: float
     decode_seconds: float
+    language: str
+    language_probability: float
 
 
 class StreamingTranscriber:
-    """Created by `STT.open_stream()`; single consumer (the realtime turn task)."""
+    """Created by `STT.open_stream()`; single consumer (the realtime connection)."""
 
     def __init__(
         self,
-        stt: STT,
+        service: DecodeService,
         *,
         language: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stt = stt
+        self._service = service
         self._language = validate_language(language)
         self._clock = clock
         self._buf = bytearray()
@@ -66,10 +76,11 @@ class StreamingTranscriber:
 
     @property
     def audio_seconds(self) -> float:
+        """Seconds of audio fed since the last `reset()` / `finalize()`."""
         return len(self._buf) / _BYTES_PER_SECOND
 
     def feed(self, pcm16: bytes) -> None:
-        """Append 16 kHz mono PCM16 LE audio to the current turn."""
+        """Append 16 kHz mono PCM16 LE audio to the current turn (raw, never sniffed)."""
         if len(pcm16) % 2:
             raise InvalidRequestError("streaming audio chunks must be whole PCM16 samples")
         if len(self._buf) + len(pcm16) > limits.STREAM_MAX_SECONDS * _BYTES_PER_SECOND:
@@ -78,8 +89,32 @@ class StreamingTranscriber:
             )
         self._buf += pcm16
 
+    async def transcribe_buffer(self, language: str | None = None) -> Transcript:
+        """Transcribe all audio fed so far, without resetting (partials, speculative final).
+
+        Raises `InvalidRequestError` for a bad language, `ComponentLifecycleError` when the
+        STT is not running (or stops while this call waits its turn).
+        """
+        return await self._transcribe(bytes(self._buf), language, is_final=False)
+
+    async def finalize(self, language: str | None = None) -> Transcript:
+        """Transcribe the whole turn and reset the buffer (audio fed while this decode runs
+        belongs to the next turn). Raises as `transcribe_buffer`."""
+        code = self._pick_language(language)
+        snapshot = bytes(self._buf)
+        self.reset()
+        return await self._transcribe(snapshot, code, is_final=True)
+
+    def reset(self) -> None:
+        """Drop the buffered turn (barge-in or a new turn)."""
+        self._buf.clear()
+        self._last_partial_at = None
+        self._last_partial_bytes = 0
+        self.last_partial_text = ""
+
     def partial_due(self) -> bool:
-        """True when a partial re-decode is allowed now (rate, new audio, engine idle)."""
+        """True when a rate-limited partial is allowed now (enough audio, enough new audio,
+        `PARTIAL_INTERVAL_S` since the last one, engine idle)."""
         if len(self._buf) < limits.PARTIAL_MIN_AUDIO_S * _BYTES_PER_SECOND:
             return False
         new_bytes = len(self._buf) - self._last_partial_bytes
@@ -88,34 +123,38 @@ class StreamingTranscriber:
         if self._last_partial_at is not None:
             if self._clock() - self._last_partial_at < limits.PARTIAL_INTERVAL_S:
                 return False
-        return not self._stt.busy
+        return not self._service.busy
 
     async def maybe_partial(self) -> Transcript | None:
-        """Decode the growing buffer if `partial_due()`; else None (cheap to call often)."""
+        """Decode the buffer's last `PARTIAL_WINDOW_S` if `partial_due()`; else None."""
         if not self.partial_due():
             return None
         window = int(limits.PARTIAL_WINDOW_S * _BYTES_PER_SECOND)
-        snapshot = bytes(self._buf[-window:])
         self._last_partial_at = self._clock()
         self._last_partial_bytes = len(self._buf)
-        pcm = np.frombuffer(snapshot, dtype="<i2").astype(np.int16)
-        text, seconds, _, _ = await self._stt._transcribe_pcm(pcm, self._language)
-        self.last_partial_text = text
-        return Transcript(text, False, len(snapshot) / _BYTES_PER_SECOND, seconds)
+        update = await self._transcribe(bytes(self._buf[-window:]), None, is_final=False)
+        self.last_partial_text = update.text
+        return update
 
-    async def finalize(self) -> Transcript:
-        """Decode the whole turn (queueing behind any running decode) and reset the buffer."""
-        snapshot = bytes(self._buf)
-        self.reset()
-        if not snapshot:
-            return Transcript("", True, 0.0, 0.0)
-        pcm = np.frombuffer(snapshot, dtype="<i2").astype(np.int16)
-        text, seconds, _, _ = await self._stt._transcribe_pcm(pcm, self._language)
-        return Transcript(text, True, len(snapshot) / _BYTES_PER_SECOND, seconds)
+    def _pick_language(self, language: str | None) -> str | None:
+        code = validate_language(language)
+        return code if code is not None else self._language
 
-    def reset(self) -> None:
-        """Drop the buffered turn (barge-in or a new turn)."""
-        self._buf.clear()
-        self._last_partial_at = None
-        self._last_partial_bytes = 0
-        self.last_partial_text = ""
+    async def _transcribe(
+        self, pcm16: bytes, language: str | None, *, is_final: bool
+    ) -> Transcript:
+        code = self._pick_language(language)
+        if not pcm16:
+            self._service.check_running()
+            return Transcript("", is_final, 0.0, 0.0, code or "", 1.0 if code else 0.0)
+        samples: Int16Array = np.frombuffer(pcm16, dtype="<i2").astype(np.int16, copy=False)
+        decoded = await self._service.decode(samples, code)
+        probability = 1.0 if code else decoded.language_probability
+        return Transcript(
+            decoded.text,
+            is_final,
+            samples.size / limits.SAMPLE_RATE,
+            decoded.seconds,
+            decoded.language,
+            probability,
+        )

@@ -12,7 +12,7 @@ from stt_helpers import AUDIOEVAL_EN, espeak_wav, wav_bytes, wer
 from engine.audio import decode_audio, decode_pcm16
 from engine.errors import ComponentLifecycleError, InvalidRequestError, SessionClosedError
 from engine.stt import STT
-from engine.stt.component import Decoded
+from engine.stt.core import Decoded
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -97,7 +97,8 @@ async def test_bad_audio_is_invalid_request(stt_base: STT, audio: bytes, words: 
 async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
     clip = espeak_wav("One two.")
     seen_busy = []
-    original = stt_base._decode_blocking
+    assert stt_base._decoder is not None
+    original = stt_base._decoder.decode
     active = threading.Semaphore(1)
 
     def guarded(*args: object) -> Decoded:
@@ -109,12 +110,12 @@ async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
         finally:
             active.release()
 
-    stt_base._decode_blocking = guarded  # type: ignore[method-assign]
+    stt_base._decoder.decode = guarded  # type: ignore[method-assign]
     try:
         sessions = [stt_base.open_session() for _ in range(3)]
         texts = await asyncio.gather(*(s.transcribe(clip) for s in sessions))
     finally:
-        del stt_base._decode_blocking
+        del stt_base._decoder.decode
     assert all(wer(["One two."], [t]) == 0 for t in texts), texts
     assert max(seen_busy) >= 2  # the others were waiting in line, not failing
 
@@ -196,3 +197,106 @@ async def test_session_reports_the_language_it_used(stt_base: STT) -> None:
     assert 0.8 <= session.last_language_probability <= 1.0
     await session.transcribe(clip, language="de")
     assert session.last_language == "de" and session.last_language_probability == 1.0
+
+
+# -- raw PCM is never sniffed (issue 15) ------------------------------------------------------
+def _audioeval_pcm(name: str) -> np.ndarray:
+    return decode_pcm16((AUDIOEVAL_EN / f"{name}.wav").read_bytes())
+
+
+@pytest.mark.parametrize("first", [0x7B, 0x5B, 0x5B7B, 0x227B, 0x3F3C, 0x4449])
+async def test_speech_whose_first_sample_is_printable_transcribes(
+    stt_base: STT, first: int
+) -> None:
+    """Raw PCM whose first bytes are `{`, `[`, `{"`, `<?`, `ID`: audio, not a file or text."""
+    pcm = _audioeval_pcm("quick_brown_fox").copy()
+    pcm[0] = first
+    data = pcm.astype("<i2").tobytes()
+    assert data[:1] in (b"{", b"[", b"<", b"I")
+    async with stt_base.open_session() as session:
+        text = await session.transcribe(data, language="en")
+    assert wer(["The quick brown fox jumps over the lazy dog."], [text]) <= 0.12, text
+
+
+async def test_json_sent_as_audio_is_still_refused(stt_base: STT) -> None:
+    doc = b'{"type": "input_audio_buffer.append", "audio": "UklGRiQAAABXQVZF"}'
+    async with stt_base.open_session() as session:
+        with pytest.raises(InvalidRequestError, match="neither"):
+            await session.transcribe(doc)
+
+
+# -- the streaming transcriber: one STT path per realtime turn ------------------------------
+async def test_transcribe_buffer_keeps_the_audio_and_finalize_resets(stt_base: STT) -> None:
+    pcm = _audioeval_pcm("quick_brown_fox").tobytes()
+    stream = stt_base.open_stream()
+    half = len(pcm) // 2 // 2 * 2
+    stream.feed(pcm[:half])
+    partial = await stream.transcribe_buffer(language="en")
+    assert not partial.is_final and partial.audio_seconds == pytest.approx(half / 32000)
+    assert (partial.language, partial.language_probability) == ("en", 1.0)
+    assert stream.audio_seconds == pytest.approx(half / 32000)  # not reset
+    stream.feed(pcm[half:])
+    final = await stream.finalize()  # no language: detected
+    assert final.is_final and final.audio_seconds == pytest.approx(len(pcm) / 32000)
+    assert wer(["The quick brown fox jumps over the lazy dog."], [final.text]) <= 0.12
+    assert final.language == "en" and 0.5 <= final.language_probability <= 1.0
+    assert final.decode_seconds > 0
+    assert stream.audio_seconds == 0.0
+    empty = await stream.finalize(language="de")
+    assert (empty.text, empty.language, empty.language_probability) == ("", "de", 1.0)
+
+
+async def test_stream_decodes_queue_and_run_off_the_event_loop(stt_base: STT) -> None:
+    """Partials, a final and a session call at once: all succeed (FIFO), none overlaps,
+    each decode runs in the STT worker thread while the event loop keeps ticking."""
+    assert stt_base._decoder is not None
+    original = stt_base._decoder.decode
+    threads: list[str] = []
+
+    def recording(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return original(*args)  # type: ignore[arg-type]
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    stream = stt_base.open_stream(language="en")
+    stream.feed(_audioeval_pcm("hello_world").tobytes())
+    stt_base._decoder.decode = recording  # type: ignore[method-assign]
+    tick_task = asyncio.create_task(ticker())
+    try:
+        first = asyncio.create_task(stream.transcribe_buffer())
+        await asyncio.sleep(0)
+        assert stt_base.busy
+        results = await asyncio.gather(
+            first,
+            stream.transcribe_buffer(),
+            stream.finalize(),
+            stt_base.open_session().transcribe(espeak_wav("One two.")),
+        )
+    finally:
+        tick_task.cancel()
+        del stt_base._decoder.decode
+    assert [wer(["Hello world."], [r.text]) for r in results[:3]] == [0.0, 0.0, 0.0]
+    assert results[2].is_final and not results[0].is_final
+    assert wer(["One two."], [results[3]]) == 0.0
+    assert len(threads) == 4 and all(t.startswith("bitvoice-stt") for t in threads), threads
+    assert ticks >= 5  # the loop ran while Whisper worked
+    assert not stt_base.busy
+
+
+async def test_encoder_window_is_validated_and_reported(stt_base: STT) -> None:
+    for bad in ("short", "", 30, None):
+        with pytest.raises(InvalidRequestError, match="encoder_window"):
+            STT(encoder_window=bad)  # type: ignore[arg-type]
+    assert stt_base.health()["encoder_window"] == "auto"
+    before = dict(stt_base.health()["decodes"])  # type: ignore[call-overload]
+    async with stt_base.open_session() as session:
+        await session.transcribe(_audioeval_pcm("hello_world").tobytes(), language="en")
+    after = stt_base.health()["decodes"]
+    assert sum(after.values()) > sum(before.values())  # type: ignore[attr-defined]
