@@ -186,8 +186,10 @@ class Conversation:
         max_session_s: float = limits.DEFAULT_MAX_SESSION_S,
         clock: Callable[[], float] = time.monotonic,
         trace: bool = False,
+        on_turn_done: Callable[[m.TurnMetrics], None] | None = None,
     ) -> None:
         self.engines = engines
+        self._on_turn_done = on_turn_done  # gets each finished response's metrics
         self._transport = transport
         self._clock = clock
         defaults = m.SessionState(
@@ -437,11 +439,13 @@ class Conversation:
             u = None
             if usage is not None:
                 u = (usage.prompt_tokens, usage.completion_tokens, usage.tokens_per_second or 0.0)
-            self._emit(
-                self.core.response_finished(
-                    turn, self._clock(), error=error, empty_transcript=empty, usage=u
-                )
+            done = self.core.response_finished(
+                turn, self._clock(), error=error, empty_transcript=empty, usage=u
             )
+            self._emit(done)
+            for o in done:
+                if self._on_turn_done and isinstance(o, Send) and isinstance(o.message, m.Metrics):
+                    self._on_turn_done(o.message.metrics)
 
     async def _turn_body(self, start: StartResponse) -> bool:
         """The turn's work; returns True when the transcript was empty (nothing to answer)."""
