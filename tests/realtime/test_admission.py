@@ -9,10 +9,10 @@ import pytest
 from realtime.admission import AdmissionConfig, AdmissionPolicy
 
 
-def policy(cap: int = 16, budget: float | None = 1.5, **kw: float) -> AdmissionPolicy:
+def policy(cap: int = 16, budget: float | None = 1.5, window_s: float = 60.0) -> AdmissionPolicy:
     return AdmissionPolicy(
-        AdmissionConfig(max_conversations=cap, first_audio_budget_s=budget, **kw)
-    )  # type: ignore[arg-type]
+        AdmissionConfig(max_conversations=cap, first_audio_budget_s=budget, window_s=window_s)
+    )
 
 
 def feed(

@@ -9,32 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from rt_helpers import on_server, on_server_await, recv_until, start_session
+from rt_helpers import extra_server, on_server, recv_until, start_session
 from websockets.asyncio.client import connect
 
 from engine import cli
 from realtime import messages as m
-from realtime.server import RealtimeServer, ServerConfig
+from realtime.server import RealtimeServer
 
 TOKEN = "hardening-token"
-
-
-@contextlib.asynccontextmanager
-async def extra_server(rt_server: RealtimeServer, **config: Any) -> AsyncIterator[RealtimeServer]:
-    """A second server with `config` on the shared server's loop and engines."""
-    server = RealtimeServer(ServerConfig(port=0, **config), rt_server.engines)
-    await on_server_await(rt_server, server.start())
-    try:
-        yield server
-    finally:
-        await on_server_await(rt_server, server.drain(stop_engines=False))
 
 
 def upgrade_headers(port: int, host: str | None = None) -> list[tuple[str, str]]:
