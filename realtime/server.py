@@ -37,7 +37,7 @@ from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from engine.errors import BitvoiceError, InvalidRequestError
+from engine.errors import AdmissionRejectedError, BitvoiceError, InvalidRequestError
 from realtime import limits
 from realtime import messages as m
 from realtime.admission import AdmissionConfig, AdmissionPolicy
@@ -505,7 +505,7 @@ class RealtimeServer:
         refusal = self._refusal()
         if refusal is not None:
             err = m.Error(
-                error=m.ErrorInfo(code="admission_rejected", message=refusal, type="server_error"),
+                error=m.ErrorInfo(code=refusal.code, message=refusal.message, type="server_error"),
                 event_id="evt_0",
             )
             with contextlib.suppress(ConnectionClosed):
@@ -537,7 +537,7 @@ class RealtimeServer:
             await conv.aclose()
             self.conversations.discard(conv)
 
-    def _refusal(self) -> str | None:
+    def _refusal(self) -> AdmissionRejectedError | None:
         """Admission: None to admit, else why not (counted in `rejected`): draining, the hard
         cap, or the measured load says the conversations already running would miss their
         first-audio budget with one more."""
@@ -546,10 +546,12 @@ class RealtimeServer:
             return None
         self.rejected += 1
         if self.draining:
-            return "the server is draining"
+            return AdmissionRejectedError("the server is draining")
         if active >= self.config.max_conversations:
-            return f"the server is busy ({active} conversations, the most it takes); try later"
-        return (
+            return AdmissionRejectedError(
+                f"the server is busy ({active} conversations, the most it takes); try later"
+            )
+        return AdmissionRejectedError(
             f"the server is busy ({active} conversations): one more would push replies past "
             f"{self.config.first_audio_budget_s} s to first audio; try later"
         )
