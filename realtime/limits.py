@@ -51,7 +51,7 @@ PAUSE_POLL_S: Final = 0.02  # how often a paused pacer looks at the TTS session 
 TOKEN_QUEUE: Final = 64
 
 # --- connections ---------------------------------------------------------------------------------
-DEFAULT_MAX_CONVERSATIONS: Final = 8  # default for --max-conversations
+DEFAULT_MAX_CONVERSATIONS: Final = 8  # default for --max-conversations (the hard cap)
 DEFAULT_IDLE_TIMEOUT_S: Final = 300.0  # default for --idle-timeout
 DEFAULT_MAX_SESSION_S: Final = 3600.0  # default for --max-session
 DRAIN_TIMEOUT_S: Final = 10.0  # SIGTERM: how long running turns may finish
@@ -63,8 +63,26 @@ PING_INTERVAL_S: Final = 20.0  # websockets keepalive
 # either, the connection is closed (1008) and its slot freed.
 MAX_OUTGOING_BYTES: Final = 2 * 1024 * 1024
 SEND_TIMEOUT_S: Final = 10.0
+# Opening handshakes (TCP accepted, HTTP upgrade request not yet read) in progress at once: past
+# this the oldest is dropped, so half-open connections cannot take every file descriptor and
+# /healthz keeps answering. A handshake that takes longer than OPEN_TIMEOUT_S is dropped too.
+DEFAULT_MAX_HANDSHAKES: Final = 128  # default for --max-handshakes
+OPEN_TIMEOUT_S: Final = 5.0
 STATIC_MAX_BYTES: Final = 8 * 1024 * 1024  # largest static file served
 TRACE_MAX_EVENTS: Final = 4096  # per-conversation trace (ServerConfig.trace) keeps the newest
+
+# --- admission (realtime.admission) -------------------------------------------------------------
+# A new conversation is refused (`admission_rejected`, close 1013) when the measured load says the
+# conversations already open would then miss this first-audio latency (end of speech -> first
+# reply audio, at the ADMISSION_QUANTILE). The hard cap DEFAULT_MAX_CONVERSATIONS still applies.
+DEFAULT_FIRST_AUDIO_BUDGET_S: Final = 1.5  # default for --first-audio-budget (0 = hard cap only)
+ADMISSION_QUANTILE: Final = 0.9
+ADMISSION_WINDOW_S: Final = 60.0  # observations older than this are forgotten
+ADMISSION_MIN_TURNS: Final = 3  # fewer turns in the window: only the hard cap applies
+ADMISSION_MAX_UTILIZATION: Final = 0.85  # never plan the engines busier than this
+ADMISSION_TURN_LOAD_S: Final = 10.0  # a turn's latency is set against the load of these seconds
+ADMISSION_MAX_SAMPLES: Final = 512  # observations kept (turns, load samples), newest first
+LOAD_SAMPLE_INTERVAL_S: Final = 1.0  # how often the server measures how busy its engines are
 
 # --- partial transcripts -----------------------------------------------------------------------
 # A partial decode holds Whisper (one decode at a time, not interruptible), so a final transcript

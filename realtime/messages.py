@@ -20,6 +20,7 @@ when one could be read, so the error event can echo it.
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Annotated, Final, Literal, NoReturn
 
@@ -27,6 +28,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from engine.tts import limits as tts_limits  # the speed range has one owner: the TTS session
+
+log = logging.getLogger("bitvoice.realtime")
 
 __all__ = [
     "AUDIO_FRAME_KIND",
@@ -555,13 +558,38 @@ def encode(message: ServerMessage | ClientMessage) -> bytes:
 def _event_id_of(data: bytes | str) -> str | None:
     try:
         env = _envelope_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # only to echo an id: any failure means "no id"
         return None
     return env.event_id if isinstance(env.event_id, str) else None
 
 
+# Exception types from the decoder other than msgspec's own that were already logged: an
+# unexpected one is a bug (ours or msgspec's), logged once with its traceback, not per frame
+# (a client could otherwise fill the log).
+_logged_unexpected: set[type[BaseException]] = set()
+
+
 def decode_client(data: bytes | str) -> ClientMessage:
-    """Decode one client text frame. Raises `WireError` (never anything else) on bad input."""
+    """Decode one client text frame. Raises `WireError` (never anything else) on bad input.
+
+    Every exception from the decoder becomes a `WireError`: nesting deeper than the
+    interpreter's recursion limit (`RecursionError`) is `invalid_json`; any other unexpected
+    exception is `invalid_json` too and is logged once per exception type (it is a bug).
+    """
+    try:
+        return _decode_client(data)
+    except WireError:
+        raise
+    except RecursionError:
+        _raise("invalid_json", "malformed JSON: nested too deeply", None)
+    except Exception as exc:  # the contract: only WireError leaves
+        if type(exc) not in _logged_unexpected:
+            _logged_unexpected.add(type(exc))
+            log.error("unexpected %s decoding a client frame", type(exc).__name__, exc_info=exc)
+        _raise("invalid_json", f"undecodable message ({type(exc).__name__})", None)
+
+
+def _decode_client(data: bytes | str) -> ClientMessage:
     try:
         return _client_decoder.decode(data)
     except msgspec.ValidationError as exc:

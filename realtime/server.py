@@ -23,6 +23,7 @@ import mimetypes
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,13 +33,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
-from websockets.datastructures import Headers
+from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from engine.errors import BitvoiceError, InvalidRequestError
+from engine.errors import AdmissionRejectedError, BitvoiceError, InvalidRequestError
 from realtime import limits
 from realtime import messages as m
+from realtime.admission import AdmissionConfig, AdmissionPolicy
 from realtime.pipeline import Conversation, Engines
 
 __all__ = ["RealtimeServer", "ServerConfig", "load_engines", "main", "resolve_llm_model", "serve"]
@@ -51,6 +53,19 @@ DEMO_NOTICE = (
     "import or pull a real model for real answers (bitvoice pull / bitvoice import)"
 )
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+# Origins with these names (and the server's own port) are this machine's own pages.
+_TRUSTED_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+# A request that repeats one of these is refused (400): which copy a proxy, websockets and we
+# would each read is unclear, and that ambiguity is how checks get bypassed.
+_SINGLE_HEADERS = (
+    "Host",
+    "Origin",
+    "Authorization",
+    "Upgrade",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -74,7 +89,11 @@ class ServerConfig:
     voice: str | None = None
     token: str | None = None
     stt_model: str | None = None  # None = the STT default (Whisper base)
-    max_conversations: int = limits.DEFAULT_MAX_CONVERSATIONS
+    max_conversations: int = limits.DEFAULT_MAX_CONVERSATIONS  # the hard cap
+    # admission by measured load (realtime.admission); None = the hard cap only
+    first_audio_budget_s: float | None = limits.DEFAULT_FIRST_AUDIO_BUDGET_S
+    max_handshakes: int = limits.DEFAULT_MAX_HANDSHAKES  # opening handshakes in progress
+    open_timeout_s: float = limits.OPEN_TIMEOUT_S
     idle_timeout_s: float = limits.DEFAULT_IDLE_TIMEOUT_S
     max_session_s: float = limits.DEFAULT_MAX_SESSION_S
     allow_origins: tuple[str, ...] = ()
@@ -90,6 +109,10 @@ class ServerConfig:
             )
         if self.max_conversations < 1:
             raise InvalidRequestError("--max-conversations must be at least 1")
+        if self.max_handshakes < 1:
+            raise InvalidRequestError("--max-handshakes must be at least 1")
+        if self.first_audio_budget_s is not None and not self.first_audio_budget_s > 0:
+            raise InvalidRequestError("--first-audio-budget must be positive (0 turns it off)")
 
 
 def resolve_llm_model(requested: str | None) -> tuple[str, str | None]:
@@ -168,6 +191,69 @@ class _WsTransport:
         await self._ws.close(code, reason)
 
 
+class _HandshakeGuard:
+    """Caps the opening handshakes in progress (TCP accepted, upgrade request not yet read).
+
+    Past `limit` the oldest is dropped (its transport aborted): a flood of half-open
+    connections then holds at most `limit` file descriptors, and a new request (a probe of
+    /healthz, a real client) still gets in. `opened` is called when a connection is accepted,
+    `done` when its request was read or it closed (either may come twice: harmless).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.shed = 0  # handshakes dropped so far
+        self._pending: dict[ServerConnection, None] = {}  # insertion order = age
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def opened(self, conn: ServerConnection) -> None:
+        self._pending[conn] = None
+        while len(self._pending) > self.limit:
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            self.shed += 1
+            oldest.transport.abort()
+
+    def done(self, conn: ServerConnection) -> None:
+        self._pending.pop(conn, None)
+
+
+def _guarded_connection(guard: _HandshakeGuard) -> type[ServerConnection]:
+    """A `ServerConnection` class that reports its handshake to `guard`."""
+
+    class GuardedConnection(ServerConnection):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            guard.opened(self)
+
+        def process_event(self, event: Any) -> None:
+            if self.request is None:  # the first event is the upgrade request
+                guard.done(self)
+            super().process_event(event)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            guard.done(self)
+            super().connection_lost(exc)
+
+    return GuardedConnection
+
+
+class _LoadSampler:
+    """How busy the engines were between two calls: the process's CPU seconds (every thread:
+    the LLM's pool, Whisper's and the TTS's) per wall second, over the CPUs it may use."""
+
+    def __init__(self) -> None:
+        self._cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self._last = (time.monotonic(), time.process_time())
+
+    def sample(self) -> float:
+        now, cpu = time.monotonic(), time.process_time()
+        (t0, c0), self._last = self._last, (now, cpu)
+        return (cpu - c0) / max(now - t0, 1e-6) / max(self._cpus, 1)
+
+
 class RealtimeServer:
     """The running server: conversations, admission, health, static files and drain."""
 
@@ -177,9 +263,17 @@ class RealtimeServer:
         self.conversations: set[Conversation] = set()
         self.draining = False
         self.rejected = 0
+        self.admission = AdmissionPolicy(
+            AdmissionConfig(
+                max_conversations=config.max_conversations,
+                first_audio_budget_s=config.first_audio_budget_s,
+            )
+        )
+        self.handshakes = _HandshakeGuard(config.max_handshakes)
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutdown = asyncio.Event()
+        self._sampler_task: asyncio.Task[None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -198,6 +292,7 @@ class RealtimeServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Listen (on the running loop) and start measuring load; `drain()` undoes both."""
         self._loop = asyncio.get_running_loop()
         self._server = await ws_serve(
             self._handler,
@@ -207,8 +302,25 @@ class RealtimeServer:
             max_size=limits.HARD_MAX_FRAME_BYTES,
             ping_interval=limits.PING_INTERVAL_S,
             close_timeout=limits.CLOSE_TIMEOUT_S,
+            open_timeout=self.config.open_timeout_s,
+            create_connection=_guarded_connection(self.handshakes),
             server_header="bitvoice",
         )
+        self._sampler_task = asyncio.ensure_future(self._sample_load())
+
+    async def _sample_load(self) -> None:
+        """Feed the admission policy how busy the engines are, once a LOAD_SAMPLE_INTERVAL_S."""
+        sampler = _LoadSampler()
+        while True:
+            await asyncio.sleep(limits.LOAD_SAMPLE_INTERVAL_S)
+            self.admission.observe_load(time.monotonic(), sampler.sample(), len(self.conversations))
+
+    def _turn_done(self, metrics: m.TurnMetrics) -> None:
+        """A conversation's response finished: its first-audio latency feeds admission."""
+        if metrics.first_audio_ms is not None:
+            self.admission.observe_turn(
+                time.monotonic(), metrics.first_audio_ms / 1000.0, len(self.conversations)
+            )
 
     def request_shutdown(self) -> None:
         """Begin the graceful drain; safe to call from any thread or a signal handler."""
@@ -229,6 +341,10 @@ class RealtimeServer:
         turns = [t for c in self.conversations if (t := c.turn_task) is not None and not t.done()]
         if turns:
             await asyncio.wait(turns, timeout=limits.DRAIN_TIMEOUT_S)
+        if self._sampler_task is not None:
+            self._sampler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler_task
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -237,20 +353,38 @@ class RealtimeServer:
                 with contextlib.suppress(Exception):
                     await component.stop()
 
-    def health(self) -> dict[str, Any]:
+    def health(self, *, detailed: bool = True) -> dict[str, Any]:
+        """GET /healthz. Without `detailed` (a server with a token, asked without it): only
+        the status and whether a new conversation would be admitted, no model IDs and no
+        counts."""
+        now = time.monotonic()
+        active = len(self.conversations)
+        status = "draining" if self.draining else "ok"
+        if not detailed:
+            return {
+                "status": status,
+                "accepting": not self.draining and self.admission.admit(now, active),
+            }
         e = self.engines
 
         def component(c: Any) -> Any:
             h = getattr(c, "health", None)
             return h() if callable(h) else {"state": c.state.value}
 
+        admission = self.admission.snapshot(now, active)
+        if self.draining:
+            admission["headroom"], admission["capacity"] = 0, active
         return {
-            "status": "draining" if self.draining else "ok",
+            "status": status,
             "model": e.model_id,
             "notice": e.notice,
-            "conversations": len(self.conversations),
+            "conversations": active,
             "max_conversations": self.config.max_conversations,
+            "headroom": admission["headroom"],
+            "capacity": admission["capacity"],
+            "admission": admission,
             "rejected": self.rejected,
+            "handshakes": {"in_progress": len(self.handshakes), "shed": self.handshakes.shed},
             "components": {
                 "llm": component(e.llm),
                 "stt": component(e.stt),
@@ -261,31 +395,47 @@ class RealtimeServer:
     # ---- HTTP ----------------------------------------------------------------------------
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Plain HTTP routes, and the checks before an upgrade: one copy of each security
+        header (400), the token (401), the Origin (403). None lets the upgrade proceed."""
+        repeated = [h for h in _SINGLE_HEADERS if len(request.headers.get_all(h)) > 1]
+        if repeated:
+            return _bad_request(f"repeated header: {', '.join(repeated)}")
+        try:
+            return await self._route(conn, request)
+        except MultipleValuesError as exc:  # any other repeated header something reads
+            return _bad_request(f"repeated header: {exc}")
+
+    async def _route(self, conn: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        authorized = not self.config.token or self._token_ok(url.query, request.headers)
         if not upgrade:
             if url.path == "/healthz":
-                return _json_response(http.HTTPStatus.OK, self.health())
+                return _json_response(http.HTTPStatus.OK, self.health(detailed=authorized))
             if url.path == "/v1/voices":
                 return await self._voices()
             return self._static(url.path)
-        if self.config.token:
-            given = parse_qs(url.query).get("token", [""])[0]
-            auth = request.headers.get("Authorization", "")
-            if auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
-                return _json_response(
-                    http.HTTPStatus.UNAUTHORIZED,
-                    {"code": "unauthorized", "message": "missing or wrong token"},
-                )
+        if not authorized:
+            return _json_response(
+                http.HTTPStatus.UNAUTHORIZED,
+                {"code": "unauthorized", "message": "missing or wrong token"},
+            )
         origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
+        if origin is not None and not self._origin_allowed(origin, conn):
             return _json_response(
                 http.HTTPStatus.FORBIDDEN,
                 {"code": "origin_forbidden", "message": f"origin {origin} is not allowed"},
             )
         return None
+
+    def _token_ok(self, query: str, headers: Headers) -> bool:
+        """The request carries the server's token (`Authorization: Bearer` or `?token=`)."""
+        assert self.config.token is not None
+        given = parse_qs(query).get("token", [""])[0]
+        auth = headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), self.config.token.encode())
 
     async def _voices(self) -> Response:
         """GET /v1/voices: the voice picker's list, {"voices": [...], "default": name}."""
@@ -299,13 +449,25 @@ class RealtimeServer:
             http.HTTPStatus.OK, {"voices": voices, "default": self.config.voice or None}
         )
 
-    def _origin_allowed(self, origin: str, host_header: str) -> bool:
+    def _origin_allowed(self, origin: str, conn: ServerConnection) -> bool:
+        """Only `--allow-origin` values and this server's own pages: http(s) on the server's
+        port, at a loopback name, the bound address, or the address this connection reached.
+        Never the request's Host header: after DNS rebinding an attacker's page sends its
+        own name in both Host and Origin."""
         if origin in self.config.allow_origins:
             return True
-        parts = urlsplit(origin)
-        if parts.netloc and parts.netloc == host_header:
-            return True  # the page this server itself served
-        return is_loopback(self.config.host) and is_loopback(parts.hostname or "")
+        try:
+            parts = urlsplit(origin)
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:  # a port that is not a number, or out of range
+            return False
+        if parts.scheme not in ("http", "https") or port != self.port or not parts.hostname:
+            return False
+        trusted = {*_TRUSTED_LOOPBACK_HOSTS, conn.local_address[0]}
+        if self.config.host not in _WILDCARD_HOSTS:
+            trusted.add(self.config.host)
+        want = _normal_host(parts.hostname)
+        return any(_normal_host(h) == want for h in trusted)
 
     def _static(self, path: str) -> Response:
         root = self.config.web_dir.resolve()
@@ -340,17 +502,10 @@ class RealtimeServer:
     # ---- WebSocket ---------------------------------------------------------------------------
 
     async def _handler(self, ws: ServerConnection) -> None:
-        if self.draining or len(self.conversations) >= self.config.max_conversations:
-            self.rejected += 1
-            why = (
-                "the server is draining"
-                if self.draining
-                else (
-                    f"the server is busy ({self.config.max_conversations} conversations); try later"
-                )
-            )
+        refusal = self._refusal()
+        if refusal is not None:
             err = m.Error(
-                error=m.ErrorInfo(code="admission_rejected", message=why, type="server_error"),
+                error=m.ErrorInfo(code=refusal.code, message=refusal.message, type="server_error"),
                 event_id="evt_0",
             )
             with contextlib.suppress(ConnectionClosed):
@@ -364,8 +519,9 @@ class RealtimeServer:
             idle_timeout_s=self.config.idle_timeout_s,
             max_session_s=self.config.max_session_s,
             trace=self.config.trace,
+            on_turn_done=self._turn_done,
         )
-        self.conversations.add(conv)
+        self.conversations.add(conv)  # no await since the check: admission is atomic
         try:
             await conv.start()
             async for message in ws:
@@ -380,6 +536,42 @@ class RealtimeServer:
         finally:
             await conv.aclose()
             self.conversations.discard(conv)
+
+    def _refusal(self) -> AdmissionRejectedError | None:
+        """Admission: None to admit, else why not (counted in `rejected`): draining, the hard
+        cap, or the measured load says the conversations already running would miss their
+        first-audio budget with one more."""
+        active = len(self.conversations)
+        if not self.draining and self.admission.admit(time.monotonic(), active):
+            return None
+        self.rejected += 1
+        if self.draining:
+            return AdmissionRejectedError("the server is draining")
+        if active >= self.config.max_conversations:
+            return AdmissionRejectedError(
+                f"the server is busy ({active} conversations, the most it takes); try later"
+            )
+        return AdmissionRejectedError(
+            f"the server is busy ({active} conversations): one more would push replies past "
+            f"{self.config.first_audio_budget_s} s to first audio; try later"
+        )
+
+
+def _normal_host(host: str) -> str:
+    """A host name or address in one spelling (lower case; IPv6 compressed, IPv4-mapped
+    IPv6 as IPv4), so that equal addresses compare equal."""
+    host = host.strip("[]").lower()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _bad_request(message: str) -> Response:
+    return _json_response(http.HTTPStatus.BAD_REQUEST, {"code": "bad_request", "message": message})
 
 
 def _json_response(status: http.HTTPStatus, body: dict[str, Any]) -> Response:
@@ -415,39 +607,65 @@ async def serve(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of `bitvoice serve`; every help line states its default."""
     p = argparse.ArgumentParser(prog="bitvoice serve", description=__doc__.splitlines()[0])
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    p.add_argument("--port", type=int, default=8765, help="port (default %(default)s; 0 = any)")
     p.add_argument("--model", help="LLM store ID (default: best model in the store, else demo)")
     p.add_argument("--voice", help="TTS voice name (default: the engine's default voice)")
     p.add_argument(
         "--token",
         default=os.environ.get("BITVOICE_TOKEN"),
-        help="required token (?token= or Bearer); required beyond loopback; "
-        "default $BITVOICE_TOKEN",
+        help="required token (?token= or Bearer); required beyond loopback; /healthz "
+        "without it shows only the status (default: $BITVOICE_TOKEN, else none)",
     )
     p.add_argument("--stt-model", help="Whisper store ID (default: Whisper base)")
-    p.add_argument("--max-conversations", type=int, default=limits.DEFAULT_MAX_CONVERSATIONS)
+    p.add_argument(
+        "--max-conversations",
+        type=int,
+        default=limits.DEFAULT_MAX_CONVERSATIONS,
+        help="hard cap on open conversations (default %(default)s)",
+    )
+    p.add_argument(
+        "--first-audio-budget",
+        type=float,
+        default=limits.DEFAULT_FIRST_AUDIO_BUDGET_S,
+        help="refuse a new conversation when the measured load says the running ones would "
+        "then wait longer than this many seconds (p90) from end of speech to first reply "
+        "audio; 0 = the hard cap only (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=limits.DEFAULT_MAX_HANDSHAKES,
+        help="opening handshakes in progress at once; past it the oldest is dropped "
+        "(default %(default)s)",
+    )
     p.add_argument(
         "--idle-timeout",
         type=float,
         default=limits.DEFAULT_IDLE_TIMEOUT_S,
-        help="seconds without a client message before closing",
+        help="seconds without a client message before closing (default %(default)s)",
     )
     p.add_argument(
         "--max-session",
         type=float,
         default=limits.DEFAULT_MAX_SESSION_S,
-        help="longest conversation in seconds",
+        help="longest conversation in seconds (default %(default)s)",
     )
     p.add_argument(
         "--allow-origin",
         action="append",
         default=[],
-        help="extra browser Origin allowed (repeatable)",
+        help="extra browser Origin allowed, e.g. http://example.com:8080 (repeatable; "
+        "default: only this server's own pages)",
     )
-    p.add_argument("--web-dir", type=Path, default=WEB_DIR, help="static web client folder")
-    p.add_argument("--threads", type=int, default=0, help="LLM threads (0 = engine default)")
+    p.add_argument(
+        "--web-dir", type=Path, default=WEB_DIR, help="static web client folder (default: web/)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="LLM threads (default 0 = the engine's choice)"
+    )
     return p
 
 
@@ -462,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         token=args.token,
         stt_model=args.stt_model,
         max_conversations=args.max_conversations,
+        first_audio_budget_s=args.first_audio_budget or None,
+        max_handshakes=args.max_handshakes,
         idle_timeout_s=args.idle_timeout,
         max_session_s=args.max_session,
         allow_origins=tuple(args.allow_origin),

@@ -6,12 +6,13 @@ Fixtures of the realtime tests: real speech from espeak-ng as PCM16 16 kHz mono.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,8 +68,14 @@ def rt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealtimeServ
     holder: list[RealtimeServer] = []
     failure: list[BaseException] = []
     ready = threading.Event()
+    # admission by the hard cap only: the measured-load policy would follow how loaded the
+    # test machine happens to be (test_server_admission.py tests it on its own server)
     config = ServerConfig(
-        port=0, stt_model=TINY_EN_STT_MODEL, max_conversations=SERVER_MAX_CONVERSATIONS, trace=True
+        port=0,
+        stt_model=TINY_EN_STT_MODEL,
+        max_conversations=SERVER_MAX_CONVERSATIONS,
+        first_audio_budget_s=None,
+        trace=True,
     )
 
     def run() -> None:
@@ -182,6 +189,18 @@ async def on_server(server: RealtimeServer, fn: Callable[[], T]) -> T:
 async def on_server_await(server: RealtimeServer, coro: Any) -> Any:
     """Await `coro` on the server's event loop."""
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, server.loop))
+
+
+@contextlib.asynccontextmanager
+async def extra_server(rt_server: RealtimeServer, **config: Any) -> AsyncIterator[RealtimeServer]:
+    """A second server with `ServerConfig(port=0, **config)` on the shared server's loop and
+    engines (no second model load); drained (engines kept) on exit."""
+    server = RealtimeServer(ServerConfig(port=0, **config), rt_server.engines)
+    await on_server_await(rt_server, server.start())
+    try:
+        yield server
+    finally:
+        await on_server_await(rt_server, server.drain(stop_engines=False))
 
 
 # ---- stages alone --------------------------------------------------------------------------
