@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -47,7 +48,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,14 +116,20 @@ def stats(xs: Sequence[float | None]) -> dict[str, Any]:
     }
 
 
-def normalize(text: str) -> str:
-    """Lower case, no punctuation, digits spelled out: tests/stt/stt_helpers.normalize."""
+@functools.cache
+def _stt_normalizer() -> Callable[[str], str]:
+    """tests/stt/stt_helpers.normalize: the WER here must score as the STT tests do."""
     sys.path.insert(0, str(ROOT / "tests" / "stt"))
     try:
         from stt_helpers import normalize as norm
     finally:
         sys.path.remove(str(ROOT / "tests" / "stt"))
-    return str(norm(text))
+    return norm  # type: ignore[no-any-return]
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation, digits spelled out ("10" == "ten")."""
+    return str(_stt_normalizer()(text))
 
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
@@ -243,9 +250,10 @@ class Conn:
         await self.expect("session.updated")
         self._tasks.append(asyncio.create_task(self.mic.run()))
 
-    async def expect(self, kind: str, timeout: float = TURN_TIMEOUT_S) -> Event:
+    async def expect(self, kind: str, wait_s: float = TURN_TIMEOUT_S) -> Event:
+        """The next message of type `kind` (others are dropped); TimeoutError after wait_s."""
         while True:
-            ev = await asyncio.wait_for(self.inbox.get(), timeout)
+            ev = await asyncio.wait_for(self.inbox.get(), wait_s)
             if ev.type == "error":
                 raise RuntimeError(f"server error: {ev.msg}")
             if ev.type == kind:
@@ -499,6 +507,7 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
                     continue
                 rec["pause_ms"] = pause_ms
                 out["pause_trials"].append(rec)
+                print(f"  pause {rec['clip']}: false turn-end {rec['false_turn_end']}", flush=True)
                 await conn.settle(SETTLE_S)
 
     if args.pauses and args.pause_trials:
@@ -511,6 +520,8 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
             rec = await attempt(conn, first, barge=second)
             if rec is not None:
                 out["barge_ins"].append(rec)
+                ms = rec["barge_in"]["speech_to_flush_ms"]
+                print(f"  barge-in {second.name}: speech -> flush {ms} ms", flush=True)
             await conn.settle(SETTLE_S)
 
     if args.barge_ins:
@@ -549,6 +560,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "missed": sum(b["missed"] for b in barge),
         },
         "timeouts": len(raw["timeouts"]),
+        "mic_max_late_ms": round(raw["mic_late_ms"], 1),
     }
 
 
@@ -660,7 +672,8 @@ def print_report(result: dict[str, Any]) -> None:
     for r in runs:
         print(f"- {r['model']}: head {r['unembed_quant']} ({r['unembed_quant_via']}), "
               f"tokenizer {r.get('tokenizer', '-')}, STT {r['stt_model']}, TTS {r['tts_backend']}, "
-              f"VAD silence {r['vad_silence_duration_ms']} ms")  # fmt: skip
+              f"VAD silence {r['vad_silence_duration_ms']} ms, mic frames at most "
+              f"{r['mic_max_late_ms']} ms late, {r['timeouts']} turns timed out")  # fmt: skip
     print("\nend of speech in the audio -> first reply audio received (ms; p50/p90 nearest rank)")
     head = f"{'model':28} {'n':>3} {'p50':>6} {'p90':>6} | {'1st n':>5} {'p50':>6} {'p90':>6}"
     head += f" | {'WER':>5} | false turn-ends by pause | barge-in n p50/p90"
@@ -668,9 +681,7 @@ def print_report(result: dict[str, Any]) -> None:
     print("-" * len(head))
     for r in runs:
         a, f = r["latency_ms"]["all"], r["latency_ms"]["first_turn"]
-        fe = " ".join(
-            f"{p}:{v['false']}/{v['n']}" for p, v in r["false_turn_ends"].items()
-        ) or "-"
+        fe = " ".join(f"{p}:{v['false']}/{v['n']}" for p, v in r["false_turn_ends"].items()) or "-"
         b = r["barge_in"]["speech_to_flush_ms"]
         print(f"{r['model']:28} {a['n']:>3} {_fmt(a['p50']):>6} {_fmt(a['p90']):>6} | "
               f"{f['n']:>5} {_fmt(f['p50']):>6} {_fmt(f['p90']):>6} | {r['wer']['wer']:>5.2f} | "

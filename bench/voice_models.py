@@ -141,9 +141,7 @@ def llama3_tokenizer_json(cache: Path = CACHE) -> Path | None:
 
 
 def _special_tokens() -> list[str]:
-    return [
-        _SPECIALS.get(i, f"<|reserved_special_token_{i}|>") for i in range(VOCAB - _BASE_VOCAB)
-    ]
+    return [_SPECIALS.get(i, f"<|reserved_special_token_{i}|>") for i in range(VOCAB - _BASE_VOCAB)]
 
 
 def synthetic_tokenizer_json(dest: Path) -> Path:
@@ -274,7 +272,5 @@ def ensure_shapes_bundle(
     if current != stamp:
         weights = model_path(shapes)
         print(f"building {store_id} in {path.parent.parent} (once) ...", file=sys.stderr)
-        store.publish(
-            store_id, lambda d: _build(d, weights, tokenizer, shapes, stamp), force=True
-        )
+        store.publish(store_id, lambda d: _build(d, weights, tokenizer, shapes, stamp), force=True)
     return ShapesBundle(store_id, path, kind, stamp)

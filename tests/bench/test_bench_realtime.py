@@ -65,9 +65,10 @@ def test_join_inserts_the_pause_and_keeps_both_texts(clips: dict[str, Any]) -> N
     assert j.pcm[first * FRAME_BYTES : end * FRAME_BYTES] == bytes((end - first) * FRAME_BYTES)
     assert j.reference == f"{a.reference} {b.reference}"
     # the joined clip's end of speech is b's, shifted
-    assert j.pcm[j.end_frame * FRAME_BYTES : (j.end_frame + 1) * FRAME_BYTES] == b.pcm[
-        b.end_frame * FRAME_BYTES : (b.end_frame + 1) * FRAME_BYTES
-    ]
+    assert (
+        j.pcm[j.end_frame * FRAME_BYTES : (j.end_frame + 1) * FRAME_BYTES]
+        == b.pcm[b.end_frame * FRAME_BYTES : (b.end_frame + 1) * FRAME_BYTES]
+    )
     assert speech_bounds(np.frombuffer(j.pcm, dtype=np.int16))[1] == j.end_frame
 
 
