@@ -762,7 +762,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bench": "realtime",
         "schema": 2,
-        "command": ["python", "-m", "bench.bench_realtime", *(argv or sys.argv[1:])],
+        "command": [
+            "python",
+            "-m",
+            "bench.bench_realtime",
+            *(sys.argv[1:] if argv is None else argv),
+        ],
         "machine": machine(),
         "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "note": "2 CPU cores shared with other jobs: read the load average",
