@@ -406,10 +406,18 @@ def turn_record(
         for ev in events
         if ev.type == "conversation.item.input_audio_transcription.completed"
     ]
+    segments = [
+        str(ev.msg.get("delta", ""))
+        for ev in events
+        if ev.type == "response.output_audio_transcript.delta"
+        and ev.msg.get("response_id") == f"resp_{reply}"
+    ]
     return {
         "clip": utt.clip.name,
         "reference": utt.clip.reference,
         "transcripts": transcripts,
+        "first_segment_text": segments[0] if segments else None,
+        "reply_text": str(done.get("response", {}).get("output_text", ""))[:400],
         "eos_to_first_audio_ms": total,
         "eot_wait_ms": eot,
         "speech_stopped_recv_ms": _rel(stopped_after[0].t, t_eos) if stopped_after else None,
@@ -687,6 +695,14 @@ def print_report(result: dict[str, Any]) -> None:
               f"{f['n']:>5} {_fmt(f['p50']):>6} {_fmt(f['p90']):>6} | {r['wer']['wer']:>5.2f} | "
               f"{fe:24} | {b['n']} {_fmt(b['p50'])}/{_fmt(b['p90'])}"
               + (f" ({r['barge_in']['missed']} missed)" if r["barge_in"]["missed"] else ""))  # fmt: skip
+    keys = [key for _, key in BREAKDOWN]
+    print("\nevery turn (ms): total = " + " + ".join(keys[:3] + keys[4:8]))
+    for r in runs:
+        for t in r["raw"]["turns"]:
+            parts = " ".join(_fmt(t[k]) for k in keys[:3] + keys[4:8])
+            first = " (first of connection)" if t["first_of_connection"] else ""
+            print(f"  {r['model'][:22]:22} {t['clip']:16} {_fmt(t['eos_to_first_audio_ms']):>6} "
+                  f"= {parts}{first}")  # fmt: skip
     print("\nwhere the time goes, per turn (ms; p50/p90)")
     cols = "".join(f" | {r['model'][:22]:>22}" for r in runs)
     print(f"{'stage':46}{cols}")

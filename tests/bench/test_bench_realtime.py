@@ -148,3 +148,51 @@ def test_smoke_run_against_the_real_server(tmp_path: Path) -> None:
     barge = run["barge_in"]["speech_to_flush_ms"]
     assert barge["n"] == 1 and barge["p50"] > 0
     assert result["load_average"]["start"] and result["machine"]["cpu"]
+
+
+def _utterance(clip: Any, t_start: float) -> br.Utterance:
+    utt = br.Utterance(clip, first_global_frame=10)
+    utt.sent_at = [t_start + 0.02 * (k + 1) for k in range(clip.n_frames)]
+    return utt
+
+
+def test_turn_record_splits_the_time_and_flags_early_commits(clips: dict[str, Any]) -> None:
+    """A scripted event log: a commit inside the pause is a false turn-end; the reply is the
+    first audio after the end of speech; the breakdown adds up to the total."""
+    j = join(clips["hello_world"], clips["quick_brown_fox"], 600)
+    utt = _utterance(j, 100.0)
+    t_eos = utt.t_eos
+    assert t_eos is not None and j.pause_frames is not None
+    t_pause = utt.sent_at[j.pause_frames[0]]
+    metrics = {"stt_final_ms": 300.0, "first_token_ms": 350.0, "first_sentence_ms": 400.0}
+    metrics |= {"tts_first_chunk_ms": 450.0, "first_audio_ms": 451.0, "llm_prefill_ms": 42.0}
+
+    def ev(t: float, kind: str, **msg: Any) -> br.Event:
+        return br.Event(t, kind, {"type": kind, **msg})
+
+    events = [
+        ev(t_pause + 0.55, "input_audio_buffer.committed", item_id="a"),  # inside the pause
+        ev(t_eos + 0.2, "input_audio_buffer.speech_stopped", item_id="b", audio_end_ms=0),
+        ev(t_eos + 0.62, "input_audio_buffer.committed", item_id="b"),
+        ev(t_eos + 0.95, "conversation.item.input_audio_transcription.completed", transcript="x"),
+        ev(t_eos + 1.075, "audio", turn=2, offset=0, samples=480),
+        ev(t_eos + 1.2, "response.done", response={"id": "resp_2", "status": "cancelled"}),
+    ]
+    events[-1].msg["metrics"] = metrics
+    rec = br.turn_record(utt, events, {2: t_eos + 1.075}, 2, events[-1].msg)
+    assert rec["false_turn_end"] and rec["before_eos"]["committed"] == [
+        pytest.approx(-(t_eos - t_pause - 0.55) * 1e3, abs=0.1)
+    ]
+    assert rec["eos_to_first_audio_ms"] == pytest.approx(1075.0, abs=0.1)
+    assert rec["eot_wait_ms"] == pytest.approx(620.0, abs=0.1)
+    assert (rec["stt_ms"], rec["llm_first_token_ms"], rec["llm_first_segment_ms"]) == (
+        300.0,
+        50.0,
+        50.0,
+    )
+    assert rec["llm_prefill_ms"] == 42.0 and rec["turn_start_ms"] is None
+    assert rec["delivery_ms"] == pytest.approx(1075.0 - 620.0 - 451.0, abs=0.2)
+    assert rec["transcripts"] == ["x"]
+    # the same log without the early commit is a clean turn
+    clean = [e for e in events if not (e.type.endswith("committed") and e.t < t_eos)]
+    assert not br.turn_record(utt, clean, {2: t_eos + 1.075}, 2, events[-1].msg)["false_turn_end"]
