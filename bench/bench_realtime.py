@@ -585,7 +585,7 @@ class ServerThread:
             port=0, model=model, stt_model=args.stt_model, trace=True, llm_threads=args.llm_threads
         )
         self.quant = None if args.unembed_quant == "none" else args.unembed_quant
-        self.quant_via = "none"
+        self.quant_via = "-" if self.quant is None else "none"
         names = {f.name for f in dataclasses.fields(ServerConfig)}
         if self.quant and "unembed_quant" in names:  # the server takes it itself
             cfg = dataclasses.replace(cfg, unembed_quant=self.quant)  # type: ignore[call-arg]
@@ -600,7 +600,7 @@ class ServerThread:
         from realtime.server import load_engines, serve
 
         engines = await load_engines(self.cfg)
-        if self.quant and self.quant_via == "none":
+        if self.quant is not None and self.quant_via == "none":
             # ServerConfig has no head option (yet): reload the same model with it
             await engines.llm.swap_model(
                 engines.model_id, num_threads=self.cfg.llm_threads, unembed_quant=self.quant
