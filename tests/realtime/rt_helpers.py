@@ -37,6 +37,13 @@ def speech_pcm16k(text: str) -> bytes:
     return decode_pcm16(wav, target_rate=16_000).astype("<i2").tobytes()
 
 
+def trimmed(pcm: bytes, threshold: int = 300) -> bytes:
+    """PCM16 without its trailing silence (espeak ends its audio with some), so that a test's
+    pause after it is exactly the pause it means."""
+    x = np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32))
+    return pcm[: 2 * (int(np.nonzero(x > threshold)[0][-1]) + 1)]
+
+
 def silence_pcm16k(seconds: float) -> bytes:
     return bytes(int(16_000 * seconds) * 2)
 

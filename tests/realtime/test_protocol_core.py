@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rt_helpers import silence_pcm16k, speech_pcm16k
+from rt_helpers import silence_pcm16k, speech_pcm16k, trimmed
 
 from realtime import limits
 from realtime import messages as m
@@ -300,7 +300,7 @@ def test_a_pause_speculates_and_the_end_of_turn_adopts_the_same_item() -> None:
 
 def test_speech_after_a_pause_drops_the_speculation_and_the_turn_goes_on() -> None:
     p = make()
-    first, second = speech_pcm16k("I would like to"), speech_pcm16k("book a table")
+    first, second = trimmed(speech_pcm16k("I would like to")), speech_pcm16k("book a table")
     out, t = feed_audio(p, silence_pcm16k(0.3) + first + silence_pcm16k(0.3), 0.0)
     spec = [o for o in out if isinstance(o, Speculate)]
     assert len(spec) == 1 and not [o for o in out if isinstance(o, StartResponse)]
@@ -315,7 +315,7 @@ def test_speech_after_a_pause_drops_the_speculation_and_the_turn_goes_on() -> No
 def test_a_complete_looking_transcript_ends_the_turn_sooner() -> None:
     def silence_until_start(text: str | None) -> int:
         p = make()
-        out, t = feed_audio(p, silence_pcm16k(0.3) + speech_pcm16k("what time is it"), 0.0)
+        out, t = feed_audio(p, silence_pcm16k(0.3) + trimmed(speech_pcm16k("what time is it")), 0.0)
         item = None
         for i in range(60):  # 20 ms frames of silence until the response starts
             t += 0.02

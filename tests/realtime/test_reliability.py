@@ -25,6 +25,7 @@ from rt_helpers import (
     speech_pcm16k,
     start_session,
     tag_of,
+    trimmed,
     ws_url,
 )
 from websockets.asyncio.client import ClientConnection, connect
@@ -190,7 +191,8 @@ async def _say(ws: ClientConnection, pcm: bytes) -> None:
 async def test_a_mid_sentence_pause_leaves_one_turn_and_no_trace_of_the_speculation(
     rt_server: RealtimeServer,
 ) -> None:
-    first, second = speech_pcm16k("I would like to book"), speech_pcm16k("a table for two people")
+    first = trimmed(speech_pcm16k("I would like to book"))
+    second = speech_pcm16k("a table for two people")
     audio = silence_pcm16k(0.3) + first + silence_pcm16k(0.35) + second + silence_pcm16k(1.2)
     async with connect(ws_url(rt_server)) as ws:
         sid = await start_session(

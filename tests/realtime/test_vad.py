@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from rt_helpers import silence_pcm16k, speech_pcm16k
+from rt_helpers import silence_pcm16k, speech_pcm16k, trimmed
 
 from engine.errors import InvalidRequestError
 from realtime.vad import (
@@ -35,7 +35,7 @@ def test_a_pause_comes_before_the_stop_and_only_once() -> None:
 def test_speech_after_a_pause_resumes_the_same_turn() -> None:
     seg = VadSegmenter(VadConfig(pause_ms=150, silence_duration_ms=500))
     audio = (
-        speech_pcm16k("I would like")
+        trimmed(speech_pcm16k("I would like"))
         + silence_pcm16k(0.3)
         + speech_pcm16k("a table for two")
         + silence_pcm16k(0.8)
@@ -61,7 +61,7 @@ def test_without_pause_ms_there_are_no_pause_events() -> None:
 def test_stop_now_ends_the_turn_at_once_and_only_in_speech() -> None:
     seg = VadSegmenter(VadConfig(pause_ms=150, silence_duration_ms=500))
     assert seg.stop_now() == []
-    ev = seg.feed(speech_pcm16k("what time is it") + silence_pcm16k(0.2))
+    ev = seg.feed(trimmed(speech_pcm16k("what time is it")) + silence_pcm16k(0.2))
     assert kinds(ev) == ["SpeechStarted", "SpeechPaused"] and seg.paused
     assert seg.silent_ms >= 150
     stopped = seg.stop_now()
