@@ -150,13 +150,13 @@ class TurnRunner:
                 await asyncio.wait({self._after}, timeout=limits.TURN_CANCEL_TIMEOUT_S)
             await self._body()
         except* BitvoiceError as group:
-            exc = group.exceptions[0]
-            assert isinstance(exc, BitvoiceError)
-            self.outcome.error = (exc.code, exc.message)
+            known = group.exceptions[0]
+            assert isinstance(known, BitvoiceError)
+            self.outcome.error = (known.code, known.message)
         except* Exception as group:
-            exc = group.exceptions[0]
-            log.error("turn for %s failed", self.item_id, exc_info=exc)
-            self.outcome.error = ("internal_error", f"the turn failed: {exc!r}")
+            fault = group.exceptions[0]
+            log.error("turn for %s failed", self.item_id, exc_info=fault)
+            self.outcome.error = ("internal_error", f"the turn failed: {fault!r}")
         finally:
             if self.outbox.turn is None and self.outcome.llm_ran:
                 self._discard()  # a speculation thrown away leaves nothing in the history

@@ -315,7 +315,7 @@ def test_speech_after_a_pause_drops_the_speculation_and_the_turn_goes_on() -> No
 def test_a_complete_looking_transcript_ends_the_turn_sooner() -> None:
     def silence_until_start(text: str | None) -> int:
         p = make()
-        out, t = feed_audio(p, silence_pcm16k(0.3) + trimmed(speech_pcm16k("what time is it")), 0.0)
+        _, t = feed_audio(p, silence_pcm16k(0.3) + trimmed(speech_pcm16k("what time is it")), 0.0)
         item = None
         for i in range(60):  # 20 ms frames of silence until the response starts
             t += 0.02
