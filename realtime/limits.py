@@ -38,7 +38,7 @@ MAX_TURN_AUDIO_S: Final = 60.0
 # transcript of the paused speech reads as a complete sentence or question, the turn ends
 # after COMPLETE_TURN_SILENCE_MS instead (realtime.input.looks_complete).
 SPECULATIVE_PAUSE_MS: Final = 150
-COMPLETE_TURN_SILENCE_MS: Final = 300
+COMPLETE_TURN_SILENCE_MS: Final = 400
 
 # --- reply audio -------------------------------------------------------------------------------
 AUDIO_FRAME_MS: Final = 40  # reply audio is sent in frames of this length

@@ -528,9 +528,6 @@ class Conversation:
             if not work.task.done():
                 work.task.cancel()
                 await asyncio.wait({work.task}, timeout=limits.TURN_CANCEL_TIMEOUT_S)
-            if work.task.cancelled() and self._tts is not None:
-                with contextlib.suppress(Exception):
-                    await self._tts.close()  # drop audio the session still buffers
             outcome = work.runner.outcome
             if outcome.llm_ran:
                 self._keep_heard_reply(turn)

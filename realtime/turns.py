@@ -14,6 +14,7 @@ The runner reports through `TurnHost`, the small interface the conversation give
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -187,11 +188,26 @@ class TurnRunner:
         )
         self.outcome.llm_ran = True  # the stream commits (even when cancelled) once it closes
         self.outbox.started(t_start, None)
-        text_out = report_text(llm_text(stream, self._on_usage, self.clock), self.outbox)
-        deltas = buffered(text_out, limits.TOKEN_QUEUE)
-        speech = self._host.tts.speak(deltas)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._pace(frames(speech, self.outbox, self.clock)))
+        # Every stage is closed explicitly, last first, whatever ended the turn: a stage
+        # that never started would otherwise keep its claim on its session (the chat stream,
+        # the TTS session) until the garbage collector finalizes it.
+        async with contextlib.AsyncExitStack() as stages:
+            stages.push_async_callback(stream.aclose)
+            text_out = report_text(llm_text(stream, self._on_usage, self.clock), self.outbox)
+            deltas = buffered(text_out, limits.TOKEN_QUEUE)
+            stages.push_async_callback(deltas.aclose)
+            stages.push_async_callback(self._release_tts)
+            speech = self._host.tts.speak(deltas)
+            items = frames(speech, self.outbox, self.clock)
+            stages.push_async_callback(items.aclose)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._pace(items))
+
+    async def _release_tts(self) -> None:
+        """Return the TTS session to idle if the turn left it synthesizing (cancelled or
+        failed before its reader ran to the end); drops what it still buffers."""
+        if self._host.tts.state == "running":
+            await self._host.tts.close()
 
     def _on_usage(self, usage: Usage) -> None:
         self.outcome.usage = usage
@@ -212,14 +228,18 @@ class TurnRunner:
         """Send each frame when the modelled client has less than PLAYBACK_LEAD_MS queued,
         not while the TTS session is paused, and nothing before the turn is confirmed."""
         segment: str | None = None
-        await self.outbox.opened.wait()
-        turn = self.outbox.turn
-        assert turn is not None
         host = self._host
+        turn: int | None = None
         async for item in items:
             if isinstance(item, SegmentStart):
                 segment = item.text if segment is None else f"{segment} {item.text}"
                 continue
+            if turn is None:
+                # a speculative turn holds its first frame here while the LLM and the TTS
+                # session run ahead (each up to its bounded buffer) until it is adopted
+                await self.outbox.opened.wait()
+                turn = self.outbox.turn
+                assert turn is not None
             await self._wait_for_room()
             if segment is not None:
                 host.emit(host.core.segment_started(turn, segment))
