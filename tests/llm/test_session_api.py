@@ -4,7 +4,6 @@ prefill), and admission while the LLM drains, through the real C engine."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -14,18 +13,10 @@ from engine.errors import (
     SessionBusyError,
     SessionClosedError,
 )
-from engine.llm import LLM, ChatDoneEvent, ChatTokenEvent, limits
+from engine.llm import LLM, ChatDoneEvent, ChatSession, ChatTokenEvent, limits
 
 GREEDY = {"temperature": 0.0, "max_tokens": 8}
 LONG = "word " * 60  # several prefill chunks, within the tiny model's 256-token window
-
-
-@pytest.fixture
-async def llm(home: Path) -> LLM:
-    model = LLM("local/tiny")
-    await model.start()
-    yield model  # type: ignore[misc]
-    await model.stop()
 
 
 async def _reply(llm: LLM, history: list[tuple[str, str]], message: str) -> str:
@@ -130,31 +121,27 @@ async def test_discarded_turn_does_not_change_the_next_reply(llm: LLM) -> None:
 
 
 # -- idle-only rules -----------------------------------------------------------
+async def _every_edit_raises(s: ChatSession, error: type[Exception]) -> None:
+    for call in (
+        lambda: s.set_system_prompt("x"),
+        lambda: s.replace_last_reply("x"),
+        lambda: s.discard_last_turn(),
+    ):
+        with pytest.raises(error):
+            call()
+    with pytest.raises(error):
+        await s.prefill("x")
+
+
 async def test_history_edits_need_an_idle_open_session(llm: LLM) -> None:
     s = llm.open_session()
     await s.collect("Hello", **GREEDY)
     stream = s.generate("more", **GREEDY)
     await stream.__anext__()
-    for call in (
-        lambda: s.set_system_prompt("x"),
-        lambda: s.replace_last_reply("x"),
-        lambda: s.discard_last_turn(),
-    ):
-        with pytest.raises(SessionBusyError):
-            call()
-    with pytest.raises(SessionBusyError):
-        await s.prefill("x")
+    await _every_edit_raises(s, SessionBusyError)
     await stream.aclose()
     await s.close()
-    for call in (
-        lambda: s.set_system_prompt("x"),
-        lambda: s.replace_last_reply("x"),
-        lambda: s.discard_last_turn(),
-    ):
-        with pytest.raises(SessionClosedError):
-            call()
-    with pytest.raises(SessionClosedError):
-        await s.prefill("x")
+    await _every_edit_raises(s, SessionClosedError)
 
 
 # -- prefill -------------------------------------------------------------------
