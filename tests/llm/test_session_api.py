@@ -14,6 +14,7 @@ from engine.errors import (
     SessionClosedError,
 )
 from engine.llm import LLM, ChatDoneEvent, ChatSession, ChatTokenEvent, limits
+from engine.llm.worker import common_prefix
 
 GREEDY = {"temperature": 0.0, "max_tokens": 8}
 LONG = "word " * 60  # several prefill chunks, within the tiny model's 256-token window
@@ -267,3 +268,27 @@ async def test_new_work_during_stop_is_rejected_as_draining(llm: LLM) -> None:
     await stopping
     await stream.aclose()
     assert llm.state.value == "stopped"
+
+
+async def test_prefill_never_evicts_a_generating_turn(llm: LLM) -> None:
+    # One LLM serves several conversations: a prefill for one of them while
+    # another generates must not take the KV cache from under that turn (it
+    # would rebuild its whole prompt at its next token).
+    model = llm.native_model
+    assert model is not None
+    async with llm.open_session() as a, llm.open_session() as b:
+        start = model.tokens_evaluated
+        stream = b.generate("Count to one hundred", temperature=0.0, max_tokens=30)
+        events = [await stream.__anext__()]
+        cached = await a.prefill(LONG)
+        tok = llm.engine().tokenizer
+        b_prompt = tok.render([("user", "Count to one hundred")], add_generation_prompt=True)
+        a_seq = tok.begin() + tok.message_prefix("user", LONG)
+        assert cached == common_prefix(b_prompt, a_seq)  # what b's cache shares; nothing run
+        events += [e async for e in stream]
+        done = events[-1]
+        assert isinstance(done, ChatDoneEvent)
+        u = done.usage
+        # b ran its prompt once and one token per step after; the prefill nothing
+        assert model.tokens_evaluated - start == u.prompt_tokens + u.completion_tokens - 1
+        assert await a.prefill(LONG) > 2 * limits.PREFILL_CHUNK_TOKENS  # idle again: it runs
