@@ -77,15 +77,20 @@ def _random_ternary_rows(rng: np.random.Generator, rows: int, cols: int) -> np.n
     return fix[raw]
 
 
-def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
-    """Write a model.bvm with random ternary weights, streaming tensor by tensor."""
-    rng = np.random.default_rng(seed)
-    shapes = BitNetShapes(
+def bitnet_shapes(s: dict[str, int]) -> BitNetShapes:
+    """The importer's shapes object for one of the shape dicts above."""
+    return BitNetShapes(
         {"hidden_size": s["hidden"], "num_hidden_layers": s["n_layers"],
          "num_attention_heads": s["n_heads"], "num_key_value_heads": s["n_kv_heads"],
          "intermediate_size": s["ffn"], "vocab_size": s["vocab"],
          "max_position_embeddings": s["max_ctx"], "rope_theta": 500000.0, "rms_norm_eps": 1e-5}
     )  # fmt: skip
+
+
+def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
+    """Write a model.bvm with random ternary weights, streaming tensor by tensor."""
+    rng = np.random.default_rng(seed)
+    shapes = bitnet_shapes(s)
     hidden, vocab = shapes.hidden, shapes.vocab
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:

@@ -24,8 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.bench_llm import SHAPES_2B, SHAPES_QUICK, model_path, rss_gb, timed_decode
+from bench.bench_llm import (
+    SHAPES_2B,
+    SHAPES_QUICK,
+    bitnet_shapes,
+    model_path,
+    rss_gb,
+    timed_decode,
+)
 from bench.machine import describe_machine
+from engine.llm.importer import LINEARS
 
 RESULTS = Path(__file__).parent / "results"
 QUANTS = ("none", "f32", "int8", "int4")  # "none": no adapter (the baseline)
@@ -34,28 +42,15 @@ DECODE_TOKENS = 32
 REPEATS = 3
 
 
-def linear_shapes(s: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """(out, in) of each adapted linear of one layer."""
-    h, f = s["hidden"], s["ffn"]
-    kv = s["n_kv_heads"] * h // s["n_heads"]
-    return {
-        "q_proj": (h, h),
-        "k_proj": (kv, h),
-        "v_proj": (kv, h),
-        "o_proj": (h, h),
-        "gate_proj": (f, h),
-        "up_proj": (f, h),
-        "down_proj": (h, f),
-    }
-
-
 def attach(m: Any, shapes: dict[str, int], rank: int, quant: str | None) -> None:
     """A random adapter on every linear; the float32 factors are freed after each."""
     from engine.llm.lora import set_lora_factors
 
     rng = np.random.default_rng(7)
+    bitnet = bitnet_shapes(shapes)
     for layer in range(shapes["n_layers"]):
-        for target, (out, inp) in linear_shapes(shapes).items():
+        for target in LINEARS.values():
+            out, inp = bitnet.linear_shape(target)
             a = (rng.standard_normal((rank, inp)) * 0.02).astype(np.float32)
             b = (rng.standard_normal((out, rank)) * 0.02).astype(np.float32)
             set_lora_factors(m, f"layers.{layer}.{target}", a, b, 2.0, quant)

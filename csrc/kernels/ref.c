@@ -177,48 +177,9 @@ static void ref_attn_span(const float *q, int group, const uint16_t *k, const ui
     }
 }
 
-/* LoRA rows sum over LORA_LANES independent partial sums, combined in a fixed
- * order, so the compiler may vectorize them (a single running float sum may
- * not be reordered) and the result does not depend on the vector width. */
-#define LORA_LANES 16
-
-/* LoRA factors as int8 codes: y[r] += step[r] * (Q[r] . x) */
-static void ref_lora_i8_gemv(const int8_t *q, const float *step, int cols, const float *x, float *y, int r0,
-                             int r1) {
-    for (int r = r0; r < r1; r++) {
-        const int8_t *row = q + (size_t)r * cols;
-        float part[LORA_LANES] = {0}, acc = 0.0f;
-        int k = 0;
-        for (; k + LORA_LANES <= cols; k += LORA_LANES)
-            for (int l = 0; l < LORA_LANES; l++) part[l] += (float)row[k + l] * x[k + l];
-        for (int l = 0; l < LORA_LANES; l++) acc += part[l];
-        for (; k < cols; k++) acc += (float)row[k] * x[k];
-        y[r] += step[r] * acc;
-    }
-}
-
-/* The same on int4 codes, two per byte (even column in the low nibble, code + 8) */
-static void ref_lora_i4_gemv(const uint8_t *q, const float *step, int cols, const float *x, float *y, int r0,
-                             int r1) {
-    const size_t row_bytes = BV_LORA_I4_ROW_BYTES(cols);
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = q + (size_t)r * row_bytes;
-        float part[LORA_LANES] = {0}, acc = 0.0f;
-        int k = 0;
-        for (; k + LORA_LANES <= cols; k += LORA_LANES)
-            for (int l = 0; l < LORA_LANES; l += 2) {
-                uint8_t b = row[(k + l) >> 1];
-                part[l] += (float)((b & 15) - BV_LORA_I4_ZERO) * x[k + l];
-                part[l + 1] += (float)((b >> 4) - BV_LORA_I4_ZERO) * x[k + l + 1];
-            }
-        for (int l = 0; l < LORA_LANES; l++) acc += part[l];
-        for (; k < cols; k++) {
-            int code = (k & 1) ? row[k >> 1] >> 4 : row[k >> 1] & 15;
-            acc += (float)(code - BV_LORA_I4_ZERO) * x[k];
-        }
-        y[r] += step[r] * acc;
-    }
-}
+/* The quantized-LoRA rows (the same C source as the SIMD files compile) */
+#define BV_LORA_PREFIX ref_
+#include "lora_rows.h"
 
 const bv_kernels bv_kernels_ref = {
     .name = "ref",

@@ -566,6 +566,11 @@ static void avx2_attn_span(const float *q, int group, const uint16_t *k, const u
     }
 }
 
+/* The quantized-LoRA rows: the reference's C source, vectorized by this
+ * file's flags; the same bits as ref (kernels/lora_rows.h). */
+#define BV_LORA_PREFIX avx2_
+#include "lora_rows.h"
+
 const bv_kernels bv_kernels_avx2 = {
     .name = "avx2",
     .ternary_gemv = avx2_ternary_gemv,
@@ -576,6 +581,8 @@ const bv_kernels bv_kernels_avx2 = {
     .attn_span = avx2_attn_span,
     .f16_to_f32 = avx2_f16_to_f32,
     .f32_to_f16 = avx2_f32_to_f16,
+    .lora_i8_gemv = avx2_lora_i8_gemv,
+    .lora_i4_gemv = avx2_lora_i4_gemv,
 };
 
 #endif /* x86-64 */

@@ -790,6 +790,11 @@ static void avx512_attn_span(const float *q, int group, const uint16_t *k, const
 
 /* The AMX path (kernels/x86_amx.c) is this table with its prefill GEMMs on
  * tiles: dispatch.c fills the entries it leaves NULL from this one. */
+/* The quantized-LoRA rows: the reference's C source, vectorized by this
+ * file's flags; the same bits as ref (kernels/lora_rows.h). */
+#define BV_LORA_PREFIX avx512_
+#include "lora_rows.h"
+
 const bv_kernels bv_kernels_avx512 = {
     .name = "avx512",
     .ternary_gemv = avx512_ternary_gemv,
@@ -803,6 +808,8 @@ const bv_kernels bv_kernels_avx512 = {
     .attn_span = avx512_attn_span,
     .f16_to_f32 = avx512_f16_to_f32,
     .f32_to_f16 = avx512_f32_to_f16,
+    .lora_i8_gemv = avx512_lora_i8_gemv,
+    .lora_i4_gemv = avx512_lora_i4_gemv,
 };
 
 #endif /* x86-64 */

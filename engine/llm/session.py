@@ -468,7 +468,9 @@ class ChatSession:
         prefix at a word boundary only the rest of it is run. Runs in chunks of
         limits.PREFILL_CHUNK_TOKENS, so the engine is never held longer than one
         chunk: a generate() started meanwhile (on this session) ends the prefill
-        at the next chunk boundary. Cancelling the caller stops it at once.
+        at the next chunk boundary. It never evicts the cache of a turn that is
+        generating (on any session of this LLM): it then stops and returns what
+        is cached. Cancelling the caller stops it at once.
 
         Returns how many tokens of history + prefix the cache now holds.
         Raises SessionBusyError while a turn or another prefill runs,
@@ -495,12 +497,12 @@ class ChatSession:
                 engine.run(engine.extend_cache, seq, limits.PREFILL_CHUNK_TOKENS, owner)
             )
             try:
-                cached = await asyncio.shield(fut)
+                cached, go_on = await asyncio.shield(fut)
             except asyncio.CancelledError:
                 engine.cancel()  # the chunk stops at a layer boundary; the cache stays valid
                 fut.add_done_callback(_retrieve)
                 raise
-            if cached >= len(seq) or self._busy():
+            if cached >= len(seq) or not go_on or self._busy():
                 return cached
             self._check_usable()
 
@@ -561,6 +563,7 @@ class ChatSession:
         turn.segments.append(_Message("user", user_message, tuple(user)))
         turn.forced, self._forced = self._forced, []
         self._turn = turn
+        engine.live_turns.add(turn)
         stream = ChatStream(turn, self._timeout)
         self._stream = weakref.ref(stream)
         return stream
@@ -595,6 +598,7 @@ class ChatSession:
         if turn.finished:
             return _usage(turn)
         turn.finished = True
+        turn.engine.live_turns.discard(turn)
         reply = _reply_message(turn, turn.engine.tokenizer.decode(turn.generated))
         self._history.extend([*turn.segments, reply])
         self._lifetime += turn.prefilled + turn.completion + len(turn.generated)

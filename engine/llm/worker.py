@@ -55,6 +55,9 @@ class Engine:
     search_budget: int
     cache: list[int] = field(default_factory=list)
     owner: object = None
+    # Turns started and not yet committed (added and removed on the loop;
+    # the worker only reads it): a prefill never evicts their cache.
+    live_turns: set[object] = field(default_factory=set)
     closed: bool = False
     in_flight: int = 0  # steps submitted and not finished (cancel() only then)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -119,13 +122,19 @@ class Engine:
                 return False
             # A cancel() meant for an earlier step landed on this one: run it again.
 
-    def extend_cache(self, seq: list[int], max_new: int, owner: object) -> int:
+    def extend_cache(self, seq: list[int], max_new: int, owner: object) -> tuple[int, bool]:
         """Worker thread: run at most `max_new` more tokens of `seq` into the KV
-        cache, after its longest common prefix with the cache. Returns how many
-        leading tokens of `seq` the cache now holds. Computes no logits that
+        cache, after its longest common prefix with the cache. Returns (how many
+        leading tokens of `seq` the cache now holds, whether it may go on).
+
+        Runs nothing (and says stop) when the cache belongs to a turn still
+        generating: warming it for `seq` would evict that turn's cache, which
+        it would then rebuild whole at its next token. Computes no logits that
         anyone reads: it only warms the cache for a later ensure_cache()."""
         common = min(common_prefix(self.cache, seq), int(self.model.n_cached))
+        if self.owner is not owner and self.owner in self.live_turns:
+            return common, False
         todo = seq[common : common + max_new]
         if not todo or not self._eval(todo, common, owner):
-            return min(common, len(self.cache))
-        return common + len(todo)
+            return min(common, len(self.cache)), bool(todo)
+        return common + len(todo), True

@@ -4,12 +4,13 @@ imported once per session through the real importer, and a fresh store per test.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from fake_search_server import FakeBraveServer, serve_fake_brave
 
+from engine.llm import LLM
 from engine.llm.importer import import_hf_model
 from engine.llm.tiny import write_tiny_hf_model
 
@@ -37,6 +38,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_bundle: Path) -> 
     shutil.copytree(tiny_bundle, root / "models" / "local" / "tiny")
     monkeypatch.setenv("BITVOICE_HOME", str(root))
     yield root
+
+
+@pytest.fixture
+async def llm(home: Path) -> AsyncIterator[LLM]:
+    """The tiny bundle started as `local/tiny` (stopped after the test)."""
+    model = LLM("local/tiny")
+    await model.start()
+    yield model
+    await model.stop()
 
 
 @pytest.fixture

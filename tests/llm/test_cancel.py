@@ -8,21 +8,12 @@ the consumer then ran on and the conversation stayed stuck.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from engine.llm import LLM, ChatDoneEvent, ChatTokenEvent
 
 TURN = {"temperature": 0.0, "max_tokens": 6}
-
-
-@pytest.fixture
-async def llm(home: Path) -> LLM:
-    model = LLM("local/tiny")
-    await model.start()
-    yield model  # type: ignore[misc]
-    await model.stop()
 
 
 async def _check_cancel_takes_effect(llm: LLM, yields: int) -> bool:

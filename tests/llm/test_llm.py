@@ -27,14 +27,6 @@ from engine.llm.tiny import write_tiny_hf_model
 GREEDY = {"temperature": 0.0, "max_tokens": 12}
 
 
-@pytest.fixture
-async def llm(home: Path) -> LLM:
-    model = LLM("local/tiny")
-    await model.start()
-    yield model  # type: ignore[misc]
-    await model.stop()
-
-
 async def test_generate_event_order_and_usage(llm: LLM) -> None:
     async with llm.open_session() as s:
         events = [e async for e in s.generate("Hello there", **GREEDY)]

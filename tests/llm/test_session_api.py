@@ -4,7 +4,6 @@ prefill), and admission while the LLM drains, through the real C engine."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -14,18 +13,11 @@ from engine.errors import (
     SessionBusyError,
     SessionClosedError,
 )
-from engine.llm import LLM, ChatDoneEvent, ChatTokenEvent, limits
+from engine.llm import LLM, ChatDoneEvent, ChatSession, ChatTokenEvent, limits
+from engine.llm.worker import common_prefix
 
 GREEDY = {"temperature": 0.0, "max_tokens": 8}
 LONG = "word " * 60  # several prefill chunks, within the tiny model's 256-token window
-
-
-@pytest.fixture
-async def llm(home: Path) -> LLM:
-    model = LLM("local/tiny")
-    await model.start()
-    yield model  # type: ignore[misc]
-    await model.stop()
 
 
 async def _reply(llm: LLM, history: list[tuple[str, str]], message: str) -> str:
@@ -130,31 +122,27 @@ async def test_discarded_turn_does_not_change_the_next_reply(llm: LLM) -> None:
 
 
 # -- idle-only rules -----------------------------------------------------------
+async def _every_edit_raises(s: ChatSession, error: type[Exception]) -> None:
+    for call in (
+        lambda: s.set_system_prompt("x"),
+        lambda: s.replace_last_reply("x"),
+        lambda: s.discard_last_turn(),
+    ):
+        with pytest.raises(error):
+            call()
+    with pytest.raises(error):
+        await s.prefill("x")
+
+
 async def test_history_edits_need_an_idle_open_session(llm: LLM) -> None:
     s = llm.open_session()
     await s.collect("Hello", **GREEDY)
     stream = s.generate("more", **GREEDY)
     await stream.__anext__()
-    for call in (
-        lambda: s.set_system_prompt("x"),
-        lambda: s.replace_last_reply("x"),
-        lambda: s.discard_last_turn(),
-    ):
-        with pytest.raises(SessionBusyError):
-            call()
-    with pytest.raises(SessionBusyError):
-        await s.prefill("x")
+    await _every_edit_raises(s, SessionBusyError)
     await stream.aclose()
     await s.close()
-    for call in (
-        lambda: s.set_system_prompt("x"),
-        lambda: s.replace_last_reply("x"),
-        lambda: s.discard_last_turn(),
-    ):
-        with pytest.raises(SessionClosedError):
-            call()
-    with pytest.raises(SessionClosedError):
-        await s.prefill("x")
+    await _every_edit_raises(s, SessionClosedError)
 
 
 # -- prefill -------------------------------------------------------------------
@@ -280,3 +268,27 @@ async def test_new_work_during_stop_is_rejected_as_draining(llm: LLM) -> None:
     await stopping
     await stream.aclose()
     assert llm.state.value == "stopped"
+
+
+async def test_prefill_never_evicts_a_generating_turn(llm: LLM) -> None:
+    # One LLM serves several conversations: a prefill for one of them while
+    # another generates must not take the KV cache from under that turn (it
+    # would rebuild its whole prompt at its next token).
+    model = llm.native_model
+    assert model is not None
+    async with llm.open_session() as a, llm.open_session() as b:
+        start = model.tokens_evaluated
+        stream = b.generate("Count to one hundred", temperature=0.0, max_tokens=30)
+        events = [await stream.__anext__()]
+        cached = await a.prefill(LONG)
+        tok = llm.engine().tokenizer
+        b_prompt = tok.render([("user", "Count to one hundred")], add_generation_prompt=True)
+        a_seq = tok.begin() + tok.message_prefix("user", LONG)
+        assert cached == common_prefix(b_prompt, a_seq)  # what b's cache shares; nothing run
+        events += [e async for e in stream]
+        done = events[-1]
+        assert isinstance(done, ChatDoneEvent)
+        u = done.usage
+        # b ran its prompt once and one token per step after; the prefill nothing
+        assert model.tokens_evaluated - start == u.prompt_tokens + u.completion_tokens - 1
+        assert await a.prefill(LONG) > 2 * limits.PREFILL_CHUNK_TOKENS  # idle again: it runs
