@@ -53,6 +53,7 @@ from realtime.server import RealtimeServer, ServerConfig, serve  # noqa: E402
 FRAME_S = 0.02
 FRAME_BYTES = int(limits.INPUT_RATE * FRAME_S) * 2  # 20 ms of 16 kHz PCM16
 LEAD_SILENCE_S = 0.3
+LAST_REPLY_WAIT_S = 30.0  # at the end of a level, how long a user waits for its last reply
 CLIP_SILENCE_RMS = 0.05  # a 20 ms frame below this share of the clip's loudest is not speech
 DEFAULT_LEVELS = (1, 2, 3, 4, 6, 8)
 QUICK_LEVELS = (1, 2)
@@ -174,23 +175,23 @@ async def _user(
                 state.speech_end, state.open_response = time.perf_counter(), None
             k += 1
             await asyncio.sleep(max(0.0, start + k * FRAME_S - time.perf_counter()))
-        await _finish(ws, state, period)
+        await _finish(ws, state)
         reader.cancel()
     return out
 
 
-async def _finish(ws: ClientConnection, state: _Pending, period: float) -> None:
-    """Let the last reply start (or give up after a period: counted as missed), then cancel
-    it and wait for every response.done (the server's metrics come with it)."""
+async def _finish(ws: ClientConnection, state: _Pending) -> None:
+    """Let the last reply start (or give up after LAST_REPLY_WAIT_S: counted as missed), then
+    cancel it and wait for every response.done (the server's metrics come with it)."""
     silence = bytes(FRAME_BYTES)
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(period):
+        async with asyncio.timeout(LAST_REPLY_WAIT_S):
             while state.speech_end is not None:
                 await ws.send(silence)
                 await asyncio.sleep(FRAME_S)
     await ws.send('{"type":"response.cancel"}')
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(period):
+        async with asyncio.timeout(LAST_REPLY_WAIT_S):
             if state.done < state.created:
                 await state.settled.wait()
 

@@ -49,7 +49,7 @@ async def test_ten_thousand_malformed_frames_then_a_normal_turn(
             assert report.error_codes["invalid_json"] and report.error_codes["invalid_field"]
             # and the server still answers a normal turn
             async with connect(url) as ws:
-                await start_session(ws, {"sampling": {"max_output_tokens": 8}})
+                await start_session(ws, {"sampling": {"max_output_tokens": 24}})
                 await ws.send('{"type":"response.create","input_text":"Hello there."}')
                 got = await recv_until(ws, "response.done", limit_s=60)
             done = got[-1]

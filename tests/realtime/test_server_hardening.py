@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 from typing import Any
 
@@ -125,6 +126,27 @@ def test_decode_client_raises_only_wire_error() -> None:
         with pytest.raises(m.WireError) as info:
             m.decode_client(text)
         assert info.value.code == "invalid_json"
+
+
+def test_an_unexpected_decoder_fault_is_a_wire_error_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault no client can cause today (a bug in msgspec or in our schema) keeps the contract
+    and is logged once with its traceback, not once per frame."""
+
+    class Broken:
+        def decode(self, data: str | bytes) -> m.ClientMessage:
+            raise TypeError("schema bug")
+
+    monkeypatch.setattr(m, "_client_decoder", Broken())
+    monkeypatch.setattr(m, "_logged_unexpected", set())
+    with caplog.at_level(logging.ERROR, logger="bitvoice.realtime"):
+        for _ in range(3):
+            with pytest.raises(m.WireError) as info:
+                m.decode_client('{"type":"bitvoice.ping"}')
+            assert info.value.code == "invalid_json"
+    faults = [r for r in caplog.records if "unexpected TypeError" in r.getMessage()]
+    assert len(faults) == 1 and faults[0].exc_info is not None
 
 
 # ---- bug 4: repeated headers ----------------------------------------------------------------
