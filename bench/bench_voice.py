@@ -3,7 +3,9 @@
     python bench/bench_voice.py [--threads 2] [--out bench/results/voice.json]
 
 STT: Whisper base (the default), a ~3 s espeak-ng utterance, median of N runs after a warm-up.
-TTS: the backend TTS() picks here (Piper offline; pocket-tts when its weights are pulled).
+TTS: the backend TTS() picks here (Piper offline; pocket-tts when its weights are pulled);
+time to the first chunk and RTF, and Piper's first-chunk time for a first segment of ~40
+characters (today's first clause) against ~90 (the old first-segment cap).
 Prints a table and the machine; writes JSON. Timings, not assertions.
 """
 
@@ -96,6 +98,40 @@ async def bench_tts(threads: int, runs: int) -> dict[str, object]:
     return {"backend": backend, "ttfa_s": statistics.median(ttfa), "rtf": statistics.median(rtf)}
 
 
+#: First segments of the two sizes compared (issue 15, lever 5): what the segmenter cuts now,
+#: and what the old 90-character cap let through.
+FIRST_SEGMENTS = {
+    40: "I have turned off the kitchen lights now",
+    90: "Sure, I have turned off the kitchen lights and the lamp beside the sofa in the living room",
+}
+
+
+def bench_piper_first_segment(threads: int, runs: int) -> dict[str, object]:
+    """Piper's time to its first chunk for each first-segment size (median ms), backend level."""
+    import threading
+
+    from engine.tts.backends import PiperBackend
+
+    backend = PiperBackend(threads)
+    state = backend.builtin_state(backend.default_voice())
+    stop = threading.Event()
+    next(iter(backend.stream(state, "Warm up.", stop)))
+    out: dict[str, object] = {}
+    for size, text in FIRST_SEGMENTS.items():
+        times, audio_s = [], 0.0
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            first = next(iter(backend.stream(state, text, stop)))
+            times.append(time.perf_counter() - t0)
+            audio_s = first.size / 24_000
+        out[f"chars_{size}"] = {
+            "chars": len(text),
+            "first_chunk_ms": 1000 * statistics.median(times),
+            "audio_s": audio_s,
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -106,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     stt: dict[str, Any] = asyncio.run(bench_stt(args.threads, args.runs, _utterance_pcm()))
     tts: dict[str, Any]
     tts = asyncio.run(bench_tts(args.threads, args.runs))
+    tts["piper_first_segment"] = bench_piper_first_segment(args.threads, max(args.runs, 5))
     machine = _machine()
     print(
         f"machine: {machine['cpu']} ({machine['logical_cpus']} CPUs, load {machine['load_average']}), threads={args.threads}"
@@ -116,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'STT real-time factor':<36}{stt['rtf']:>10.3f}")
     print(f"{'TTS (' + str(tts['backend']) + ') first chunk (s)':<36}{tts['ttfa_s']:>10.3f}")
     print(f"{'TTS real-time factor':<36}{tts['rtf']:>10.3f}")
+    for row in tts["piper_first_segment"].values():
+        label = f"Piper first chunk, {row['chars']}-char seg (ms)"
+        print(f"{label:<36}{row['first_chunk_ms']:>10.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"machine": machine, "threads": args.threads, "stt": stt, "tts": tts}, indent=2)
