@@ -49,7 +49,7 @@ async def test_one_synthesis_at_a_time(tts: TTS) -> None:
     del stream
 
 
-async def test_set_speed_applies_to_later_segments(tts: TTS) -> None:
+async def test_set_speed_between_and_during_syntheses(tts: TTS) -> None:
     # Random weights never emit EOS, so each segment's length is fixed by its text: compare.
     session = tts.open_session()
     slow = await session.collect("One. Two. Three.")
@@ -59,7 +59,7 @@ async def test_set_speed_applies_to_later_segments(tts: TTS) -> None:
     await session.set_speed(1.0)
     stream = session.synthesize("First part of it. Second part here. Third part now.")
     first = await anext(stream)
-    await session.set_speed(2.0)  # while running: later segments only
+    await session.set_speed(2.0)  # while running: applies to what is not yet yielded
     rest = [c async for c in stream]
     assert first and rest
     with pytest.raises(InvalidRequestError, match="speed"):
