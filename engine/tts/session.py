@@ -310,8 +310,9 @@ class TTSSession:
         try:
             state = await self._host.voice_state(self.voice)
             while (segment := await segments.get()) is not None:
-                if isinstance(segment, BaseException):
-                    raise segment
+                if isinstance(segment, BaseException):  # the text source's own error, as is
+                    await run.buffer.put(segment)
+                    return
                 if not await run.buffer.put(SpeechSegment(segment)):
                     return
                 await self._host.stream(state, segment, sink, run.stop)

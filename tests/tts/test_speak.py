@@ -103,10 +103,10 @@ async def test_speak_raises_the_text_sources_error_after_the_audio_before_it(tts
 
     async def failing() -> AsyncIterator[str]:
         yield "One two three, four five. And more "
-        raise ValueError("the LLM failed")
+        raise RuntimeError("the LLM failed")  # not mistaken for a stopped TTS worker
 
     items: list[SpeechItem] = []
-    with pytest.raises(ValueError, match="LLM failed"):
+    with pytest.raises(RuntimeError, match="LLM failed"):
         async for item in session.speak(failing()):
             items.append(item)
     assert [i.text for i in items if isinstance(i, SpeechSegment)] == ["One two three,"]
