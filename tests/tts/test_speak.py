@@ -181,11 +181,13 @@ async def test_pause_holds_yielding_and_synthesis_waits_on_a_bounded_buffer(tts:
     await anext(stream)
     await session.pause()
     pending = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(1.5)  # the tiny model synthesizes far faster than real time
-    held = session.buffered_samples
-    await asyncio.sleep(0.5)
+    held = -1
+    for _ in range(50):  # the tiny model is far faster than real time: the buffer fills
+        await asyncio.sleep(0.3)
+        if session.buffered_samples == held:
+            break  # synthesis waits: the buffer is full
+        held = session.buffered_samples
     assert not pending.done()
-    assert session.buffered_samples == held  # synthesis waits: the buffer is full
     assert limits.SPEECH_BUFFER_SAMPLES - MAX_CHUNK_SAMPLES < held <= limits.SPEECH_BUFFER_SAMPLES
     await session.resume()
     assert await asyncio.wait_for(pending, 10)
