@@ -8,7 +8,9 @@ against the full 30 s window ("full"): WER on real recorded speech (the pytest-a
 clips: English for both models, es/fr/it/pt/pl for base, with the language given and
 detected), fallbacks to the full window, and the time per decode against utterance length
 (0.5-10 s cut from the English clips joined end to end).
-TTS: the backend TTS() picks here (Piper offline; pocket-tts when its weights are pulled).
+TTS: the backend TTS() picks here (Piper offline; pocket-tts when its weights are pulled);
+time to the first chunk and RTF, and Piper's first-chunk time for a first segment of ~40
+characters (today's first clause) against ~90 (the old first-segment cap).
 Prints a table and the machine; writes JSON. Timings, not assertions.
 """
 
@@ -248,6 +250,40 @@ def print_stt_windows(results: dict[str, Any]) -> None:
         print(f"{key:<16}{cells}")
 
 
+#: First segments of the two sizes compared (issue 15, lever 5): what the segmenter cuts now,
+#: and what the old 90-character cap let through.
+FIRST_SEGMENTS = {
+    40: "I have turned off the kitchen lights now",
+    90: "Sure, I have turned off the kitchen lights and the lamp beside the sofa in the living room",
+}
+
+
+def bench_piper_first_segment(threads: int, runs: int) -> dict[str, object]:
+    """Piper's time to its first chunk for each first-segment size (median ms), backend level."""
+    import threading
+
+    from engine.tts.backends import PiperBackend
+
+    backend = PiperBackend(threads)
+    state = backend.builtin_state(backend.default_voice())
+    stop = threading.Event()
+    next(iter(backend.stream(state, "Warm up.", stop)))
+    out: dict[str, object] = {}
+    for size, text in FIRST_SEGMENTS.items():
+        times, audio_s = [], 0.0
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            first = next(iter(backend.stream(state, text, stop)))
+            times.append(time.perf_counter() - t0)
+            audio_s = first.size / 24_000
+        out[f"chars_{size}"] = {
+            "chars": len(text),
+            "first_chunk_ms": 1000 * statistics.median(times),
+            "audio_s": audio_s,
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -272,12 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     stt: dict[str, Any] = asyncio.run(bench_stt(args.threads, args.runs, _utterance_pcm()))
     tts: dict[str, Any]
     tts = asyncio.run(bench_tts(args.threads, args.runs))
+    tts["piper_first_segment"] = bench_piper_first_segment(args.threads, max(args.runs, 5))
     print(f"{'metric':<36}{'value':>10}")
     print(f"{'STT Whisper base: audio (s)':<36}{stt['audio_s']:>10.2f}")
     print(f"{'STT latency (s)':<36}{stt['latency_s']:>10.3f}")
     print(f"{'STT real-time factor':<36}{stt['rtf']:>10.3f}")
     print(f"{'TTS (' + str(tts['backend']) + ') first chunk (s)':<36}{tts['ttfa_s']:>10.3f}")
     print(f"{'TTS real-time factor':<36}{tts['rtf']:>10.3f}")
+    for row in tts["piper_first_segment"].values():
+        label = f"Piper first chunk, {row['chars']}-char seg (ms)"
+        print(f"{label:<36}{row['first_chunk_ms']:>10.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -8,12 +8,17 @@
         pcm = await s.collect("Hello there.")      # 24 kHz mono s16le bytes
         async for chunk in s.synthesize("Hi."):    # the same, streamed
             ...
+        async for item in s.speak(deltas):         # streamed text in: SpeechSegment /
+            ...                                    # SpeechAudio (float32) items out
     await tts.stop()
 
 Contract: every public call must come from the loop that started the component
 (`ComponentLifecycleError` otherwise, and before `start()` / after `stop()`). All model work
 runs on one worker thread per TTS (the backends are not thread-safe), never on the event loop;
-sessions interleave segment by segment. Voice rules: see `engine.tts.voices`. `TTS()` takes no
+sessions interleave segment by segment (a session whose reader is paused or slow holds the
+worker while its buffer is full). Sessions reach the component only through `_SessionHost`
+(the `SynthesisHost` protocol of `engine.tts.session`): component -> session, never back. Voice
+rules: see `engine.tts.voices`. `TTS()` takes no
 options; `$BITVOICE_TTS_THREADS` sets the worker's thread count (default: all CPUs) and
 `$BITVOICE_TTS_BACKEND` forces "pocket" or "piper".
 """

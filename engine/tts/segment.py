@@ -39,6 +39,7 @@ from engine.tts import limits
 __all__ = ["TextSegmenter", "segment_text"]
 
 _WORD: Final = re.compile(r"\S+")
+_GAP: Final = re.compile(r"\s*")
 _CLOSERS: Final = "\"')]}\u00bb\u201d\u2019"  # quotes and brackets that may follow an end
 _SENTENCE_END: Final = ".!?;:…"
 _CLAUSE_END: Final = ",;:-\u2013\u2014"  # and the hyphen, en dash and em dash
@@ -134,13 +135,15 @@ class TextSegmenter:
             ends.append((match.end(), length, clause))
             if not complete:
                 return None  # the last word at flush: the rest is one segment
-            if words and self._rule_cuts(word, text[match.end() :], words, length, clause):
+            gap = _GAP.match(text, match.end())
+            newline = gap is not None and "\n" in gap.group()
+            if words and self._rule_cuts(word, newline, words, length, clause):
                 return match.end()
         return None
 
-    def _rule_cuts(self, word: str, after: str, words: int, length: int, clause: bool) -> bool:
-        """Whether the segment ends after `word` (holding `words` words, `length` chars)."""
-        newline = "\n" in after[: len(after) - len(after.lstrip())]
+    def _rule_cuts(self, word: str, newline: bool, words: int, length: int, clause: bool) -> bool:
+        """Whether the segment ends after `word` (holding `words` words, `length` chars;
+        `newline`: a line break follows it, so far)."""
         if self._first:
             if words >= limits.FIRST_SEGMENT_MIN_WORDS and (clause or newline):
                 return True

@@ -219,7 +219,7 @@ class TTSSession:
             )
         if not segment_text(text):
             raise InvalidRequestError("text is empty: no letter or digit to say")
-        return _pcm16(self._read(self._claim(), _once(text)))
+        return _PCM16Stream(self._read(self._claim(), _once(text)))
 
     def speak(self, text: AsyncIterable[str]) -> AsyncIterator[SpeechItem]:
         """Speak streamed text: yields `SpeechSegment`, then its `SpeechAudio` chunks, per segment.
@@ -310,8 +310,9 @@ class TTSSession:
         try:
             state = await self._host.voice_state(self.voice)
             while (segment := await segments.get()) is not None:
-                if isinstance(segment, BaseException):
-                    raise segment
+                if isinstance(segment, BaseException):  # the text source's own error, as is
+                    await run.buffer.put(segment)
+                    return
                 if not await run.buffer.put(SpeechSegment(segment)):
                     return
                 await self._host.stream(state, segment, sink, run.stop)
@@ -368,11 +369,25 @@ async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-async def _pcm16(items: AsyncGenerator[SpeechItem, None]) -> AsyncIterator[bytes]:
-    """The public bytes form: audio as 24 kHz mono s16le, segment markers left out."""
-    try:
-        async for item in items:
+class _PCM16Stream:
+    """`synthesize()`'s iterator: the audio items as 24 kHz mono s16le bytes, markers left out.
+
+    A plain iterator, not an async generator, so that abandoning it leaves one generator (the
+    reader) for the loop to finalize, never two racing to close the same one.
+    """
+
+    def __init__(self, items: AsyncGenerator[SpeechItem, None]) -> None:
+        self._items = items
+
+    def __aiter__(self) -> _PCM16Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            item = await anext(self._items)  # StopAsyncIteration at the end
             if isinstance(item, SpeechAudio):
-                yield float_to_pcm16_bytes(item.samples)
-    finally:
-        await items.aclose()
+                return float_to_pcm16_bytes(item.samples)
+
+    async def aclose(self) -> None:
+        """Stop early and free the session (like closing an async generator)."""
+        await self._items.aclose()

@@ -49,7 +49,7 @@ async def test_one_synthesis_at_a_time(tts: TTS) -> None:
     del stream
 
 
-async def test_set_speed_applies_to_later_segments(tts: TTS) -> None:
+async def test_set_speed_between_and_during_syntheses(tts: TTS) -> None:
     # Random weights never emit EOS, so each segment's length is fixed by its text: compare.
     session = tts.open_session()
     slow = await session.collect("One. Two. Three.")
@@ -59,7 +59,7 @@ async def test_set_speed_applies_to_later_segments(tts: TTS) -> None:
     await session.set_speed(1.0)
     stream = session.synthesize("First part of it. Second part here. Third part now.")
     first = await anext(stream)
-    await session.set_speed(2.0)  # while running: later segments only
+    await session.set_speed(2.0)  # while running: applies to what is not yet yielded
     rest = [c async for c in stream]
     assert first and rest
     with pytest.raises(InvalidRequestError, match="speed"):
@@ -118,24 +118,25 @@ async def test_health(tts: TTS) -> None:
     assert health["state"] == "running" and health["backend"] == "pocket-tts"
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.3])
 @pytest.mark.parametrize("how", ["synthesize", "collect"])
-async def test_close_from_another_task_ends_the_reader(tts: TTS, delay: float, how: str) -> None:
+async def test_close_from_another_task_ends_the_reader(tts: TTS, how: str) -> None:
     # Issue 11: close() from a control task must wake a reader waiting for the next chunk.
+    # The hang needs the close to land while the model computes: try many moments.
     session = tts.open_session()
-    chunks: list[bytes] = []
+    for delay in [0.02 * k for k in range(1, 16)]:
+        chunks: list[bytes] = []
 
-    async def read() -> bytes:
-        if how == "collect":
-            return await session.collect(TEXT * 20)
-        async for chunk in session.synthesize(TEXT * 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        async def read(chunks: list[bytes] = chunks) -> bytes:
+            if how == "collect":
+                return await session.collect(TEXT * 20)
+            async for chunk in session.synthesize(TEXT * 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
 
-    reader = asyncio.ensure_future(read())
-    await asyncio.sleep(delay)
-    await session.close()
-    assert session.state == "idle"
-    pcm = await asyncio.wait_for(reader, 5)  # the iterator ends; collect returns what it had
-    assert len(pcm) % 2 == 0
+        reader = asyncio.ensure_future(read())
+        await asyncio.sleep(delay)
+        await session.close()
+        assert session.state == "idle"
+        pcm = await asyncio.wait_for(reader, 2)  # the iterator ends; collect returns what it had
+        assert len(pcm) % 2 == 0
     assert len(await session.collect("Again.")) > 0
