@@ -288,22 +288,25 @@ def _rel(t: float | None, t_ref: float | None) -> float | None:
     return None if t is None or t_ref is None else round((t - t_ref) * 1e3, 1)
 
 
-async def speech_turn(
-    conn: Conn, clip: Clip, *, cancel: bool = True, barge: Clip | None = None
-) -> dict[str, Any]:
-    """Say `clip`; wait for the first reply audio received after its end of speech (the
-    turn's reply), cancel it (unless `cancel` is False or `barge` is given), wait for its
-    `response.done`. With `barge`, once BARGE_AFTER_S of that reply arrived the mic says
-    `barge` and the time from its first speech frame to `bitvoice.audio.flush` is recorded.
-    Returns the turn's raw record (client times in ms relative to t_eos)."""
-    utt = conn.mic.say(clip)
+async def speech_turn(conn: Conn, clip: Clip, *, barge: Clip | None = None) -> dict[str, Any]:
+    """Say `clip` and finish its turn (see `finish_turn`)."""
+    return await finish_turn(conn, conn.mic.say(clip), barge=barge)
+
+
+async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) -> dict[str, Any]:
+    """Wait for the first reply audio received after `utt`'s end of speech (the turn's
+    reply), cancel it (unless `barge` is given), and wait for its `response.done`. With
+    `barge`, once BARGE_AFTER_S of the reply arrived the mic says `barge`, the time from its
+    first speech frame to `bitvoice.audio.flush` is recorded, and the barge-in's own turn is
+    finished too. Returns the turn's raw record (client times in ms relative to t_eos).
+    Raises TimeoutError when no reply comes within TURN_TIMEOUT_S after the speech."""
     events: list[Event] = []
     first_audio: dict[int, float] = {}
     reply: int | None = None
     barge_utt: Utterance | None = None
     t_flush: float | None = None
     done: dict[str, Any] | None = None
-    deadline = time.perf_counter() + clip.duration_s + TURN_TIMEOUT_S
+    deadline = time.perf_counter() + utt.clip.duration_s + TURN_TIMEOUT_S
     while done is None:
         ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
         events.append(ev)
@@ -313,7 +316,7 @@ async def speech_turn(
             first_audio.setdefault(turn, ev.t)
             if reply is None and t_eos is not None and first_audio[turn] >= t_eos:
                 reply = turn
-                if cancel and barge is None:
+                if barge is None:
                     await conn.send({"type": "response.cancel"})
             if reply == turn and barge is not None and barge_utt is None:
                 if offset + ev.msg["samples"] >= BARGE_AFTER_S * OUTPUT_RATE:
@@ -334,33 +337,9 @@ async def speech_turn(
             "speech_to_flush_ms": _rel(t_flush, onset),
             "missed": barge_utt is None or t_flush is None,
         }
-        if barge_utt is not None:  # the barge-in speech is a turn of its own: close it too
-            follow = await speech_turn_after(conn, barge_utt)
-            rec["barge_in"]["follow_up"] = follow
+        if barge_utt is not None:  # the barge-in speech is a turn of its own: finish it too
+            rec["barge_in"]["follow_up"] = await finish_turn(conn, barge_utt)
     return rec
-
-
-async def speech_turn_after(conn: Conn, utt: Utterance) -> dict[str, Any]:
-    """Finish the turn of an utterance already queued (a barge-in): its reply, cancelled."""
-    events: list[Event] = []
-    first_audio: dict[int, float] = {}
-    reply: int | None = None
-    done = None
-    deadline = time.perf_counter() + utt.clip.duration_s + TURN_TIMEOUT_S
-    while done is None:
-        ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
-        events.append(ev)
-        if ev.type == "audio":
-            first_audio.setdefault(ev.msg["turn"], ev.t)
-            t_eos = utt.t_eos
-            if reply is None and t_eos is not None and first_audio[ev.msg["turn"]] >= t_eos:
-                reply = ev.msg["turn"]
-                await conn.send({"type": "response.cancel"})
-        elif ev.type == "response.done" and reply is not None:
-            if ev.msg.get("response", {}).get("id") == f"resp_{reply}":
-                done = ev.msg
-    await utt.done.wait()
-    return turn_record(utt, events, first_audio, reply, done)
 
 
 def turn_record(
