@@ -288,6 +288,16 @@ def _rel(t: float | None, t_ref: float | None) -> float | None:
     return None if t is None or t_ref is None else round((t - t_ref) * 1e3, 1)
 
 
+class TurnTimeout(TimeoutError):
+    """No reply in time; carries what did arrive (type, ms after the end of speech)."""
+
+    def __init__(self, utt: Utterance, events: list[Event]) -> None:
+        super().__init__(f"no reply to {utt.clip.name}")
+        t_eos = utt.t_eos
+        self.log = [(ev.type, _rel(ev.t, t_eos)) for ev in events if ev.type != "audio"]
+        self.log += [("audio frames", len([ev for ev in events if ev.type == "audio"]))]
+
+
 async def speech_turn(conn: Conn, clip: Clip, *, barge: Clip | None = None) -> dict[str, Any]:
     """Say `clip` and finish its turn (see `finish_turn`)."""
     return await finish_turn(conn, conn.mic.say(clip), barge=barge)
@@ -299,7 +309,7 @@ async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) 
     `barge`, once BARGE_AFTER_S of the reply arrived the mic says `barge`, the time from its
     first speech frame to `bitvoice.audio.flush` is recorded, and the barge-in's own turn is
     finished too. Returns the turn's raw record (client times in ms relative to t_eos).
-    Raises TimeoutError when no reply comes within TURN_TIMEOUT_S after the speech."""
+    Raises TurnTimeout when no reply comes within TURN_TIMEOUT_S after the speech."""
     events: list[Event] = []
     first_audio: dict[int, float] = {}
     reply: int | None = None
@@ -308,7 +318,10 @@ async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) 
     done: dict[str, Any] | None = None
     deadline = time.perf_counter() + utt.clip.duration_s + TURN_TIMEOUT_S
     while done is None:
-        ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
+        try:
+            ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
+        except TimeoutError:
+            raise TurnTimeout(utt, events) from None
         events.append(ev)
         t_eos = utt.t_eos
         if ev.type == "audio":
@@ -464,8 +477,8 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
         """One turn; a turn that times out is counted and left out (the run goes on)."""
         try:
             return await speech_turn(conn, clip, **kw)
-        except TimeoutError:
-            out["timeouts"].append(clip.name)
+        except TurnTimeout as exc:
+            out["timeouts"].append({"clip": clip.name, "received": exc.log})
             print(f"  turn {clip.name}: no reply within {TURN_TIMEOUT_S:.0f} s", flush=True)
             return None
 
