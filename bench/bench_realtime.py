@@ -289,13 +289,22 @@ def _rel(t: float | None, t_ref: float | None) -> float | None:
 
 
 class TurnTimeout(TimeoutError):
-    """No reply in time; carries what did arrive (type, ms after the end of speech)."""
+    """No reply in time, or a response that ended without audio; carries what did arrive
+    (type, ms after the end of speech; a response.done's status and reason)."""
 
     def __init__(self, utt: Utterance, events: list[Event]) -> None:
         super().__init__(f"no reply to {utt.clip.name}")
         t_eos = utt.t_eos
-        self.log = [(ev.type, _rel(ev.t, t_eos)) for ev in events if ev.type != "audio"]
-        self.log += [("audio frames", len([ev for ev in events if ev.type == "audio"]))]
+        self.log: list[Any] = []
+        for ev in events:
+            if ev.type == "response.done":
+                info = ev.msg.get("response", {})
+                self.log.append(
+                    (ev.type, _rel(ev.t, t_eos), info.get("status"), info.get("reason"))
+                )
+            elif ev.type != "audio":
+                self.log.append((ev.type, _rel(ev.t, t_eos)))
+        self.log.append(("audio frames", sum(ev.type == "audio" for ev in events)))
 
 
 async def speech_turn(conn: Conn, clip: Clip, *, barge: Clip | None = None) -> dict[str, Any]:
@@ -316,6 +325,7 @@ async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) 
     barge_utt: Utterance | None = None
     t_flush: float | None = None
     done: dict[str, Any] | None = None
+    answers: set[Any] = set()  # responses created after the end of speech
     deadline = time.perf_counter() + utt.clip.duration_s + TURN_TIMEOUT_S
     while done is None:
         try:
@@ -339,7 +349,15 @@ async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) 
         elif ev.type == "response.done" and reply is not None:
             if ev.msg.get("response", {}).get("id") == f"resp_{reply}":
                 done = ev.msg
-        elif ev.type == "error":
+        elif ev.type == "response.created" and t_eos is not None and ev.t >= t_eos:
+            answers.add(ev.msg.get("response", {}).get("id"))
+        elif ev.type == "response.done" and ev.msg.get("response", {}).get("id") in answers:
+            # this turn's response ended without any audio (an empty transcript, say): no
+            # reply will come, so do not wait for one
+            if not ev.msg.get("response", {}).get("audio_samples"):
+                raise TurnTimeout(utt, events)
+        elif ev.type == "error" and ev.msg.get("error", {}).get("code") != "no_active_response":
+            # (a cancel that crossed the reply's natural end is answered no_active_response)
             raise RuntimeError(f"server error: {ev.msg}")
     await utt.done.wait()
     rec = turn_record(utt, events, first_audio, reply, done)
@@ -479,7 +497,7 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
             return await speech_turn(conn, clip, **kw)
         except TurnTimeout as exc:
             out["timeouts"].append({"clip": clip.name, "received": exc.log})
-            print(f"  turn {clip.name}: no reply within {TURN_TIMEOUT_S:.0f} s", flush=True)
+            print(f"  turn {clip.name}: no reply ({exc.log[-3:]})", flush=True)
             return None
 
     await conversation(session, warm)
