@@ -475,7 +475,7 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
         "turns": [],
         "pause_trials": [],
         "barge_ins": [],
-        "timeouts": [],
+        "no_reply": [],
         "mic_late_ms": 0.0,
     }
 
@@ -492,11 +492,11 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
         out["warmup"] = await speech_turn(conn, clips[0])
 
     async def attempt(conn: Conn, clip: Clip, **kw: Any) -> dict[str, Any] | None:
-        """One turn; a turn that times out is counted and left out (the run goes on)."""
+        """One turn; a turn without a reply is counted and left out (the run goes on)."""
         try:
             return await speech_turn(conn, clip, **kw)
         except TurnTimeout as exc:
-            out["timeouts"].append({"clip": clip.name, "received": exc.log})
+            out["no_reply"].append({"clip": clip.name, "received": exc.log})
             print(f"  turn {clip.name}: no reply ({exc.log[-3:]})", flush=True)
             return None
 
@@ -577,7 +577,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "speech_to_flush_ms": stats([b["speech_to_flush_ms"] for b in barge]),
             "missed": sum(b["missed"] for b in barge),
         },
-        "timeouts": len(raw["timeouts"]),
+        "no_reply": len(raw["no_reply"]),
         "mic_max_late_ms": round(raw["mic_late_ms"], 1),
     }
 
@@ -691,7 +691,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"- {r['model']}: head {r['unembed_quant']} ({r['unembed_quant_via']}), "
               f"tokenizer {r.get('tokenizer', '-')}, STT {r['stt_model']}, TTS {r['tts_backend']}, "
               f"VAD silence {r['vad_silence_duration_ms']} ms, mic frames at most "
-              f"{r['mic_max_late_ms']} ms late, {r['timeouts']} turns timed out")  # fmt: skip
+              f"{r['mic_max_late_ms']} ms late, {r['no_reply']} turns without a reply")  # fmt: skip
     print("\nend of speech in the audio -> first reply audio received (ms; p50/p90 nearest rank)")
     head = f"{'model':28} {'n':>3} {'p50':>6} {'p90':>6} | {'1st n':>5} {'p50':>6} {'p90':>6}"
     head += f" | {'WER':>5} | false turn-ends by pause | barge-in n p50/p90"
