@@ -288,24 +288,50 @@ def _rel(t: float | None, t_ref: float | None) -> float | None:
     return None if t is None or t_ref is None else round((t - t_ref) * 1e3, 1)
 
 
-async def speech_turn(
-    conn: Conn, clip: Clip, *, cancel: bool = True, barge: Clip | None = None
-) -> dict[str, Any]:
-    """Say `clip`; wait for the first reply audio received after its end of speech (the
-    turn's reply), cancel it (unless `cancel` is False or `barge` is given), wait for its
-    `response.done`. With `barge`, once BARGE_AFTER_S of that reply arrived the mic says
-    `barge` and the time from its first speech frame to `bitvoice.audio.flush` is recorded.
-    Returns the turn's raw record (client times in ms relative to t_eos)."""
-    utt = conn.mic.say(clip)
+class TurnTimeout(TimeoutError):
+    """No reply in time, or a response that ended without audio; carries what did arrive
+    (type, ms after the end of speech; a response.done's status and reason)."""
+
+    def __init__(self, utt: Utterance, events: list[Event]) -> None:
+        super().__init__(f"no reply to {utt.clip.name}")
+        t_eos = utt.t_eos
+        self.log: list[Any] = []
+        for ev in events:
+            if ev.type == "response.done":
+                info = ev.msg.get("response", {})
+                self.log.append(
+                    (ev.type, _rel(ev.t, t_eos), info.get("status"), info.get("reason"))
+                )
+            elif ev.type != "audio":
+                self.log.append((ev.type, _rel(ev.t, t_eos)))
+        self.log.append(("audio frames", sum(ev.type == "audio" for ev in events)))
+
+
+async def speech_turn(conn: Conn, clip: Clip, *, barge: Clip | None = None) -> dict[str, Any]:
+    """Say `clip` and finish its turn (see `finish_turn`)."""
+    return await finish_turn(conn, conn.mic.say(clip), barge=barge)
+
+
+async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) -> dict[str, Any]:
+    """Wait for the first reply audio received after `utt`'s end of speech (the turn's
+    reply), cancel it (unless `barge` is given), and wait for its `response.done`. With
+    `barge`, once BARGE_AFTER_S of the reply arrived the mic says `barge`, the time from its
+    first speech frame to `bitvoice.audio.flush` is recorded, and the barge-in's own turn is
+    finished too. Returns the turn's raw record (client times in ms relative to t_eos).
+    Raises TurnTimeout when no reply comes within TURN_TIMEOUT_S after the speech."""
     events: list[Event] = []
     first_audio: dict[int, float] = {}
     reply: int | None = None
     barge_utt: Utterance | None = None
     t_flush: float | None = None
     done: dict[str, Any] | None = None
-    deadline = time.perf_counter() + clip.duration_s + TURN_TIMEOUT_S
+    answers: set[Any] = set()  # responses created after the end of speech
+    deadline = time.perf_counter() + utt.clip.duration_s + TURN_TIMEOUT_S
     while done is None:
-        ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
+        try:
+            ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
+        except TimeoutError:
+            raise TurnTimeout(utt, events) from None
         events.append(ev)
         t_eos = utt.t_eos
         if ev.type == "audio":
@@ -313,7 +339,7 @@ async def speech_turn(
             first_audio.setdefault(turn, ev.t)
             if reply is None and t_eos is not None and first_audio[turn] >= t_eos:
                 reply = turn
-                if cancel and barge is None:
+                if barge is None:
                     await conn.send({"type": "response.cancel"})
             if reply == turn and barge is not None and barge_utt is None:
                 if offset + ev.msg["samples"] >= BARGE_AFTER_S * OUTPUT_RATE:
@@ -323,7 +349,15 @@ async def speech_turn(
         elif ev.type == "response.done" and reply is not None:
             if ev.msg.get("response", {}).get("id") == f"resp_{reply}":
                 done = ev.msg
-        elif ev.type == "error":
+        elif ev.type == "response.created" and t_eos is not None and ev.t >= t_eos:
+            answers.add(ev.msg.get("response", {}).get("id"))
+        elif ev.type == "response.done" and ev.msg.get("response", {}).get("id") in answers:
+            # this turn's response ended without any audio (an empty transcript, say): no
+            # reply will come, so do not wait for one
+            if not ev.msg.get("response", {}).get("audio_samples"):
+                raise TurnTimeout(utt, events)
+        elif ev.type == "error" and ev.msg.get("error", {}).get("code") != "no_active_response":
+            # (a cancel that crossed the reply's natural end is answered no_active_response)
             raise RuntimeError(f"server error: {ev.msg}")
     await utt.done.wait()
     rec = turn_record(utt, events, first_audio, reply, done)
@@ -334,33 +368,9 @@ async def speech_turn(
             "speech_to_flush_ms": _rel(t_flush, onset),
             "missed": barge_utt is None or t_flush is None,
         }
-        if barge_utt is not None:  # the barge-in speech is a turn of its own: close it too
-            follow = await speech_turn_after(conn, barge_utt)
-            rec["barge_in"]["follow_up"] = follow
+        if barge_utt is not None:  # the barge-in speech is a turn of its own: finish it too
+            rec["barge_in"]["follow_up"] = await finish_turn(conn, barge_utt)
     return rec
-
-
-async def speech_turn_after(conn: Conn, utt: Utterance) -> dict[str, Any]:
-    """Finish the turn of an utterance already queued (a barge-in): its reply, cancelled."""
-    events: list[Event] = []
-    first_audio: dict[int, float] = {}
-    reply: int | None = None
-    done = None
-    deadline = time.perf_counter() + utt.clip.duration_s + TURN_TIMEOUT_S
-    while done is None:
-        ev = await asyncio.wait_for(conn.inbox.get(), max(0.1, deadline - time.perf_counter()))
-        events.append(ev)
-        if ev.type == "audio":
-            first_audio.setdefault(ev.msg["turn"], ev.t)
-            t_eos = utt.t_eos
-            if reply is None and t_eos is not None and first_audio[ev.msg["turn"]] >= t_eos:
-                reply = ev.msg["turn"]
-                await conn.send({"type": "response.cancel"})
-        elif ev.type == "response.done" and reply is not None:
-            if ev.msg.get("response", {}).get("id") == f"resp_{reply}":
-                done = ev.msg
-    await utt.done.wait()
-    return turn_record(utt, events, first_audio, reply, done)
 
 
 def turn_record(
@@ -465,7 +475,7 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
         "turns": [],
         "pause_trials": [],
         "barge_ins": [],
-        "timeouts": [],
+        "no_reply": [],
         "mic_late_ms": 0.0,
     }
 
@@ -482,12 +492,12 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
         out["warmup"] = await speech_turn(conn, clips[0])
 
     async def attempt(conn: Conn, clip: Clip, **kw: Any) -> dict[str, Any] | None:
-        """One turn; a turn that times out is counted and left out (the run goes on)."""
+        """One turn; a turn without a reply is counted and left out (the run goes on)."""
         try:
             return await speech_turn(conn, clip, **kw)
-        except TimeoutError:
-            out["timeouts"].append(clip.name)
-            print(f"  turn {clip.name}: no reply within {TURN_TIMEOUT_S:.0f} s", flush=True)
+        except TurnTimeout as exc:
+            out["no_reply"].append({"clip": clip.name, "received": exc.log})
+            print(f"  turn {clip.name}: no reply ({exc.log[-3:]})", flush=True)
             return None
 
     await conversation(session, warm)
@@ -567,7 +577,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "speech_to_flush_ms": stats([b["speech_to_flush_ms"] for b in barge]),
             "missed": sum(b["missed"] for b in barge),
         },
-        "timeouts": len(raw["timeouts"]),
+        "no_reply": len(raw["no_reply"]),
         "mic_max_late_ms": round(raw["mic_late_ms"], 1),
     }
 
@@ -681,7 +691,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"- {r['model']}: head {r['unembed_quant']} ({r['unembed_quant_via']}), "
               f"tokenizer {r.get('tokenizer', '-')}, STT {r['stt_model']}, TTS {r['tts_backend']}, "
               f"VAD silence {r['vad_silence_duration_ms']} ms, mic frames at most "
-              f"{r['mic_max_late_ms']} ms late, {r['timeouts']} turns timed out")  # fmt: skip
+              f"{r['mic_max_late_ms']} ms late, {r['no_reply']} turns without a reply")  # fmt: skip
     print("\nend of speech in the audio -> first reply audio received (ms; p50/p90 nearest rank)")
     head = f"{'model':28} {'n':>3} {'p50':>6} {'p90':>6} | {'1st n':>5} {'p50':>6} {'p90':>6}"
     head += f" | {'WER':>5} | false turn-ends by pause | barge-in n p50/p90"
