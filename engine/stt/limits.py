@@ -26,11 +26,12 @@ MEL_FRAMES_PER_SECOND: Final = 100
 #: Whisper's decoder positions (prompt + transcript).
 WHISPER_MAX_LENGTH: Final = 448
 #: Padding (zero mel frames) after the audio in a short-window encode, and the least window
-#: encoded. Measured on the pytest-audioeval clips and their joined pairs (1-8 s): with the
-#: 0.5 s pad alone 1 of 9 tiny.en and 2 of 36 base decodes looped (and fell back); with a
-#: 5 s floor 1 and 0.
+#: encoded. Measured on 10 short English utterances (0.5-2 s, espeak-ng and audioeval), the
+#: decodes that looped or failed a guard, tiny.en / base: floor 0 s 8/7, 5 s 6/5, 10 s 2/0,
+#: 30 s (the full window, same guards) 1/2. Padding with silent audio instead of zero frames:
+#: 5 s 3/5, 10 s 1/2, and a worse WER on the joined clips (tiny.en 0.13-0.16 against 0.095).
 SHORT_PAD_S: Final = 0.5
-SHORT_MIN_WINDOW_S: Final = 5.0
+SHORT_MIN_WINDOW_S: Final = 10.0
 #: Audio longer than this takes the full window (one short window must hold audio + pad).
 SHORT_MAX_SAMPLES: Final = int(
     (WHISPER_WINDOW_FRAMES / MEL_FRAMES_PER_SECOND - SHORT_PAD_S) * SAMPLE_RATE
