@@ -1,6 +1,6 @@
 """The voice loop as a person feels it: end of speech in the audio -> first reply audio.
 
-    python -m bench.bench_realtime [--model ID ...] [--unembed-quant int4|int8|none]
+    python -m bench.bench_realtime [--model ID ...] [--unembed-quant int8|int4|none]
                                    [--turns 8] [--pauses 300,450,600] [--pause-trials 2]
                                    [--barge-ins 4] [--quick] [--out FILE]
 
@@ -739,7 +739,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--model", action="append", help="LLM store ID (repeatable; default: "
                     f"{SHAPES_STORE_ID} then {DEMO_STORE_ID})")  # fmt: skip
-    ap.add_argument("--unembed-quant", choices=("int4", "int8", "none"), default="int4")
+    ap.add_argument(
+        "--unembed-quant",
+        choices=("int4", "int8", "none"),
+        default="int8",
+        help="LM head quantization (default int8, the server's own default)",
+    )
     ap.add_argument("--llm-threads", type=int, default=0, help="0 = the engine's default")
     ap.add_argument("--stt-model", default=None, help="Whisper store ID (default: Whisper base)")
     ap.add_argument("--language", default=None, help="session language (default: detect, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -121,13 +122,22 @@ def _audioeval_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "samples" / "audio"
 
 
-def _clips(language: str) -> list[tuple[str, bytes, str]]:
-    """(name, wav bytes, reference text) of the pytest-audioeval clips of one language."""
+def _clips(language: str, *, joined: bool = False) -> list[tuple[str, bytes, str]]:
+    """(name, audio bytes, reference text) of the pytest-audioeval clips of one language;
+    with `joined`, also every ordered pair of them, 0.2 s apart (longer real utterances)."""
     folder = _audioeval_dir() / language
-    return [
+    singles = [
         (f"{language}/{wav.stem}", wav.read_bytes(), wav.with_suffix(".txt").read_text("utf-8"))
         for wav in sorted(folder.glob("*.wav"))
     ]
+    if not joined:
+        return singles
+    gap = np.zeros(int(0.2 * 16_000), dtype=np.int16)
+    pairs = []
+    for (n1, w1, r1), (n2, w2, r2) in itertools.permutations(singles, 2):
+        pcm = np.concatenate([decode_pcm16(w1), gap, decode_pcm16(w2)]).astype("<i2")
+        pairs.append((f"{n1}+{n2.split('/')[1]}", pcm.tobytes(), f"{r1} {r2}"))
+    return singles + pairs
 
 
 def _number_words(language: str) -> list[str]:
@@ -156,13 +166,27 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer(refs, hyps))
 
 
+TIMING_TEXT = (
+    "Good morning. Could you tell me what the weather will be like this afternoon in the city? "
+    "I am planning to walk to the library, return two books, and then meet a friend for coffee "
+    "near the river, so I would like to know whether I should take an umbrella with me."
+)
+
+
 def _speech_of_length(seconds: float) -> bytes:
-    """`seconds` of real speech: the English clips joined (0.2 s apart), repeated, cut."""
-    parts = [decode_pcm16(wav) for _, wav, _ in _clips("en")]
-    gap = np.zeros(int(0.2 * 16_000), dtype=np.int16)
-    joined = np.concatenate([p for part in parts for p in (part, gap)])
-    need = int(seconds * 16_000)
-    return np.resize(joined, max(need, 1)).astype("<i2").tobytes()
+    """The first `seconds` of one long espeak-ng paragraph (distinct words throughout, so the
+    repetition guard sees no repeats; cut mid-word like a partial transcript's audio)."""
+    pcm = decode_pcm16(_espeak_wav(TIMING_TEXT))
+    return pcm[: int(seconds * 16_000)].astype("<i2").tobytes()
+
+
+def _espeak_wav(text: str) -> bytes:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise SystemExit("espeak-ng is needed (apt-get install -y espeak-ng)")
+    return subprocess.run(
+        [exe, "-s", "150", "--stdout", text], check=True, capture_output=True
+    ).stdout
 
 
 async def _wer_rows(stt: Any, model: str) -> list[dict[str, Any]]:
@@ -172,8 +196,9 @@ async def _wer_rows(stt: Any, model: str) -> list[dict[str, Any]]:
     async with stt.open_session() as session:
         for lang in langs:
             numbers = _number_words(lang)
-            modes = (lang,) if model.endswith(".en") else (lang, None)
-            for name, wav, ref in _clips(lang):
+            for name, wav, ref in _clips(lang, joined=True):
+                # detection is measured on the single clips (one utterance each)
+                modes = (lang,) if model.endswith(".en") or "+" in name else (lang, None)
                 for given in modes:
                     text = await session.transcribe(wav, language=given)
                     rows.append(
@@ -197,10 +222,16 @@ async def _time_rows(stt: Any, runs: int) -> list[dict[str, Any]]:
         for seconds in WINDOW_LENGTHS_S:
             pcm = _speech_of_length(seconds)
             times = []
+            before = dict(stt.health()["decodes"])
             for _ in range(runs):
-                await session.transcribe(pcm, language="en")
+                text = await session.transcribe(pcm, language="en")
                 times.append(session.last_decode_seconds)
-            rows.append({"audio_s": seconds, "decode_s": statistics.median(times)})
+            after = stt.health()["decodes"]
+            fallbacks = sum(
+                n - before.get(k, 0) for k, n in after.items() if k.startswith("fallback_")
+            )
+            row = {"audio_s": seconds, "decode_s": statistics.median(times), "text": text}
+            rows.append({**row, "fallbacks": fallbacks, "runs": runs})
     return rows
 
 
@@ -244,9 +275,13 @@ def print_stt_windows(results: dict[str, Any]) -> None:
         det = "-" if r["wer_all_detected"] is None else f"{r['wer_all_detected']:.3f}"
         print(f"{key:<16}{r['wer_en']:>8.3f}{r['wer_all_given']:>9.3f}{det:>9}  {r['decodes']}")
     header = "".join(f"{s:>7.1f}s" for s in WINDOW_LENGTHS_S)
+    print("(median of --runs decodes of espeak-ng speech cut to each length; * = fell back)")
     print(f"{'decode s, audio':<16}{header}")
     for key, r in results.items():
-        cells = "".join(f"{row['decode_s']:>8.3f}" for row in r["time_by_length"])
+        cells = "".join(
+            f"{row['decode_s']:>7.3f}{'*' if row['fallbacks'] else ' '}"
+            for row in r["time_by_length"]
+        )
         print(f"{key:<16}{cells}")
 
 

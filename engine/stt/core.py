@@ -25,7 +25,7 @@ class Decoded(NamedTuple):
     """One decode: its text, seconds spent, the language used (given, or detected by Whisper
     with `language_probability`; 1.0 when it was given), the encoder window that produced the
     text ("short" or "full") and, when the short window was tried and refused, why
-    (`fallback`: "budget", "repetition", "logprob", "language"; "" otherwise)."""
+    (`fallback`: "budget", "repetition", "logprob", "language", "coverage"; "" otherwise)."""
 
     text: str
     seconds: float

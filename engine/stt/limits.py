@@ -22,15 +22,20 @@ ENCODER_WINDOWS: Final = ("auto", "full")
 DEFAULT_ENCODER_WINDOW: Final = "auto"
 #: Whisper's window: 30 s of audio is 3000 mel frames (10 ms hop).
 WHISPER_WINDOW_FRAMES: Final = 3000
+MEL_FRAMES_PER_SECOND: Final = 100
 #: Whisper's decoder positions (prompt + transcript).
 WHISPER_MAX_LENGTH: Final = 448
-#: Silence appended before a short-window encode, and the least window encoded. Measured on
-#: the pytest-audioeval clips and espeak-ng sentences (0.8-10 s): with 0.5 s of padding alone
-#: 2 of 7 tiny.en and 3 of 19 base decodes looped; with a 10 s floor none looped.
+#: Padding (zero mel frames) after the audio in a short-window encode, and the least window
+#: encoded. Measured on 10 short English utterances (0.5-2 s, espeak-ng and audioeval), the
+#: decodes that looped or failed a guard, tiny.en / base: floor 0 s 8/7, 5 s 6/5, 10 s 2/0,
+#: 30 s (the full window, same guards) 1/2. Padding with silent audio instead of zero frames:
+#: 5 s 3/5, 10 s 1/2, and a worse WER on the joined clips (tiny.en 0.13-0.16 against 0.095).
 SHORT_PAD_S: Final = 0.5
 SHORT_MIN_WINDOW_S: Final = 10.0
 #: Audio longer than this takes the full window (one short window must hold audio + pad).
-SHORT_MAX_SAMPLES: Final = int((WHISPER_WINDOW_FRAMES / 100 - SHORT_PAD_S) * SAMPLE_RATE)
+SHORT_MAX_SAMPLES: Final = int(
+    (WHISPER_WINDOW_FRAMES / MEL_FRAMES_PER_SECOND - SHORT_PAD_S) * SAMPLE_RATE
+)
 #: Token budget of a short-window decode: `TOKENS_PER_SECOND` * seconds + `TOKENS_BASE`.
 #: Fast counting ("1, 2, 3, ...") takes ~7 tokens/s, Polish ~10; a transcript that reaches
 #: the budget is a loop and falls back to the full window.
@@ -47,6 +52,17 @@ NO_SPEECH_THRESHOLD: Final = 0.6
 #: on texts of at least this many bytes.
 SHORT_COMPRESSION_RATIO_MAX: Final = 2.4
 SHORT_COMPRESSION_MIN_BYTES: Final = 24
+
+#: Coverage guard: with at least `SHORT_COVERAGE_MIN_VOICED_S` of voiced audio, a short-window
+#: transcript of fewer than `SHORT_MIN_TOKENS_PER_VOICED_S` tokens per voiced second dropped
+#: speech. Measured on the pytest-audioeval clips and pairs: complete transcripts take
+#: 6.5-11.5 tokens per voiced second, the dropped ones 2.2 and 4.5 (the full window also
+#: drops one clip at 4.5). Slow, careful speech may trip it: that costs a full decode only.
+SHORT_COVERAGE_MIN_VOICED_S: Final = 1.5
+SHORT_MIN_TOKENS_PER_VOICED_S: Final = 4.0
+#: `voiced_seconds`: 20 ms frames within 20 dB of the loud (95th percentile) frames.
+VOICED_FRAME_S: Final = 0.02
+VOICED_RELATIVE_DB: Final = -20.0
 
 # Streaming (realtime) transcription.
 #: Minimum seconds between two partial re-decodes of the growing buffer.

@@ -96,7 +96,7 @@ async def test_bad_audio_is_invalid_request(stt_base: STT, audio: bytes, words: 
 
 async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
     clip = espeak_wav("One two.")
-    seen_busy = []
+    seen_busy: list[int] = []
     assert stt_base._decoder is not None
     original = stt_base._decoder.decode
     active = threading.Semaphore(1)
@@ -105,12 +105,14 @@ async def test_callers_queue_one_transcription_at_a_time(stt_base: STT) -> None:
         # Fails if two decodes ever overlap.
         assert active.acquire(blocking=False), "two transcriptions ran at once"
         try:
-            seen_busy.append(stt_base.health()["queued"])
+            queued = stt_base.health()["queued"]
+            assert isinstance(queued, int)
+            seen_busy.append(queued)
             return original(*args)  # type: ignore[arg-type]
         finally:
             active.release()
 
-    stt_base._decoder.decode = guarded  # type: ignore[method-assign]
+    stt_base._decoder.decode = guarded  # type: ignore[method-assign,assignment]
     try:
         sessions = [stt_base.open_session() for _ in range(3)]
         texts = await asyncio.gather(*(s.transcribe(clip) for s in sessions))
@@ -267,7 +269,7 @@ async def test_stream_decodes_queue_and_run_off_the_event_loop(stt_base: STT) ->
 
     stream = stt_base.open_stream(language="en")
     stream.feed(_audioeval_pcm("hello_world").tobytes())
-    stt_base._decoder.decode = recording  # type: ignore[method-assign]
+    stt_base._decoder.decode = recording  # type: ignore[method-assign,assignment]
     tick_task = asyncio.create_task(ticker())
     try:
         first = asyncio.create_task(stream.transcribe_buffer())
