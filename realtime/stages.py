@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -93,7 +93,7 @@ async def llm_text(
     stream: _Stream,
     on_usage: Callable[[Usage], None],
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[TextDelta]:
+) -> AsyncGenerator[TextDelta, None]:
     """The reply's text deltas from a `ChatSession.generate` stream; its usage at the end.
     The stream is always closed (which commits the turn to the chat history)."""
     try:
@@ -107,7 +107,9 @@ async def llm_text(
         await stream.aclose()
 
 
-async def report_text(deltas: AsyncIterable[TextDelta], report: TurnReport) -> AsyncIterator[str]:
+async def report_text(
+    deltas: AsyncIterable[TextDelta], report: TurnReport
+) -> AsyncGenerator[str, None]:
     """Pass the text on to TTS, reporting each delta (the wire's `response.output_text.delta`)."""
     try:
         async for delta in deltas:
@@ -121,7 +123,7 @@ async def frames(
     speech: AsyncIterable[SpeechSegment | SpeechAudio],
     report: TurnReport,
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[SegmentStart | AudioFrame]:
+) -> AsyncGenerator[SegmentStart | AudioFrame, None]:
     """Cut the TTS session's float32 audio into wire frames, keeping segment boundaries.
 
     A segment's last partial frame is carried into the next segment's audio (frames stay
@@ -153,7 +155,7 @@ def frame_pcm16(frame: AudioFrame) -> bytes:
     return float_to_pcm16_bytes(frame.samples)
 
 
-async def buffered(source: AsyncIterable[T], maxsize: int) -> AsyncIterator[T]:
+async def buffered(source: AsyncIterable[T], maxsize: int) -> AsyncGenerator[T, None]:
     """Run `source` ahead of the consumer in its own task, through a queue of `maxsize`.
 
     The source's exception is re-raised to the consumer; closing the consumer cancels the
