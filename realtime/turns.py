@@ -26,6 +26,7 @@ from realtime import messages as m
 from realtime.protocol import Output, RealtimeProtocol
 from realtime.stages import (
     AudioFrame,
+    FirstAudioHold,
     SegmentStart,
     buffered,
     frame_pcm16,
@@ -193,12 +194,13 @@ class TurnRunner:
         # the TTS session) until the garbage collector finalizes it.
         async with contextlib.AsyncExitStack() as stages:
             stages.push_async_callback(stream.aclose)
-            text_out = report_text(llm_text(stream, self._on_usage, self.clock), self.outbox)
+            hold = FirstAudioHold()
+            text_out = report_text(llm_text(stream, self._on_usage, self.clock), self.outbox, hold)
             deltas = buffered(text_out, limits.TOKEN_QUEUE)
             stages.push_async_callback(deltas.aclose)
             stages.push_async_callback(self._release_tts)
             speech = self._host.tts.speak(deltas)
-            items = frames(speech, self.outbox, self.clock)
+            items = frames(speech, self.outbox, self.clock, hold)
             stages.push_async_callback(items.aclose)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pace(items))

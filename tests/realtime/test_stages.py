@@ -13,6 +13,7 @@ from engine.tts import SpeechAudio, SpeechSegment
 from realtime import limits
 from realtime.stages import (
     AudioFrame,
+    FirstAudioHold,
     SegmentStart,
     TextDelta,
     buffered,
@@ -110,3 +111,40 @@ async def test_closing_the_consumer_cancels_and_closes_the_source() -> None:
     await anext(it)
     await it.aclose()
     assert closed.is_set()
+
+
+async def test_the_llm_waits_between_the_first_segment_and_its_first_audio() -> None:
+    pulled: list[int] = []
+
+    async def llm() -> AsyncIterator[TextDelta]:
+        for i in range(5):
+            pulled.append(i)
+            yield TextDelta(f"w{i} ", float(i))
+
+    hold = FirstAudioHold()
+    text = report_text(llm(), Report(), hold)
+    assert await anext(text) == "w0 "
+    hold.segment_started()  # the first segment went to TTS: no more tokens for now
+    waiting = asyncio.ensure_future(anext(text))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and pulled == [0]
+    hold.audio_started()  # its first audio exists: the LLM goes on
+    assert await waiting == "w1 "
+    assert [x async for x in text] == ["w2 ", "w3 ", "w4 "]
+
+
+async def test_frames_tell_the_hold_when_the_first_segment_and_audio_come() -> None:
+    hold = FirstAudioHold()
+    items = [SpeechSegment("One."), SpeechAudio(np.zeros(10, dtype=np.float32))]
+    gen = frames(_aiter(items), Report(), hold=hold)
+    assert isinstance(await anext(gen), SegmentStart)
+    blocked = asyncio.ensure_future(hold.wait())
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    assert isinstance(await anext(gen), AudioFrame)
+    await asyncio.wait_for(blocked, 1.0)
+
+
+async def _aiter(items: list[object]) -> AsyncIterator[object]:
+    for item in items:
+        yield item
