@@ -87,19 +87,29 @@ def bitnet_shapes(s: dict[str, int]) -> BitNetShapes:
     )  # fmt: skip
 
 
-def write_random_model(path: Path, s: dict[str, int], seed: int = 0) -> None:
-    """Write a model.bvm with random ternary weights, streaming tensor by tensor."""
+def write_random_model(
+    path: Path, s: dict[str, int], seed: int = 0, embed_row_scale: np.ndarray | None = None
+) -> None:
+    """Write a model.bvm with random ternary weights, streaming tensor by tensor.
+
+    `embed_row_scale` (one float per vocabulary entry) scales the rows of the tied
+    embedding/head, e.g. to make some tokens win every sampling step (bench.voice_models);
+    the other draws are the same for the same seed."""
     rng = np.random.default_rng(seed)
     shapes = bitnet_shapes(s)
     hidden, vocab = shapes.hidden, shapes.vocab
     tmp = path.with_suffix(".tmp")
+
+    def embed_slice(r0: int) -> np.ndarray:
+        rows = rng.normal(0, 0.02, size=(min(8192, vocab - r0), hidden))
+        if embed_row_scale is not None:
+            rows *= embed_row_scale[r0 : r0 + rows.shape[0], None]
+        return rows.astype("<f2")
+
     with open(tmp, "wb") as fh:
         out = BvmWriter(fh, shapes.n_tensors, shapes)
         # the embedding in slices of f16, never 1.3 GB of float32 at once
-        slices = (
-            rng.normal(0, 0.02, size=(min(8192, vocab - r0), hidden)).astype("<f2")
-            for r0 in range(0, vocab, 8192)
-        )
+        slices = (embed_slice(r0) for r0 in range(0, vocab, 8192))
         out.add_chunks("embed", DTYPE_F16, vocab, hidden, 1.0, slices)
         out.add("norm", DTYPE_F32, 1, hidden, 1.0, np.ones(hidden, dtype="<f4"))
         for layer in range(shapes.n_layers):

