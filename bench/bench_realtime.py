@@ -592,7 +592,12 @@ class ServerThread:
         from realtime.server import ServerConfig
 
         cfg = ServerConfig(
-            port=0, model=model, stt_model=args.stt_model, trace=True, llm_threads=args.llm_threads
+            port=0,
+            model=model,
+            stt_model=args.stt_model,
+            trace=True,
+            llm_threads=args.llm_threads,
+            first_audio_budget_s=None,  # a latency benchmark: admission must not refuse it
         )
         self.quant = None if args.unembed_quant == "none" else args.unembed_quant
         self.quant_via = "-" if self.quant is None else "none"

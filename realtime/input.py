@@ -9,7 +9,8 @@ being spoken (`ItemEnded.audio` hands it over at the end of the turn) and the tu
 - at a shorter pause (`limits.SPECULATIVE_PAUSE_MS`) it reports `ItemPaused`, so the server
   can start the turn's work before the end is confirmed, and `ItemResumed` if speech goes on;
 - once the transcript of the paused item reads as a complete sentence or question
-  (`transcript_ready`), `limits.COMPLETE_TURN_SILENCE_MS` of silence is enough to end it.
+  (`transcript_ready`), `limits.COMPLETE_TURN_SILENCE_MS` of silence is enough to end it
+  (when that is set: it is off by default, see `realtime.limits`).
 """
 
 from __future__ import annotations
@@ -248,9 +249,10 @@ class UserInput:
 
     def _maybe_end_early(self) -> list[InputEvent]:
         vad = self._vad
-        if not self._complete_hint or vad is None or not vad.paused:
+        shorter = limits.COMPLETE_TURN_SILENCE_MS
+        if shorter is None or not self._complete_hint or vad is None or not vad.paused:
             return []
-        if vad.silent_ms < limits.COMPLETE_TURN_SILENCE_MS:
+        if vad.silent_ms < shorter:
             return []
         out: list[InputEvent] = []
         for ev in vad.stop_now():

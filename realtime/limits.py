@@ -34,11 +34,15 @@ MAX_TURN_AUDIO_S: Final = 60.0
 # Speech starts (and barge-in happens) after realtime.vad.limits.START_SPEECH_MS of voiced
 # frames in a row. A turn ends after the session's silence_duration_ms of silence; after
 # SPECULATIVE_PAUSE_MS of silence the server already starts the turn's work (STT, LLM, TTS),
-# sending nothing until the end is confirmed and throwing it away if speech resumes. When the
-# transcript of the paused speech reads as a complete sentence or question, the turn ends
-# after COMPLETE_TURN_SILENCE_MS instead (realtime.input.looks_complete).
+# sending nothing until the end is confirmed and throwing it away if speech resumes.
 SPECULATIVE_PAUSE_MS: Final = 150
-COMPLETE_TURN_SILENCE_MS: Final = 400
+# When set, a paused item whose transcript reads as a complete sentence or question ends
+# after this much silence instead (realtime.input.looks_complete). Off (None) by default:
+# Whisper punctuates fragments too, and on the pytest-audioeval clips joined or split at word
+# gaps with a 600 ms pause, 540 ms would end 12 of 12 such turns against 6 of 12 at the
+# default silence (8 of 12 before the VAD's energy check); a semantic end-of-turn check
+# (the LLM's own) is what can make it safe.
+COMPLETE_TURN_SILENCE_MS: Final[int | None] = None
 
 # --- reply audio -------------------------------------------------------------------------------
 AUDIO_FRAME_MS: Final = 40  # reply audio is sent in frames of this length

@@ -130,7 +130,9 @@ class TurnDetection(_Part, frozen=True):
     aggressiveness: Aggressiveness = 2  # webrtcvad mode 0 (least) .. 3 (most aggressive)
     frame_ms: FrameMs = 30  # webrtcvad frame: 10, 20 or 30 ms
     prefix_padding_ms: PaddingMs = 300  # audio kept before the detected speech start
-    silence_duration_ms: SilenceMs = 500  # trailing silence that ends a turn
+    # trailing silence that ends a turn, counted from the end of the words (the VAD's energy
+    # check drops webrtcvad's ~100 ms hangover, so 600 here ends turns where 500 did before)
+    silence_duration_ms: SilenceMs = 600
     create_response: bool = True  # answer automatically when a turn ends
     interrupt_response: bool = True  # barge-in: speech while the assistant speaks cancels it
 

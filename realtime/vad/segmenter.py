@@ -39,7 +39,7 @@ class VadConfig:
     aggressiveness: int = 2
     frame_ms: int = 30
     prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
+    silence_duration_ms: int = 600
     start_speech_ms: int = limits.START_SPEECH_MS
     pause_ms: int = 0  # 0: no SpeechPaused / SpeechResumed events
 

@@ -264,7 +264,8 @@ def test_streamed_speech_carries_how_soon_the_turn_can_end() -> None:
         for i, o in enumerate(out)
         if isinstance(o, Send) and tag(o) == "input_audio_buffer.speech_stopped"
     )
-    full = -(-500 // 30) * 30  # default silence_duration_ms in whole 30 ms VAD frames
+    default = m.TurnDetection().silence_duration_ms
+    full = -(-default // 30) * 30  # the default silence_duration_ms in whole 30 ms VAD frames
     assert streams and all(0 <= s.until_stop_ms <= full for s in streams)
     assert max(s.until_stop_ms for s in streams) == full  # while voiced: the whole silence
     # in the final silence the time left shrinks to nothing, then the turn ends
@@ -312,7 +313,9 @@ def test_speech_after_a_pause_drops_the_speculation_and_the_turn_goes_on() -> No
     assert len(starts[0].audio) >= len(first) + len(second)
 
 
-def test_a_complete_looking_transcript_ends_the_turn_sooner() -> None:
+def test_a_complete_looking_transcript_ends_the_turn_sooner(monkeypatch: Any) -> None:
+    monkeypatch.setattr(limits, "COMPLETE_TURN_SILENCE_MS", 300)
+
     def silence_until_start(text: str | None) -> int:
         p = make()
         _, t = feed_audio(p, silence_pcm16k(0.3) + trimmed(speech_pcm16k("what time is it")), 0.0)
@@ -337,6 +340,8 @@ def test_a_complete_looking_transcript_ends_the_turn_sooner() -> None:
     assert complete < unsure and complete < none
     assert complete <= limits.COMPLETE_TURN_SILENCE_MS + 200
     assert unsure >= 400 and none >= 400
+    monkeypatch.setattr(limits, "COMPLETE_TURN_SILENCE_MS", None)  # the default: off
+    assert silence_until_start("What time is it?") == none
 
 
 def test_no_speculation_while_a_response_is_running() -> None:
