@@ -1,22 +1,22 @@
 """The bounded hand-off between a session's synthesis side and its reader (internal).
 
 `SpeechBuffer` holds items in order: raw float32 audio (counted in samples against its bound)
-and markers (counted as zero). The synthesis side `await put()`s, or `put_from_thread()`s from
-the TTS worker thread, and waits while the buffer is full: synthesis runs ahead of the reader
-by at most `max_samples` (plus one chunk, so that a chunk larger than the bound still passes).
-`close()` drops what is held and wakes both sides at once: the reader's `get()` returns
-`CLOSED`, a waiting `put()` returns False. Everything but `put_from_thread` runs on the loop.
+and markers (counted as zero). The synthesis side waits for room *between* segments
+(`wait_for_room`) and puts a segment's audio without waiting (`put_nowait`, scheduled onto the
+loop from the TTS worker thread), so synthesis runs ahead of the reader by at most
+`max_samples` plus one segment and the shared worker never waits on a slow reader; `put()`
+waits while full, for items made on the loop. `close()` drops what is held and wakes both
+sides at once: the reader's `get()` returns `CLOSED`, a waiting `put()` returns False.
+Everything runs on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
 from collections import deque
 from typing import Final
 
-__all__ = ["CLOSED", "END", "SEGMENT_END", "SpeechBuffer", "SynthesisCancelled", "put_from_thread"]
+__all__ = ["CLOSED", "END", "SEGMENT_END", "SpeechBuffer", "SynthesisCancelled"]
 
 
 class _Marker:
@@ -35,7 +35,6 @@ SEGMENT_END: Final = _Marker("SEGMENT_END")
 CLOSED: Final = _Marker("CLOSED")
 
 #: How often a worker thread blocked on a full buffer checks its stop flag (seconds).
-_STOP_POLL_S: Final = 0.05
 
 
 class SynthesisCancelled(Exception):
@@ -70,6 +69,23 @@ class SpeechBuffer:
         self._readable.set()
         return True
 
+    def put_nowait(self, item: object, samples: int = 0) -> bool:
+        """Append `item` whatever the bound (a segment already made goes in whole; the bound
+        is kept between segments by `wait_for_room`). False once closed."""
+        if self.closed:
+            return False
+        self._items.append((item, samples))
+        self._samples += samples
+        self._readable.set()
+        return True
+
+    async def wait_for_room(self) -> bool:
+        """Wait until the buffer holds less than its bound. False once closed."""
+        while not self.closed and self._samples >= self._max:
+            self._writable.clear()
+            await self._writable.wait()
+        return not self.closed
+
     async def get(self) -> object:
         """The next item, waiting for one; `CLOSED` once closed (held items are dropped)."""
         while not self._items and not self.closed:
@@ -89,23 +105,3 @@ class SpeechBuffer:
         self._samples = 0
         self._readable.set()
         self._writable.set()
-
-
-def put_from_thread(
-    loop: asyncio.AbstractEventLoop,
-    buffer: SpeechBuffer,
-    item: object,
-    samples: int,
-    stop: threading.Event,
-) -> None:
-    """Blocking `put` from the worker thread (backpressure); `SynthesisCancelled` once stopped."""
-    future = asyncio.run_coroutine_threadsafe(buffer.put(item, samples), loop)
-    while True:
-        try:
-            if not future.result(timeout=_STOP_POLL_S):
-                raise SynthesisCancelled
-            return
-        except concurrent.futures.TimeoutError:
-            if stop.is_set():
-                future.cancel()
-                raise SynthesisCancelled from None

@@ -52,7 +52,6 @@ from engine.tts.buffer import (
     SEGMENT_END,
     SpeechBuffer,
     SynthesisCancelled,
-    put_from_thread,
 )
 from engine.tts.segment import TextSegmenter, segment_text
 from engine.tts.stretch import StreamingStretcher
@@ -299,13 +298,19 @@ class TTSSession:
     async def _synthesize(
         self, run: _Run, segments: asyncio.Queue[str | BaseException | None]
     ) -> None:
-        """Producer: segment after segment on the worker into the buffer, then END (or error)."""
+        """Producer: segment after segment on the worker into the buffer, then END (or error).
+
+        The bound is kept between segments, on the loop (`wait_for_room`), never inside one:
+        the TTS worker is shared by every session of the component, and a reader that plays
+        at real time (or is paused) must not hold it. Measured before (bench_load, demo model,
+        AMD EPYC): with the worker blocked on a full buffer while one reply played, a second
+        conversation's first audio waited for it (p90 6.8 s at 2 conversations)."""
         loop = asyncio.get_running_loop()
 
-        def sink(samples: Float32Array) -> None:  # on the worker thread
+        def sink(samples: Float32Array) -> None:  # on the worker thread: never blocks
             for i in range(0, samples.size, limits.MAX_CHUNK_SAMPLES):
                 piece = samples[i : i + limits.MAX_CHUNK_SAMPLES]
-                put_from_thread(loop, run.buffer, piece, piece.size, run.stop)
+                loop.call_soon_threadsafe(run.buffer.put_nowait, piece, piece.size)
 
         try:
             state = await self._host.voice_state(self.voice)
@@ -313,10 +318,12 @@ class TTSSession:
                 if isinstance(segment, BaseException):  # the text source's own error, as is
                     await run.buffer.put(segment)
                     return
-                if not await run.buffer.put(SpeechSegment(segment)):
+                if not await run.buffer.wait_for_room():
                     return
+                run.buffer.put_nowait(SpeechSegment(segment))
                 await self._host.stream(state, segment, sink, run.stop)
-                if run.stop.is_set() or not await run.buffer.put(SEGMENT_END):
+                # the sink's puts were scheduled before the stream's result: they come first
+                if run.stop.is_set() or not run.buffer.put_nowait(SEGMENT_END):
                     return
             await run.buffer.put(END)
         except SynthesisCancelled:

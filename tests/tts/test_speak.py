@@ -188,8 +188,26 @@ async def test_pause_holds_yielding_and_synthesis_waits_on_a_bounded_buffer(tts:
             break  # synthesis waits: the buffer is full
         held = session.buffered_samples
     assert not pending.done()
-    assert limits.SPEECH_BUFFER_SAMPLES - MAX_CHUNK_SAMPLES < held <= limits.SPEECH_BUFFER_SAMPLES
+    # the bound is kept between segments (the worker never waits inside one): at least the
+    # bound, and less than one more segment of audio (220 characters: far below 15 s)
+    assert limits.SPEECH_BUFFER_SAMPLES <= held < limits.SPEECH_BUFFER_SAMPLES + 15 * 24_000
     await session.resume()
     assert await asyncio.wait_for(pending, 10)
     await session.close()
     assert session.buffered_samples == 0
+
+
+async def test_a_paused_session_does_not_hold_the_worker_from_another_session(tts: TTS) -> None:
+    paused = tts.open_session()
+    stream = paused.speak(_deltas(REPLY * 10, size=40))
+    await anext(stream)
+    await paused.pause()
+    for _ in range(50):  # let its buffer fill up
+        before = paused.buffered_samples
+        await asyncio.sleep(0.2)
+        if paused.buffered_samples == before >= limits.SPEECH_BUFFER_SAMPLES:
+            break
+    other = tts.open_session()
+    pcm = await asyncio.wait_for(other.collect("Another conversation speaks now."), 20)
+    assert len(pcm) > 24_000  # it was synthesized while the first session stays paused
+    await paused.close()
