@@ -18,9 +18,10 @@ def _feed_all(deltas: list[str]) -> list[str]:
 
 
 def test_sentences_split_and_short_ones_join_the_next() -> None:
-    text = "Hello there. How are you today? I am fine! Ok. Thanks for asking, really."
+    text = "Hello there friend. How are you today? I am fine! Ok. Thanks for asking, really."
     assert segment_text(text) == [
-        "Hello there. How are you today?",  # first: a sentence end once it has 3 words
+        "Hello there friend.",  # first: a sentence end once it has 3 words
+        "How are you today?",
         "I am fine! Ok.",  # "I am fine!" is under SEGMENT_MIN_CHARS: it joins the next
         "Thanks for asking, really.",
     ]
@@ -34,9 +35,10 @@ def test_first_segment_ends_at_the_first_clause_with_three_words() -> None:
     ]
 
 
-def test_first_segment_without_a_clause_is_cut_at_six_words_or_forty_chars() -> None:
+def test_first_segment_without_a_clause_is_cut_at_the_soft_word_or_char_limit() -> None:
     words = segment_text("When the morning came over the hills of the valley we walked on.")
-    assert words[0] == "When the morning came over the"
+    text = "When the morning came over the hills"
+    assert words[0] == " ".join(text.split()[: limits.FIRST_SEGMENT_SOFT_WORDS])
     chars = segment_text("Extraordinarily complicated circumstances nevertheless prevailed today.")
     assert chars[0] == "Extraordinarily complicated circumstances"  # 41 chars, 3 words
     assert len(chars[0]) >= limits.FIRST_SEGMENT_SOFT_CHARS

@@ -22,8 +22,8 @@ from engine.tts import (
 pytestmark = pytest.mark.slow
 
 REPLY = "Sure, I can help with that. The kitchen lights are off now. Anything else for tonight?"
-# One segment (six words): its length is fixed by the text (random weights never stop early).
-ONE_SEGMENT = "Hello world, how are you today?"
+# One segment (four words): its length is fixed by the text (random weights never stop early).
+ONE_SEGMENT = "Wonderful sunny weather today."
 
 
 async def _deltas(text: str, size: int = 3) -> AsyncIterator[str]:
