@@ -62,12 +62,7 @@ class SpeechBuffer:
         while not self.closed and self._samples and self._samples + samples > self._max:
             self._writable.clear()
             await self._writable.wait()
-        if self.closed:
-            return False
-        self._items.append((item, samples))
-        self._samples += samples
-        self._readable.set()
-        return True
+        return self.put_nowait(item, samples)
 
     def put_nowait(self, item: object, samples: int = 0) -> bool:
         """Append `item` whatever the bound (a segment already made goes in whole; the bound
