@@ -223,7 +223,6 @@ class TurnMetrics(_Part, frozen=True):
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
     turn_start_ms: float | None = None  # the turn's work began (negative: speculatively)
-    llm_prefill_ms: float | None = None  # the LLM's prefill of the new turn (duration)
 
 
 # --- client -> server --------------------------------------------------------------------------

@@ -60,7 +60,6 @@ class Playout:
     t_first_sentence: float | None = None
     t_tts_first_chunk: float | None = None
     t_first_audio: float | None = None
-    llm_prefill_s: float | None = None
     stt_audio_s: float | None = None
     text: list[str] = field(default_factory=list)
     segments: list[tuple[int, str]] = field(default_factory=list)
@@ -141,5 +140,4 @@ class Playout:
             completion_tokens=usage[1] if usage else None,
             tokens_per_second=round(usage[2], 2) if usage else None,
             turn_start_ms=ms(self.turn_start),
-            llm_prefill_ms=dur(self.llm_prefill_s),
         )

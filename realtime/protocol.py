@@ -490,12 +490,11 @@ class RealtimeProtocol:
         turn sooner (see `realtime.input`)."""
         return self._on_input(self.input.transcript_ready(item_id, text), now)
 
-    def turn_started(self, turn: int, at: float, llm_prefill_s: float | None = None) -> None:
+    def turn_started(self, turn: int, at: float) -> None:
         """When `turn`'s work began (before `t0` for a speculative start), for its metrics."""
         r = self._current(turn)
         if r is not None:
             r.turn_start = at
-            r.llm_prefill_s = llm_prefill_s
 
     def transcript_final(self, turn: int, text: str, audio_s: float, now: float) -> list[Output]:
         r = self._current(turn)

@@ -105,9 +105,9 @@ class Outbox:
         core = self._host.core
         self._do(lambda turn: self._host.emit(core.transcript_final(turn, text, audio_s, at)))
 
-    def started(self, at: float, prefill_s: float | None) -> None:
+    def started(self, at: float) -> None:
         core = self._host.core
-        self._do(lambda turn: core.turn_started(turn, at, prefill_s))
+        self._do(lambda turn: core.turn_started(turn, at))
 
 
 @dataclass(slots=True)
@@ -188,7 +188,7 @@ class TurnRunner:
             max_tokens=sampling.max_output_tokens,
         )
         self.outcome.llm_ran = True  # the stream commits (even when cancelled) once it closes
-        self.outbox.started(t_start, None)
+        self.outbox.started(t_start)
         # Every stage is closed explicitly, last first, whatever ended the turn: a stage
         # that never started would otherwise keep its claim on its session (the chat stream,
         # the TTS session) until the garbage collector finalizes it.
