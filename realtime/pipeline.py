@@ -450,7 +450,12 @@ class Conversation:
         language = language or self._heard_language
         idle = not self.engines.stt.busy
         t0 = time.perf_counter()
-        result = await (stream.finalize(language) if final else stream.transcribe_buffer(language))
+        if final:
+            result = await stream.finalize(language)
+        else:  # decode the turn as it stands once its closing silence is over
+            td = self.core.session.turn_detection
+            pad_s = td.silence_duration_ms / 1000.0 if td is not None else 0.0
+            result = await stream.transcribe_buffer(language, pad_seconds=pad_s)
         if idle:  # nothing queued ahead of it: its wall time is the decode time
             self.engines.decode_timer.observe(time.perf_counter() - t0)
         else:

@@ -89,13 +89,20 @@ class StreamingTranscriber:
             )
         self._buf += pcm16
 
-    async def transcribe_buffer(self, language: str | None = None) -> Transcript:
+    async def transcribe_buffer(
+        self, language: str | None = None, *, pad_seconds: float = 0.0
+    ) -> Transcript:
         """Transcribe all audio fed so far, without resetting (partials, speculative final).
 
+        `pad_seconds` of silence are appended to what is decoded (not to the buffer): a
+        speculative final decodes the turn as it will stand once its closing silence is
+        over, since Whisper's words change with the trailing silence (tiny.en on one espeak
+        sentence: "round fox jump" with 0.6 s after it, "round-foc stump" with 0.3 s).
         Raises `InvalidRequestError` for a bad language, `ComponentLifecycleError` when the
         STT is not running (or stops while this call waits its turn).
         """
-        return await self._transcribe(bytes(self._buf), language, is_final=False)
+        pad = bytes(2 * int(max(0.0, pad_seconds) * limits.SAMPLE_RATE))
+        return await self._transcribe(bytes(self._buf) + pad, language, is_final=False)
 
     async def finalize(self, language: str | None = None) -> Transcript:
         """Transcribe the whole turn and reset the buffer (audio fed while this decode runs
