@@ -18,8 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from realtime import limits
 from realtime import messages as m
+from realtime.echo import EchoCanceller, PlayedReference
 from realtime.vad import (
     SpeechAudio,
     SpeechPaused,
@@ -106,8 +109,15 @@ def looks_complete(text: str) -> bool:
 class UserInput:
     """One connection's microphone input (single consumer; see the module docstring)."""
 
-    def __init__(self, turn_detection: m.TurnDetection | None, *, now: float) -> None:
+    def __init__(
+        self, turn_detection: m.TurnDetection | None, *, now: float, echo_cancellation: bool = True
+    ) -> None:
         self._items = 0
+        # The reply's echo is taken out of the microphone audio before anything hears it
+        # (VAD, transcripts); the canceller is made on the first reply audio.
+        self.echo_cancellation = echo_cancellation
+        self._reference = PlayedReference(now)
+        self._canceller: EchoCanceller | None = None
         self._bucket = limits.AUDIO_BURST_S
         self._bucket_at = now
         self._last_rate_error = -1e18
@@ -150,6 +160,36 @@ class UserInput:
         self._complete_hint = False
         if self._vad is not None:
             self._vad.reset()
+
+    # ---- echo --------------------------------------------------------------------------------
+
+    def reply_played(self, pcm: bytes, start: float) -> None:
+        """Reply audio (PCM16, 24 kHz) that the client starts playing at server time `start`."""
+        if self.echo_cancellation:
+            self._reference.play(np.frombuffer(pcm, dtype="<i2").astype(np.float32), start)
+            if self._canceller is None:
+                self._canceller = EchoCanceller()
+
+    def reply_stopped(self, at: float) -> None:
+        """The client stops playing reply audio at server time `at` (flush or hold)."""
+        self._reference.stop(at)
+
+    def clean(self, pcm: bytes, now: float) -> bytes:
+        """Microphone audio (PCM16, 16 kHz) that arrived at `now`, with the reply's echo taken
+        out (as is while echo cancellation is off or no reply has played yet). The result can
+        be up to 10 ms shorter or longer than `pcm` (the canceller works in 10 ms frames)."""
+        reference = self._reference.capture(len(pcm) // 2, now)
+        if self._canceller is None or not self.echo_cancellation:
+            return pcm
+        cleaned = self._canceller.process(pcm, reference)
+        if self._vad is not None:
+            self._vad.echo_guard_db = self._canceller.echo_guard_db
+        return cleaned
+
+    def set_replying(self, replying: bool) -> None:
+        """While the assistant speaks, a speech start is a barge-in and needs more evidence."""
+        if self._vad is not None:
+            self._vad.barge_in = replying
 
     # ---- rate limit ------------------------------------------------------------------------
 

@@ -46,11 +46,18 @@ SPECULATIVE_PAUSE_MS: Final = 90
 # default silence (8 of 12 before the VAD's energy check); a semantic end-of-turn check
 # (the LLM's own) is what can make it safe.
 COMPLETE_TURN_SILENCE_MS: Final[int | None] = None
+# Speech over a playing reply holds it at once (realtime.bargein); it is a real barge-in when
+# it goes on this long after its start (backchannels such as "mm-hmm", "yeah", "okay" are
+# 250-500 ms), or when its transcript is more than BACKCHANNEL_MAX_WORDS acknowledging words.
+BACKCHANNEL_MAX_MS: Final = 700
+BACKCHANNEL_MAX_WORDS: Final = 3
 
 # --- reply audio -------------------------------------------------------------------------------
 AUDIO_FRAME_MS: Final = 40  # reply audio is sent in frames of this length
 AUDIO_FRAME_SAMPLES: Final = OUTPUT_RATE * AUDIO_FRAME_MS // 1000
 PLAYBACK_LEAD_MS: Final = 250  # how far ahead of real time the pacer may send
+# reply frames a response remembers (1.2 s), to replay their echo reference after a hold
+REPLAY_KEEP_FRAMES: Final = 30
 PAUSE_POLL_S: Final = 0.02  # how often a paused pacer looks at the TTS session again
 # LLM text deltas waiting for the TTS session. Speed, pause, the text segmenter and the
 # session's own audio buffer belong to the TTS session (engine.tts); while it is paused it stops

@@ -40,6 +40,7 @@ __all__ = [
     "ERROR_CODES",
     "UNSET",
     "AudioFrame",
+    "Backchannel",
     "ClientMessage",
     "ConversationItemInputAudioTranscriptionCompleted",
     "ConversationItemInputAudioTranscriptionDelta",
@@ -66,6 +67,8 @@ __all__ = [
     "ResponseOutputAudioDelta",
     "ResponseOutputAudioDone",
     "ResponseOutputAudioFlush",
+    "ResponseOutputAudioHold",
+    "ResponseOutputAudioRelease",
     "ResponseOutputAudioTranscriptDelta",
     "ResponseOutputTextDelta",
     "Resume",
@@ -156,6 +159,7 @@ class SessionUpdateConfig(_Part, frozen=True):
     sampling: Sampling | UnsetType = UNSET
     output_audio_transport: Literal["binary", "json"] | UnsetType = UNSET
     partial_transcripts: bool | UnsetType = UNSET
+    echo_cancellation: bool | UnsetType = UNSET
 
 
 class SessionState(_Part, frozen=True):
@@ -170,6 +174,9 @@ class SessionState(_Part, frozen=True):
     sampling: Sampling = Sampling()
     output_audio_transport: Literal["binary", "json"] = "binary"
     partial_transcripts: bool = True
+    # the server takes the reply's echo out of the microphone audio (off: the client's own
+    # echo cancellation is trusted, e.g. a browser with good AEC or headphones)
+    echo_cancellation: bool = True
     input_audio_format: str = "pcm16le/16000/mono"
     output_audio_format: str = "pcm16le/24000/mono"
     model: str = ""
@@ -431,6 +438,34 @@ class ResponseOutputAudioFlush(_Msg, frozen=True, tag="bitvoice.audio.flush"):
     event_id: str = ""
 
 
+class ResponseOutputAudioHold(_Msg, frozen=True, tag="bitvoice.audio.hold"):
+    """The user may be speaking over the reply: stop playing `response_id` now and keep its
+    queued audio from sample `offset` on. `bitvoice.audio.release` plays it on from there (it
+    was a backchannel such as "mm-hmm"); `bitvoice.audio.flush` drops it (a real barge-in)."""
+
+    response_id: str
+    offset: int
+    reason: str = "speech_started"
+    event_id: str = ""
+
+
+class ResponseOutputAudioRelease(_Msg, frozen=True, tag="bitvoice.audio.release"):
+    """Play the held reply on from sample `offset` (the same offset the hold gave)."""
+
+    response_id: str
+    offset: int
+    event_id: str = ""
+
+
+class Backchannel(_Msg, frozen=True, tag="bitvoice.backchannel"):
+    """The user's item `item_id` was a backchannel ("mm-hmm", "okay") said over the reply: it
+    is kept in the history with its `transcript` and not answered; the reply goes on."""
+
+    item_id: str
+    transcript: str
+    event_id: str = ""
+
+
 class ResponseDone(_Msg, frozen=True, tag="response.done"):
     response: ResponseInfo
     metrics: TurnMetrics = TurnMetrics()
@@ -489,6 +524,9 @@ ServerMessage = (
     | ResponseOutputAudioDelta
     | ResponseOutputAudioDone
     | ResponseOutputAudioFlush
+    | ResponseOutputAudioHold
+    | ResponseOutputAudioRelease
+    | Backchannel
     | ResponseDone
     | Paused
     | Resumed

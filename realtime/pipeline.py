@@ -40,6 +40,7 @@ from realtime.protocol import (
     CloseConnection,
     DropItem,
     DropSpeculation,
+    KeepBackchannel,
     Output,
     RealtimeProtocol,
     Send,
@@ -47,6 +48,7 @@ from realtime.protocol import (
     Speculate,
     StartResponse,
     StreamAudio,
+    TranscribeBargeIn,
 )
 from realtime.turns import TurnRunner
 
@@ -180,6 +182,8 @@ class Conversation:
             collections.OrderedDict()
         )
         self._applied_instructions = ""
+        # backchannels said over the running reply: they join the history after it
+        self._backchannels: list[str] = []
         self._voices: frozenset[str] = frozenset()
         self._chat: ChatSession | None = None
         self._tts: TTSSession | None = None
@@ -308,6 +312,10 @@ class Conversation:
                 self._speculate(o.item_id)
             elif isinstance(o, DropSpeculation):
                 self._drop_speculation(o.item_id)
+            elif isinstance(o, TranscribeBargeIn):
+                self._spawn(self._transcribe_barge_in(o))
+            elif isinstance(o, KeepBackchannel):
+                self._keep_backchannel(o.text)
             elif isinstance(o, CloseConnection):
                 self._enqueue(_Close(o.code, o.reason))
 
@@ -429,6 +437,38 @@ class Conversation:
         with contextlib.suppress(BitvoiceError):  # busy (a turn began meanwhile): skip it
             await chat.prefill(text)
 
+    async def _transcribe_barge_in(self, o: TranscribeBargeIn) -> None:
+        """Transcribe speech said over the reply, so the core can tell a backchannel from a
+        barge-in; a failed decode counts as a barge-in (the user is answered, not ignored)."""
+        stream = self._streams.get(o.item_id)
+        text: str | None = None
+        if stream is not None:
+            partial = self._partial_task
+            if partial is not None and not partial.done():
+                await asyncio.wait({partial})
+            with contextlib.suppress(BitvoiceError):
+                update = await stream.transcribe_buffer(self._language(self.core.session))
+                text = update.text.strip()
+        self.emit(self.core.barge_in_transcript(o.item_id, o.asked, text, self.clock()))
+
+    def _keep_backchannel(self, text: str) -> None:
+        if text:
+            self._backchannels.append(text)
+        if self.core.response is None:
+            self._flush_backchannels()
+
+    def _flush_backchannels(self) -> None:
+        """Backchannels join the history as user messages once no reply is being written."""
+        chat = self._chat
+        if chat is None or chat.state != "idle":
+            return
+        pending, self._backchannels = self._backchannels, []
+        for text in pending:
+            try:
+                chat.append_message("user", text)
+            except BitvoiceError:
+                log.warning("could not keep a backchannel in the history", exc_info=True)
+
     def _language(self, session: m.SessionState) -> str | None:
         return session.language or self._heard_language
 
@@ -536,6 +576,7 @@ class Conversation:
             outcome = work.runner.outcome
             if outcome.llm_ran:
                 self._keep_heard_reply(turn)
+            self._flush_backchannels()
             usage = outcome.usage
             u = None
             if usage is not None:

@@ -10,6 +10,7 @@ keeps the response's stage times, which become its `TurnMetrics`.
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 
@@ -68,6 +69,13 @@ class Playout:
     client_played: int | None = None
     cancel_reason: str | None = None
     played_at_cancel: int | None = None
+    held_at: float | None = None  # the client was told to stop playing then (barge-in hold)
+    played_at_hold: int = 0
+    # the newest sent audio as (offset, PCM16), so that a released hold can tell the echo
+    # canceller what plays again
+    recent: collections.deque[tuple[int, bytes]] = field(
+        default_factory=lambda: collections.deque(maxlen=limits.REPLAY_KEEP_FRAMES)
+    )
 
     # ---- audio position ------------------------------------------------------------------
 
@@ -75,11 +83,37 @@ class Playout:
         """Samples the client has played by `now` (frozen once the response is cancelled)."""
         if self.played_at_cancel is not None:
             return self.played_at_cancel
+        if self.held_at is not None:
+            return self.played_at_hold
         queued = max(0.0, self.playout_end - now) * limits.OUTPUT_RATE
         est = max(0, min(self.sent, self.sent - math.ceil(queued)))
         if self.client_played is not None:
             est = min(est, self.client_played)
         return est
+
+    def hold(self, now: float) -> int:
+        """The client stops playing now (it keeps its queue); returns the sample it stopped at."""
+        if self.held_at is None:
+            self.played_at_hold = self.played(now)
+            self.held_at = now
+        return self.played_at_hold
+
+    def release(self, now: float) -> None:
+        """The client plays on from where it held: the modelled playout moves by the hold."""
+        if self.held_at is not None:
+            self.playout_end += now - self.held_at
+            self.held_at = None
+
+    def unplayed(self) -> list[tuple[int, bytes]]:
+        """The sent audio after the held position, as (offset, PCM16) pieces."""
+        start = self.played_at_hold
+        out = []
+        for offset, pcm in self.recent:
+            end = offset + len(pcm) // 2
+            if end > start:
+                cut = max(0, start - offset)
+                out.append((offset + cut, pcm[2 * cut :]))
+        return out
 
     def lead(self, now: float) -> float:
         """Seconds of sent audio the modelled client has not played yet."""

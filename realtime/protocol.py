@@ -45,6 +45,7 @@ import msgspec
 
 from realtime import limits
 from realtime import messages as m
+from realtime.bargein import BargeIn, Verdict
 from realtime.input import (
     InputEvent,
     ItemAudio,
@@ -63,6 +64,7 @@ __all__ = [
     "CloseConnection",
     "DropItem",
     "DropSpeculation",
+    "KeepBackchannel",
     "Output",
     "RealtimeProtocol",
     "Send",
@@ -71,6 +73,7 @@ __all__ = [
     "Speculate",
     "StartResponse",
     "StreamAudio",
+    "TranscribeBargeIn",
     "heard_text",
 ]
 
@@ -138,6 +141,23 @@ class DropSpeculation:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscribeBargeIn:
+    """Speech over the reply paused: transcribe item `item_id` as it stands and report it with
+    `barge_in_transcript(item_id, asked, text, now)`."""
+
+    item_id: str
+    asked: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeepBackchannel:
+    """Item `item_id` was a backchannel: keep `text` in the history, unanswered."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloseConnection:
     code: int
     reason: str
@@ -154,6 +174,8 @@ Output = (
     | DropItem
     | Speculate
     | DropSpeculation
+    | TranscribeBargeIn
+    | KeepBackchannel
     | CloseConnection
 )
 
@@ -194,7 +216,13 @@ class RealtimeProtocol:
         self._idle_timeout = idle_timeout_s
         self._max_session = max_session_s
         self._check_session = check_session
-        self.input = UserInput(self.session.turn_detection, now=now)
+        self.input = UserInput(
+            self.session.turn_detection,
+            now=now,
+            echo_cancellation=self.session.echo_cancellation,
+        )
+        self._barge: BargeIn | None = None  # speech over the reply, which is held meanwhile
+        self._user_paused = False
         self._committed: _TurnInput | None = None
         self._pending: deque[_TurnInput] = deque()
         self.response: Playout | None = None
@@ -286,6 +314,9 @@ class RealtimeProtocol:
             return [self._error(refusal.code, refusal.message, event_id)]
         if not admitted:
             return []
+        pcm = self.input.clean(pcm, now)
+        r = self.response
+        self.input.set_replying(r is not None and r.cancel_reason is None and self._barge is None)
         if self.input.vad_enabled:
             events = self.input.feed_vad(pcm)
         else:
@@ -299,21 +330,34 @@ class RealtimeProtocol:
         out: list[Output] = []
         td = self.session.turn_detection
         for ev in events:
+            barge = self._barge
+            if barge is not None and getattr(ev, "item_id", None) != barge.item_id:
+                barge = None
             if isinstance(ev, ItemStarted):
-                if td is not None and td.interrupt_response and self.response is not None:
-                    out += self._cancel("turn_detected", now)
                 msg = m.InputAudioBufferSpeechStarted(
                     item_id=ev.item_id, audio_start_ms=ev.start_ms
                 )
                 out.append(self._send(msg))
+                r = self.response
+                if td is not None and td.interrupt_response and r is not None:
+                    out += self._hold(ev.item_id, now)
             elif isinstance(ev, ItemAudio):
                 out.append(StreamAudio(ev.item_id, ev.audio, ev.until_stop_ms))
+                if barge is not None:
+                    out += self._barge_verdict(barge.audio(len(ev.audio) / 32.0), now)
             elif isinstance(ev, ItemPaused):
-                if td is not None and td.create_response and self.response is None:
+                if barge is not None:
+                    barge.pause()
+                    out.append(TranscribeBargeIn(ev.item_id, barge.asked))
+                elif td is not None and td.create_response and self.response is None:
                     out.append(Speculate(ev.item_id))
             elif isinstance(ev, ItemResumed):
+                if barge is not None:
+                    barge.resume()
                 out.append(DropSpeculation(ev.item_id))
             elif isinstance(ev, ItemEnded):
+                if barge is not None:
+                    out += self._barge_verdict(Verdict.INTERRUPT, now)
                 out += self._item_ended(ev, now)
             else:
                 out.append(self._error(ev.code, ev.message, event_id))
@@ -379,6 +423,7 @@ class RealtimeProtocol:
         raise AssertionError(f"unhandled message {msg!r}")  # pragma: no cover
 
     def _pause(self, paused: bool, eid: str | None) -> list[Output]:
+        self._user_paused = paused
         r = self.response
         rid, offset = (r.id, r.sent) if r is not None else (None, 0)
         ack: m.ServerMessage
@@ -408,6 +453,7 @@ class RealtimeProtocol:
                 out.append(DropItem(item))  # a half-heard VAD turn cannot go on under new VAD
         if "speed" in changes:
             out.append(ApplySpeed(self.session.speed))
+        self.input.echo_cancellation = new.echo_cancellation
         return [*out, self._send(m.SessionUpdated(session=self.session))]
 
     def _response_create(self, msg: m.ResponseCreate, now: float) -> list[Output]:
@@ -456,6 +502,7 @@ class RealtimeProtocol:
         if r is None or r.cancel_reason is not None:
             return []
         r.cancel(reason, now)
+        self.input.reply_stopped(now)
         out: list[Output] = []
         if r.sent:
             assert r.played_at_cancel is not None
@@ -465,6 +512,64 @@ class RealtimeProtocol:
             out.append(self._send(flush))
         out.append(CancelResponse(r.turn, reason))
         return out
+
+    # ---- barge-in (see realtime.bargein) ------------------------------------------------------
+
+    def _hold(self, item_id: str, now: float) -> list[Output]:
+        """Speech started over the running reply: stop its playout at once and decide later."""
+        r = self.response
+        if r is None or r.cancel_reason is not None:
+            return []
+        if self._barge is not None:  # a second start while held: the first one decided nothing
+            return []
+        offset = r.hold(now)
+        self.input.reply_stopped(now)
+        self._barge = BargeIn(item_id, r.turn, r.id, offset)
+        hold = m.ResponseOutputAudioHold(response_id=r.id, offset=offset)
+        out: list[Output] = [self._send(hold)]
+        if not self._user_paused:
+            out.insert(0, ApplyPause(True))
+        return out
+
+    def barge_in_transcript(
+        self, item_id: str, asked: int, text: str | None, now: float
+    ) -> list[Output]:
+        """The transcript asked for by `TranscribeBargeIn(item_id, asked)`; None when it could
+        not be made (then the speech counts as a barge-in)."""
+        barge = self._barge
+        if barge is None or barge.item_id != item_id:
+            return []
+        if text is None:
+            return self._barge_verdict(Verdict.INTERRUPT, now)
+        return self._barge_verdict(barge.transcript(asked, text), now, text)
+
+    def _barge_verdict(self, verdict: Verdict, now: float, text: str = "") -> list[Output]:
+        barge = self._barge
+        if barge is None or verdict in (Verdict.WAIT, Verdict.TRANSCRIBE):
+            return []
+        self._barge = None
+        resume: list[Output] = [] if self._user_paused else [ApplyPause(False)]
+        r = self._current(barge.turn)
+        if verdict is Verdict.INTERRUPT:
+            if r is not None:
+                return [*self._cancel("turn_detected", now), *resume]
+            flush = m.ResponseOutputAudioFlush(  # the reply had finished sending meanwhile
+                response_id=barge.response_id, offset=barge.offset, reason="turn_detected"
+            )
+            return [self._send(flush), *resume]
+        if r is not None:
+            r.release(now)
+            for offset, pcm in r.unplayed():
+                self.input.reply_played(pcm, now + (offset - barge.offset) / limits.OUTPUT_RATE)
+        self.input.clear()
+        release = m.ResponseOutputAudioRelease(response_id=barge.response_id, offset=barge.offset)
+        return [
+            self._send(release),
+            *resume,
+            DropItem(barge.item_id),
+            self._send(m.Backchannel(item_id=barge.item_id, transcript=text)),
+            KeepBackchannel(barge.item_id, text),
+        ]
 
     def cancel_current(self, reason: str, now: float) -> list[Output]:
         """Cancel the running response for a server reason (disconnect, drain)."""
@@ -537,7 +642,9 @@ class RealtimeProtocol:
             return []
         r = self.response
         assert r is not None
+        self.input.reply_played(pcm, max(r.playout_end, now))
         offset = r.add_audio(len(pcm) // 2, now)
+        r.recent.append((offset, pcm))
         if self.session.output_audio_transport == "json":
             b64 = base64.b64encode(pcm).decode("ascii")
             return [

@@ -29,7 +29,35 @@ import webrtcvad
 from engine.errors import InvalidRequestError
 from realtime.vad import limits
 
-__all__ = ["SpeechAudio", "SpeechStarted", "SpeechStopped", "VadConfig", "VadEvent", "VadSegmenter"]
+__all__ = [
+    "SpeechAudio",
+    "SpeechStarted",
+    "SpeechStopped",
+    "VadConfig",
+    "VadEvent",
+    "VadSegmenter",
+    "periodicity",
+]
+
+
+def periodicity(frame: bytes) -> float:
+    """How strongly a PCM16 frame repeats at a pitch period: the largest normalised
+    autocorrelation at a lag in `limits.PITCH_RANGE_HZ` (1.0 for a pure tone, ~0.1 for noise)."""
+    x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+    x -= x.mean()
+    n = len(x)
+    lo = int(limits.SAMPLE_RATE / limits.PITCH_RANGE_HZ[1])
+    hi = min(n - 1, int(limits.SAMPLE_RATE / limits.PITCH_RANGE_HZ[0]))
+    if hi <= lo:
+        return 0.0
+    spectrum = np.fft.rfft(x, 2 * n)
+    corr = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    energy_head = np.cumsum(x * x)  # energy of x[:k+1]
+    energy_tail = np.cumsum((x * x)[::-1])[::-1]  # energy of x[k:]
+    lags = np.arange(lo, hi)
+    # the overlap of x and x shifted by `lag`: x[lag:] against x[:n-lag]
+    norm = np.sqrt(energy_tail[lags] * energy_head[n - 1 - lags]) + 1e-9
+    return float(np.max(corr[lo:hi] / norm))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +130,17 @@ class VadSegmenter:
         self._stop_frames = -(-self.config.silence_duration_ms // self.config.frame_ms)
         self._pause_frames = -(-self.config.pause_ms // self.config.frame_ms)
         pad_frames = self.config.prefix_padding_ms // self.config.frame_ms
+        self._barge_frames = -(-limits.BARGE_IN_START_MS // self.config.frame_ms)
         self._ring: collections.deque[bytes] = collections.deque(
-            maxlen=pad_frames + self._start_frames
+            maxlen=pad_frames + max(self._start_frames, self._barge_frames)
         )
+        self._warmup_left = -(-limits.WARMUP_MS // self.config.frame_ms)  # never reset
+        self._floor_db: float | None = None  # the room's noise floor; kept across turns
+        self._floor_rise = limits.FLOOR_RISE_DB_PER_S * self.config.frame_ms / 1000.0
+        # Set by the owner while the assistant speaks: a start is then a barge-in, which needs
+        # pitch and, with `echo_guard_db`, a level above what the reply's echo could leave.
+        self.barge_in = False
+        self.echo_guard_db: float | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -113,6 +149,7 @@ class VadSegmenter:
         self._frames = 0  # frames processed since reset
         self._ring.clear()
         self._voiced_run = 0
+        self._periodic_run = 0  # frames with a pitch in the current voiced run
         self._silent_run = 0
         self.in_speech = False
         self.paused = False  # a SpeechPaused was sent and no voiced frame came since
@@ -165,22 +202,51 @@ class VadSegmenter:
             voiced = self._vad.is_speech(frame, limits.SAMPLE_RATE)
             self._frames += 1
             if not self.in_speech:
-                self._ring.append(frame)
-                self._voiced_run = self._voiced_run + 1 if voiced else 0
-                if self._voiced_run >= self._start_frames:
-                    self.in_speech = True
-                    self._peak_db = max(self._level_db(f) for f in self._ring)
-                    self._silent_run = 0
-                    self._last_voiced_end = self.position_ms
-                    start = self.position_ms - len(self._ring) * self.config.frame_ms
-                    events.append(SpeechStarted(start, b"".join(self._ring)))
-                    self._ring.clear()
+                if self._starts(frame, voiced):
+                    events.append(self._start())
                 continue
             speech += frame
             events += self._in_speech_frame(voiced and self._loud(frame), speech)
         if speech:
             events.append(SpeechAudio(bytes(speech)))
         return events
+
+    def _starts(self, frame: bytes, voiced: bool) -> bool:
+        """One frame outside speech: True when it completes the evidence for a start."""
+        self._ring.append(frame)
+        level = self._level_db(frame)
+        floor = self._floor_db
+        evidence = voiced and (floor is None or level >= floor + limits.START_OVER_FLOOR_DB)
+        if self._warmup_left > 0:
+            self._warmup_left -= 1
+            evidence = False
+        if self.barge_in and evidence:
+            guard = self.echo_guard_db
+            evidence = guard is None or level >= guard
+        self._floor_db = (
+            level if floor is None or level < floor else min(level, floor + self._floor_rise)
+        )
+        if not evidence:
+            self._voiced_run = self._periodic_run = 0
+            return False
+        self._voiced_run += 1
+        if self.barge_in:
+            self._periodic_run += periodicity(frame) >= limits.PERIODICITY_MIN
+            return (
+                self._voiced_run >= self._barge_frames
+                and self._periodic_run >= limits.BARGE_IN_PERIODIC_FRAMES
+            )
+        return self._voiced_run >= self._start_frames
+
+    def _start(self) -> SpeechStarted:
+        self.in_speech = True
+        self._peak_db = max(self._level_db(f) for f in self._ring)
+        self._silent_run = 0
+        self._last_voiced_end = self.position_ms
+        start = self.position_ms - len(self._ring) * self.config.frame_ms
+        started = SpeechStarted(start, b"".join(self._ring))
+        self._ring.clear()
+        return started
 
     @staticmethod
     def _level_db(frame: bytes) -> float:

@@ -110,22 +110,28 @@ def test_vad_turn_starts_a_response_with_the_speech_audio() -> None:
 
 def test_barge_in_flushes_cancels_and_refuses_stale_audio() -> None:
     p = make()
-    start = start_text_turn(p, 0.0)
-    p.text_delta(start.turn, "Hello there. ", 0.1)
+    feed_audio(p, silence_pcm16k(0.5), 0.0)  # the microphone was open before the reply
+    start = start_text_turn(p, 0.5)
+    p.text_delta(start.turn, "Hello there. ", 0.6)
     p.segment_started(start.turn, "Hello there.")
-    t = 0.2
-    for _ in range(10):  # 400 ms of audio sent at t = 0.2 (a burst)
+    t = 0.7
+    for _ in range(10):  # 400 ms of audio sent at t = 0.7 (a burst)
         assert isinstance(p.audio_frame(start.turn, b"\x01\x00" * 960, t)[0], SendAudio)
     # speech while the assistant speaks
-    out, t2 = feed_audio(p, speech_pcm16k("stop please"), 0.3)
+    out, t2 = feed_audio(p, speech_pcm16k("stop please"), 0.8)
     tags = types(out)
-    assert tags.index("bitvoice.audio.flush") < tags.index("input_audio_buffer.speech_started")
+    # held at the start of speech (the client stops playing at once), dropped once the speech
+    # goes on past a backchannel's length
+    assert tags.index("input_audio_buffer.speech_started") < tags.index("bitvoice.audio.hold")
+    assert tags.index("bitvoice.audio.hold") < tags.index("bitvoice.audio.flush")
+    hold = next(x for x in sent(out) if isinstance(x, m.ResponseOutputAudioHold))
     assert [o for o in out if isinstance(o, CancelResponse)] == [
         CancelResponse(start.turn, "turn_detected")
     ]
     flush = next(x for x in sent(out) if isinstance(x, m.ResponseOutputAudioFlush))
     assert flush.response_id == start.response_id
     assert 0 < flush.offset < 10 * 960  # the modelled client had not played it all
+    assert flush.offset == hold.offset  # nothing played while held
     # no frame of the cancelled turn may go out any more
     assert p.audio_frame(start.turn, b"\x01\x00" * 960, t2) == []
     assert p.text_delta(start.turn, "more", t2) == []

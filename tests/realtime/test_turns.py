@@ -170,7 +170,8 @@ async def test_barge_in_flushes_at_once_and_history_keeps_only_what_was_heard(
         before = await recv_until(
             ws, "audio", limit_s=30, pred=lambda f: f.offset >= int(1.2 * limits.OUTPUT_RATE)
         )
-        speaking = asyncio.create_task(say(ws, speech_pcm16k("stop, wait a moment please")))
+        speech = silence_pcm16k(0.3) + speech_pcm16k("stop, wait a moment please")
+        speaking = asyncio.create_task(say(ws, speech))
         after = await recv_until(
             ws,
             "response.done",
@@ -182,33 +183,33 @@ async def test_barge_in_flushes_at_once_and_history_keeps_only_what_was_heard(
         await speaking
 
     got = before + after
+    hold_at = next(i for i, x in enumerate(got) if isinstance(x, m.ResponseOutputAudioHold))
     flush_at = next(i for i, x in enumerate(got) if isinstance(x, m.ResponseOutputAudioFlush))
-    flush = got[flush_at]
+    hold, flush = got[hold_at], got[flush_at]
     done = got[-1]
+    assert isinstance(hold, m.ResponseOutputAudioHold) and hold_at < flush_at
     assert isinstance(flush, m.ResponseOutputAudioFlush) and isinstance(done, m.ResponseDone)
-    assert flush.response_id == "resp_1" and flush.reason == "turn_detected"
+    assert flush.response_id == hold.response_id == "resp_1" and flush.reason == "turn_detected"
     assert (done.response.status, done.response.reason) == ("cancelled", "turn_detected")
-    # the flush and the new speech item come in the same step; response.done follows
-    assert tag_of(got[flush_at + 1]) == "input_audio_buffer.speech_started"
+    # the hold comes in the same step as the new speech item (the client stops playing at
+    # once); the flush follows once the speech is longer than a backchannel
+    assert tag_of(got[hold_at - 1]) == "input_audio_buffer.speech_started"
     # client side: no frame of the old response after the flush, none missing before it
     assert not frames_of(got[flush_at:], turn=1)
     sent = assert_contiguous(frames_of(got[:flush_at], turn=1))
     assert done.response.audio_samples == sent
-    assert flush.offset == done.response.played_samples <= sent
-    # the client had at most the playback lead (plus one frame) queued when it was cut
+    assert flush.offset == hold.offset == done.response.played_samples <= sent
+    # the client had at most the playback lead (plus one frame) queued when it was held
     lead = (limits.PLAYBACK_LEAD_MS + limits.AUDIO_FRAME_MS) * limits.OUTPUT_RATE // 1000
-    assert sent - flush.offset <= lead
+    assert sent - hold.offset <= lead + 2 * limits.AUDIO_FRAME_SAMPLES
 
-    # server side: speech detection queued the flush in the same step, and every old frame
-    # the writer sent after the detection was already queued ahead of the flush
+    # server side: speech detection queued the hold in the same step
     what = [e.what for e in trace]
     detect = what.index("queued:input_audio_buffer.speech_started")
-    assert what[detect - 1] == "queued:bitvoice.audio.flush"
-    flushed = what.index("sent:bitvoice.audio.flush")
-    old = [i for i, e in enumerate(trace) if e.what == "sent:audio" and e.turn == 1]
-    assert old and max(old) < flushed
-    late = sum(trace[i].samples or 0 for i in old if i > detect)
-    assert late <= 2 * limits.AUDIO_FRAME_SAMPLES  # at most ~80 ms went out after detection
+    assert what[detect + 1] == "queued:bitvoice.audio.hold"
+    held = what.index("sent:bitvoice.audio.hold")
+    late = sum(e.samples or 0 for e in trace[held:] if e.what == "sent:audio" and e.turn == 1)
+    assert late <= 2 * limits.AUDIO_FRAME_SAMPLES  # at most ~80 ms went out after the hold
 
     # history: the user's message, then only the words that were heard
     heard = done.response.heard_text
