@@ -77,6 +77,9 @@ class Kiosk:
         self.ws: ClientConnection | None = None
         self.url = normalize_url(config.url)
         self._stop = asyncio.Event()
+        # Several tasks flush (receiver, ticker, microphone); a batch must go out whole and in
+        # order (session.update before the first audio, playback report before its cancel).
+        self._send_lock = asyncio.Lock()
 
     def request_stop(self) -> None:
         """Ask `run` to end cleanly (a signal handler calls this)."""
@@ -117,14 +120,15 @@ class Kiosk:
 
     async def flush(self) -> None:
         """Send what the core has queued, in order (dropped when there is no connection)."""
-        with self.lock:
-            frames = self.core.data_to_send()
-        ws = self.ws
-        if ws is None:
-            return
-        for frame in frames:
+        async with self._send_lock:
+            with self.lock:
+                frames = self.core.data_to_send()
+            ws = self.ws
+            if ws is None:
+                return
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(frame)
+                for frame in frames:
+                    await ws.send(frame)
 
     async def _ticker(self, audio: AudioSide) -> None:
         while not self.core.quit_requested:

@@ -64,14 +64,18 @@ def parse_device(spec: str | None) -> int | str | None:
 def _rate_for(sd: ModuleType, device: int | str | None, kind: str, wanted: int) -> int:
     """`wanted` when the device takes it, else the device's default rate."""
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    which = "the default" if device is None else repr(device)
     try:
-        check(device=device, channels=1, dtype="int16", samplerate=wanted)
-        return wanted
-    except sd.PortAudioError:
-        info = sd.query_devices(device, kind=kind)
-        return int(info["default_samplerate"])
-    except ValueError as exc:  # no such device
-        raise AudioDeviceError(f"no {kind} device {device!r}: {exc}") from None
+        try:
+            check(device=device, channels=1, dtype="int16", samplerate=wanted)
+            return wanted
+        except sd.PortAudioError:
+            info = sd.query_devices(device, kind=kind)
+            return int(info["default_samplerate"])
+    except (sd.PortAudioError, ValueError) as exc:  # no such device, or no device at all
+        raise AudioDeviceError(
+            f"no {kind} device ({which}: {exc}); see --list-devices, or use --input/--output files"
+        ) from None
 
 
 class DeviceAudio:
