@@ -96,7 +96,7 @@ class ReplyDone:
     response_id: str
     status: str
     reason: str | None
-    heard_text: str
+    heard_text: str  # what the server's history keeps (what was heard, when cut short)
     played_samples: int  # what this client played of it (the server's figure may differ)
 
 
@@ -123,6 +123,7 @@ class _Reply:
     turn: int
     speech_end_at: float | None  # capture time of the user's last word (client clock)
     heard_at: float | None = None  # its first sample was heard
+    played: int | None = None  # samples played, frozen when it was flushed
 
 
 class KioskCore:
@@ -270,8 +271,7 @@ class KioskCore:
             self.player.end(turn)
         if turn == self.current_turn:
             self.response_running = False
-        played = self.player.turn_played if self.player.turn == turn else 0
-        self._events.append(ReplyDone(r.id, r.status, r.reason, r.heard_text, played))
+        self._events.append(ReplyDone(r.id, r.status, r.reason, r.heard_text, self._played(turn)))
         self.replies = {t: rep for t, rep in self.replies.items() if t >= turn}
 
     def _play(self, turn: int, pcm: bytes) -> None:
@@ -291,9 +291,18 @@ class KioskCore:
         if turn is not None and len(pcm) % 2 == 0:
             self._play(turn, pcm)
 
+    def _played(self, turn: int) -> int:
+        """Samples of response `turn` played so far (frozen at its flush)."""
+        reply = self.replies.get(turn)
+        if reply is not None and reply.played is not None:
+            return reply.played
+        return self.player.turn_played if self.player.turn == turn else 0
+
     def _flush(self, turn: int | None) -> None:
         if turn is None or turn in self.flushed:
             return
+        if (reply := self.replies.get(turn)) is not None:
+            reply.played = self._played(turn)
         self.flushed.add(turn)
         if turn >= self.player.turn:
             self.player.advance_to(turn + 1)
@@ -368,7 +377,7 @@ class KioskCore:
         turn = self.current_turn
         if turn is None or turn in self.flushed:
             return  # nothing playing, or already stopped (by us or by the server)
-        played = self.player.turn_played if self.player.turn == turn else 0
+        played = self._played(turn)
         self._flush(turn)
         if self.response_running:
             if played:  # so the history keeps only what was heard
@@ -459,10 +468,12 @@ def describe(event: KioskEvent) -> str:
                 if value is not None
             ]
             return f"{rid}: server metrics from end of turn: {', '.join(parts) or 'none'}"
-        case ReplyDone(response_id=rid, status=status, reason=reason, played_samples=played):
+        case ReplyDone(
+            response_id=rid, status=status, reason=reason, heard_text=heard, played_samples=played
+        ):
             why = f" ({reason})" if reason else ""
             secs = played / limits.OUTPUT_RATE
-            return f"{rid}: {status}{why}, {secs:.2f} s played"
+            return f"{rid}: {status}{why}, {secs:.2f} s played: {heard!r}"
         case ServerError(code=code, message=message):
             return f"server error {code}: {message}"
         case Notice(text=text):

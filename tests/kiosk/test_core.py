@@ -102,6 +102,7 @@ def test_barge_in_flush_silences_the_reply_and_drops_its_late_frames() -> None:
     done(core, 1, "cancelled", "turn_detected")
     [event] = [e for e in core.events_received() if isinstance(e, ReplyDone)]
     assert event.status == "cancelled" and event.reason == "turn_detected"
+    assert event.played_samples == 2400  # what was heard before the flush, not 0
     respond(core, 2)  # the next reply plays
     core.receive_binary(audio(2, 0, 2400, value=9), 0.3)
     feed(core, m.ResponseOutputAudioDone(response_id="resp_2", samples=2400))

@@ -219,3 +219,26 @@ def test_the_kiosk_reconnects_by_itself_after_a_server_restart(
     assert len(re.findall(r"connected: session", log)) == 2, log
     assert len(LATENCY.findall(log)) == 2, log  # a reply from each server
     assert "Traceback" not in log
+
+
+def test_speaking_over_a_reply_cuts_it_and_the_next_reply_plays(
+    served: int, tmp_path: Path
+) -> None:
+    # a question, then (while its long reply plays) three seconds of counting: a real
+    # interruption; the kiosk stops the first reply and plays the answer to the second turn
+    hello, sr = sf.read(audioeval_clip("hello_world"), dtype="float32")
+    counting, _ = sf.read(audioeval_clip("counting"), dtype="float32")
+    gap = np.zeros(int(sr * 2.0), dtype=np.float32)
+    inp = tmp_path / "interrupt.wav"
+    sf.write(inp, np.concatenate([hello, gap, counting]), sr, subtype="PCM_16")
+    out = tmp_path / "out.wav"
+    cmd = kiosk_cmd(served, inp, out, "--token", TOKEN, "--turns", "1")
+    cmd[cmd.index("--max-tokens") + 1] = "64"  # a reply far longer than the gap
+    run = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    log = run.stderr
+    assert run.returncode == 0, log
+    # the flush stopped the first reply (what a kiosk drops after it: tests/kiosk/test_core.py)
+    assert re.search(r"resp_1: cancelled \(turn_detected\), [\d.]+ s played", log), log
+    assert re.search(r"resp_2: completed", log), log
+    assert len(LATENCY.findall(log)) == 2, log
+    assert "Traceback" not in log
