@@ -79,10 +79,16 @@ def _rate_for(sd: ModuleType, device: int | str | None, kind: str, wanted: int) 
 
 
 class DeviceAudio:
-    """The default (or the chosen) microphone and loudspeaker."""
+    """The default (or the chosen) microphone and loudspeaker. `sd` is the `sounddevice`
+    module (tests pass a stand-in that paces its callbacks like a sound card)."""
 
-    def __init__(self, input_device: int | str | None, output_device: int | str | None) -> None:
-        self.sd = import_sounddevice()
+    def __init__(
+        self,
+        input_device: int | str | None,
+        output_device: int | str | None,
+        sd: ModuleType | None = None,
+    ) -> None:
+        self.sd = sd or import_sounddevice()
         self.input_device = input_device
         self.output_device = output_device
         self._queue: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(limits.MIC_QUEUE_CHUNKS)

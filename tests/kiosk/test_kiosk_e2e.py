@@ -6,6 +6,8 @@ no sound card here) and real recorded speech from pytest-audioeval.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import queue
 import re
@@ -242,3 +244,38 @@ def test_speaking_over_a_reply_cuts_it_and_the_next_reply_plays(
     assert re.search(r"resp_2: completed", log), log
     assert len(LATENCY.findall(log)) == 2, log
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("rates", [{16_000, 24_000}, {48_000}], ids=["wire-rates", "48k-only"])
+async def test_device_mode_plays_the_reply_on_the_speaker_and_closes_the_devices(
+    served: int, rates: set[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`DeviceAudio` over a stand-in sound card (there is none here) that keeps real time;
+    a card that only takes 48 kHz makes both directions go through the resamplers."""
+    from fake_sounddevice import FakeSoundDevice
+
+    from engine.audio import decode_pcm16
+    from kiosk.app import Kiosk, KioskConfig
+    from kiosk.core import KioskCore, SessionOptions
+    from kiosk.devices import DeviceAudio
+
+    mic_rate = min(rates)
+    card = FakeSoundDevice(
+        decode_pcm16(audioeval_clip("hello_world").read_bytes(), target_rate=mic_rate), rates
+    )
+    core = KioskCore(SessionOptions(max_output_tokens=12))
+    url = f"ws://127.0.0.1:{served}"
+    kiosk = Kiosk(KioskConfig(url=url, token=TOKEN, retry_for_s=30), core)
+    caplog.set_level(logging.INFO, logger="bitvoice.kiosk")
+
+    async def stop_after_the_reply() -> None:
+        while not (core.completed_replies >= 1 and core.player.idle):  # noqa: ASYNC110  (state the kiosk owns)
+            await asyncio.sleep(0.05)
+        kiosk.request_stop()
+
+    async with asyncio.timeout(120):
+        await asyncio.gather(kiosk.run(DeviceAudio(None, None, sd=card)), stop_after_the_reply())
+    assert sorted(card.opened) == sorted(card.closed) == ["input", "output"]
+    assert any(LATENCY.search(r.getMessage()) for r in caplog.records), caplog.text
+    played = np.concatenate(card.speaker)
+    assert np.abs(played.astype(np.int32)).max() > 1000  # the reply came out of the speaker
