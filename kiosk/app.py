@@ -203,6 +203,8 @@ class Kiosk:
                     self.call(functools.partial(KioskCore.receive_binary, data=frame, now=now))
                 else:
                     self.call(functools.partial(KioskCore.receive_text, data=frame, now=now))
+                if self.core.incompatible:
+                    raise KioskError(self.core.incompatible)
                 await self.flush()
 
     async def _close(self) -> None:

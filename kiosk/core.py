@@ -137,6 +137,7 @@ class KioskCore:
         self._ids = itertools.count(1)
         self.completed_replies = 0  # responses that ended `completed` (across connections)
         self.quit_requested = False
+        self.incompatible: str | None = None  # why this server cannot be used (then stop)
         self._new_connection_state()
 
     def _new_connection_state(self) -> None:
@@ -214,6 +215,13 @@ class KioskCore:
         match msg:
             case m.SessionCreated(session=s):
                 self._events.append(Connected(s.id, s.model, s.notice))
+                formats = (s.input_audio_format, s.output_audio_format)
+                if formats != (limits.INPUT_FORMAT, limits.OUTPUT_FORMAT):
+                    self.incompatible = (
+                        f"the server declares audio {formats[0]} in, {formats[1]} out; this "
+                        f"kiosk speaks {limits.INPUT_FORMAT} in, {limits.OUTPUT_FORMAT} out"
+                    )
+                    return
                 self._send(self._session_update())
                 self.session_sent = True
             case m.SessionUpdated():

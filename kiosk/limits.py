@@ -14,6 +14,10 @@ from realtime import limits as rt_limits
 # --- the wire (owned by the server) -----------------------------------------------------------
 INPUT_RATE: Final = rt_limits.INPUT_RATE  # microphone PCM16 LE mono the server expects
 OUTPUT_RATE: Final = rt_limits.OUTPUT_RATE  # reply PCM16 LE mono the server sends
+# The formats a session declares (`session.created`); a server that declares others is one
+# this kiosk cannot talk to, and it says so instead of playing noise.
+INPUT_FORMAT: Final = f"pcm16le/{INPUT_RATE}/mono"
+OUTPUT_FORMAT: Final = f"pcm16le/{OUTPUT_RATE}/mono"
 
 # --- microphone ---------------------------------------------------------------------------------
 MIC_CHUNK_MS: Final = 20  # one binary frame of microphone audio (the web client's size too)

@@ -239,3 +239,13 @@ def test_a_server_message_it_does_not_know_is_ignored() -> None:
     core.receive_text('{"type":"bitvoice.something_new","x":1}', 0.0)
     core.receive_binary(b"not a frame", 0.0)
     assert core.data_to_send() == [] and core.events_received() == []
+
+
+def test_a_server_that_declares_other_audio_formats_is_not_used() -> None:
+    core = KioskCore()
+    core.connection_made()
+    state = m.SessionState(id="s", input_audio_format="pcm16le/8000/mono")
+    feed(core, m.SessionCreated(session=state))
+    assert core.incompatible is not None and "pcm16le/8000/mono" in core.incompatible
+    core.mic_audio(b"\x00\x00" * 320, 0.0)
+    assert core.data_to_send() == []  # no session.update, no audio in a format it cannot take

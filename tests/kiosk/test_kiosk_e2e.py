@@ -235,7 +235,7 @@ def test_speaking_over_a_reply_cuts_it_and_the_next_reply_plays(
     sf.write(inp, np.concatenate([hello, gap, counting]), sr, subtype="PCM_16")
     out = tmp_path / "out.wav"
     cmd = kiosk_cmd(served, inp, out, "--token", TOKEN, "--turns", "1")
-    cmd[cmd.index("--max-tokens") + 1] = "64"  # a reply far longer than the gap
+    cmd[cmd.index("--max-tokens") + 1] = "32"  # a reply longer than the gap
     run = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     log = run.stderr
     assert run.returncode == 0, log
