@@ -92,7 +92,7 @@ class Kiosk:
         (no session within `retry_for_s`), or what the audio side raises.
         """
         tasks = [
-            asyncio.create_task(self._connection_loop(audio), name="kiosk-connection"),
+            asyncio.create_task(self._connection_loop(), name="kiosk-connection"),
             asyncio.create_task(self._ticker(audio), name="kiosk-ticker"),
             asyncio.create_task(audio.run(self), name="kiosk-audio"),
             asyncio.create_task(self._stop.wait(), name="kiosk-stop"),
@@ -136,11 +136,11 @@ class Kiosk:
             await self.flush()
             await asyncio.sleep(limits.TICK_S)
 
-    async def _connection_loop(self, audio: AudioSide) -> None:
+    async def _connection_loop(self) -> None:
         failures = 0
         since = time.monotonic()  # last time a session was up (or the start)
         while True:
-            started = await self._one_connection(audio)
+            started = await self._one_connection()
             if started:
                 failures, since = 0, time.monotonic()
             budget = self.config.retry_for_s
@@ -154,7 +154,7 @@ class Kiosk:
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
-    async def _one_connection(self, audio: AudioSide) -> bool:
+    async def _one_connection(self) -> bool:
         """One connection, from connect to close; True when its session had started."""
         try:
             ws = await connect(
@@ -183,7 +183,7 @@ class Kiosk:
         self.call(lambda core: core.connection_made())
         self.ws = ws
         try:
-            await self._receive(ws, audio)
+            await self._receive(ws)
         finally:
             self.ws = None
             started = self.core.started
@@ -195,14 +195,13 @@ class Kiosk:
         )
         return started
 
-    async def _receive(self, ws: ClientConnection, audio: AudioSide) -> None:
+    async def _receive(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for frame in ws:
-                now = audio.clock()
                 if isinstance(frame, bytes):
-                    self.call(functools.partial(KioskCore.receive_binary, data=frame, now=now))
+                    self.call(functools.partial(KioskCore.receive_binary, data=frame))
                 else:
-                    self.call(functools.partial(KioskCore.receive_text, data=frame, now=now))
+                    self.call(functools.partial(KioskCore.receive_text, data=frame))
                 if self.core.incompatible:
                     raise KioskError(self.core.incompatible)
                 await self.flush()

@@ -3,7 +3,7 @@
 `KioskCore` is the client side of `realtime/PROTOCOL.md` as a state machine, in the manner of
 the `websockets` library's sans-I/O protocol: the glue feeds it what happened (a server frame,
 a microphone chunk, a speaker block wanted, a key, a tick of the clock, the connection lost)
-with the time it happened, and collects what to do: frames to send (`data_to_send`) and
+with the time it happened where time matters, and collects what to do: frames to send (`data_to_send`) and
 things to tell the person (`events_received`). Tests drive it by plain calls.
 
 What it owns:
@@ -141,7 +141,6 @@ class KioskCore:
         self._new_connection_state()
 
     def _new_connection_state(self) -> None:
-        self.connected = False
         self.session_sent = False  # our session.update is out: microphone audio may follow
         self.started = False  # the server confirmed the session (`session.updated`)
         self.current_turn: int | None = None
@@ -157,6 +156,8 @@ class KioskCore:
         self._speech_end_at: float | None = None
         self._last_report: tuple[int, int] = (-1, 0)  # (turn, played) last reported
         self._last_report_at = float("-inf")
+        self._sent_since_tick = False
+        self._last_sent_at: float | None = None  # (tick time) something last went out
 
     # --- what the glue collects ---------------------------------------------------------------
 
@@ -186,7 +187,6 @@ class KioskCore:
         """A new WebSocket is open; the server speaks first (`session.created`)."""
         self._new_connection_state()
         self.player.reset()
-        self.connected = True
 
     def connection_lost(self) -> None:
         """The WebSocket is gone: stop playing; the next server session starts afresh."""
@@ -195,15 +195,15 @@ class KioskCore:
 
     # --- server frames --------------------------------------------------------------------------
 
-    def receive_text(self, data: str | bytes, now: float) -> None:
-        """One JSON frame from the server. Undecodable frames are reported, not raised."""
+    def receive_text(self, data: str | bytes) -> None:
+        """One JSON frame from the server. A frame it cannot decode is ignored, never raised."""
         try:
             msg = m.decode_server(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return  # a newer server's message we do not know: PROTOCOL.md says ignore it
-        self._on_message(msg, now)
+        self._on_message(msg)
 
-    def receive_binary(self, data: bytes, now: float) -> None:
+    def receive_binary(self, data: bytes) -> None:
         """One reply audio frame: played only when it belongs to the current response."""
         try:
             frame = m.unpack_audio_frame(data)
@@ -211,7 +211,7 @@ class KioskCore:
             return
         self._play(frame.turn, frame.pcm)
 
-    def _on_message(self, msg: m.ServerMessage, now: float) -> None:
+    def _on_message(self, msg: m.ServerMessage) -> None:
         match msg:
             case m.SessionCreated(session=s):
                 self._events.append(Connected(s.id, s.model, s.notice))
@@ -327,6 +327,7 @@ class KioskCore:
         self._anchors.append((self._mic_samples, captured_at))
         self._mic_samples += len(pcm) // 2
         self._out.append(pcm)
+        self._sent_since_tick = True
 
     def _capture_time(self, audio_ms: int) -> float | None:
         """When the microphone captured the sample `audio_ms` into the session (None: the
@@ -351,7 +352,9 @@ class KioskCore:
         return pulled.pcm
 
     def tick(self, now: float) -> None:
-        """Housekeeping: report the played position of the running reply now and then."""
+        """Housekeeping: report the played position of the running reply now and then, and
+        keep a silent session open (`KEEPALIVE_S`)."""
+        self._keepalive(now)
         if not self.response_running or self.current_turn != self.player.turn:
             return
         if now - self._last_report_at < limits.PLAYBACK_REPORT_INTERVAL_S:
@@ -361,6 +364,17 @@ class KioskCore:
             return
         self._report(*position)
         self._last_report_at = now
+
+    def _keepalive(self, now: float) -> None:
+        if not self.session_sent:
+            return
+        if self._sent_since_tick or self._last_sent_at is None:
+            self._sent_since_tick = False
+            self._last_sent_at = now
+        elif now - self._last_sent_at >= limits.KEEPALIVE_S:
+            self._send(m.Ping(event_id=self._event_id()))
+            self._sent_since_tick = False
+            self._last_sent_at = now
 
     def _report(self, turn: int, played: int) -> None:
         self._last_report = (turn, played)
@@ -447,6 +461,7 @@ class KioskCore:
 
     def _send(self, msg: m.ClientMessage) -> None:
         self._out.append(m.encode(msg).decode())
+        self._sent_since_tick = True
 
     def _event_id(self) -> str:
         return f"k_{next(self._ids)}"

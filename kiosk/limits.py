@@ -39,6 +39,10 @@ MAX_QUEUED_SAMPLES: Final = OUTPUT_RATE * 60  # a runaway sender cannot exhaust 
 # takes the smaller of its own estimate and the last report, so a stale report only ever
 # shortens what the history keeps as heard by at most this much.
 PLAYBACK_REPORT_INTERVAL_S: Final = 0.2
+# A kiosk in push-to-talk sends nothing while nobody talks; the server closes a connection
+# with no client message for --idle-timeout (default 300 s), so a `bitvoice.ping` goes out
+# after this long without any frame sent.
+KEEPALIVE_S: Final = 60.0
 TICK_S: Final = 0.05  # the async side's housekeeping period (reports, logs, key effects)
 
 # --- connection ---------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from realtime import messages as m
 SR = kl.OUTPUT_RATE
 
 
-def feed(core: KioskCore, msg: m.ServerMessage, now: float = 0.0) -> None:
-    core.receive_text(m.encode(msg), now)
+def feed(core: KioskCore, msg: m.ServerMessage) -> None:
+    core.receive_text(m.encode(msg))
 
 
 def sent(core: KioskCore) -> list[m.ClientMessage]:
@@ -80,10 +80,10 @@ def test_microphone_audio_waits_for_the_session_then_goes_out_in_order() -> None
 
 def test_only_the_current_response_plays() -> None:
     core = started()
-    core.receive_binary(audio(1, 0, 2400), 0.0)  # before response.created: not current
+    core.receive_binary(audio(1, 0, 2400))  # before response.created: not current
     respond(core, 2)
-    core.receive_binary(audio(1, 0, 2400), 0.0)  # an older response: stale
-    core.receive_binary(audio(2, 0, 2400, value=7), 0.0)
+    core.receive_binary(audio(1, 0, 2400))  # an older response: stale
+    core.receive_binary(audio(2, 0, 2400, value=7))
     out = core.render(2400, 1.0)
     assert (out == 7).all()
 
@@ -91,20 +91,20 @@ def test_only_the_current_response_plays() -> None:
 def test_barge_in_flush_silences_the_reply_and_drops_its_late_frames() -> None:
     core = started()
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 4800), 0.0)
+    core.receive_binary(audio(1, 0, 4800))
     assert core.render(2400, 0.0).any()
     feed(
         core, m.ResponseOutputAudioFlush(response_id="resp_1", offset=4800, reason="turn_detected")
     )
     assert not core.render(2400, 0.1).any()  # the queued half never plays
-    core.receive_binary(audio(1, 4800, 2400), 0.1)  # a frame the server had in flight
+    core.receive_binary(audio(1, 4800, 2400))  # a frame the server had in flight
     assert not core.render(2400, 0.2).any()
     done(core, 1, "cancelled", "turn_detected")
     [event] = [e for e in core.events_received() if isinstance(e, ReplyDone)]
     assert event.status == "cancelled" and event.reason == "turn_detected"
     assert event.played_samples == 2400  # what was heard before the flush, not 0
     respond(core, 2)  # the next reply plays
-    core.receive_binary(audio(2, 0, 2400, value=9), 0.3)
+    core.receive_binary(audio(2, 0, 2400, value=9))
     feed(core, m.ResponseOutputAudioDone(response_id="resp_2", samples=2400))
     assert (core.render(2400, 0.3) == 9).all()
 
@@ -112,7 +112,7 @@ def test_barge_in_flush_silences_the_reply_and_drops_its_late_frames() -> None:
 def test_a_reply_that_ended_other_than_completed_never_plays_again() -> None:
     core = started()
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 4800), 0.0)
+    core.receive_binary(audio(1, 0, 4800))
     done(core, 1, "failed", "error")
     assert not core.render(4800, 0.0).any()
 
@@ -120,14 +120,14 @@ def test_a_reply_that_ended_other_than_completed_never_plays_again() -> None:
 def test_a_new_connection_forgets_the_old_turn_numbers() -> None:
     core = started()
     respond(core, 3)
-    core.receive_binary(audio(3, 0, 4800), 0.0)
+    core.receive_binary(audio(3, 0, 4800))
     core.connection_lost()
     assert not core.render(4800, 0.0).any() and core.player.idle
     assert core.data_to_send() == []
     core.connection_made()
     feed(core, m.SessionCreated(session=m.SessionState(id="s2")))
     respond(core, 1)  # numbering restarts on the new server session
-    core.receive_binary(audio(1, 0, 2400, value=5), 0.0)
+    core.receive_binary(audio(1, 0, 2400, value=5))
     feed(core, m.ResponseOutputAudioDone(response_id="resp_1", samples=2400))
     assert (core.render(2400, 0.0) == 5).all()
 
@@ -143,7 +143,7 @@ def test_latency_runs_from_the_capture_of_the_last_word_to_the_first_sample_hear
     feed(core, m.InputAudioBufferSpeechStopped(item_id="item_1", audio_end_ms=1230))
     feed(core, m.InputAudioBufferCommitted(item_id="item_1"))
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 4800), 11.9)
+    core.receive_binary(audio(1, 0, 4800))
     core.render(1200, 12.0)  # prebuffer met: the block heard at 12.0 starts the reply
     [event] = [e for e in core.events_received() if isinstance(e, ReplyStarted)]
     assert event.response_id == "resp_1"
@@ -153,7 +153,7 @@ def test_latency_runs_from_the_capture_of_the_last_word_to_the_first_sample_hear
 def test_playback_is_reported_while_the_reply_runs_and_not_more_often_than_the_interval() -> None:
     core = started()
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 24000), 0.0)
+    core.receive_binary(audio(1, 0, 24000))
     core.render(4800, 0.0)
     core.tick(0.0)
     core.render(2400, 0.1)
@@ -173,7 +173,7 @@ def test_playback_is_reported_while_the_reply_runs_and_not_more_often_than_the_i
 def test_stop_key_silences_reports_what_was_heard_and_cancels() -> None:
     core = started()
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 24000), 0.0)
+    core.receive_binary(audio(1, 0, 24000))
     core.render(3600, 0.0)
     core.key("s", 0.2)
     assert not core.render(2400, 0.2).any()
@@ -187,7 +187,7 @@ def test_stop_key_silences_reports_what_was_heard_and_cancels() -> None:
 def test_pause_key_silences_here_and_asks_the_server_to_hold_then_resumes() -> None:
     core = started()
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 9600, value=3), 0.0)
+    core.receive_binary(audio(1, 0, 9600, value=3))
     core.render(2400, 0.0)
     core.key("p", 0.1)
     assert not core.render(2400, 0.1).any()
@@ -211,7 +211,7 @@ def test_push_to_talk_sends_audio_only_while_talking_and_ends_the_turn() -> None
     assert core.data_to_send() == []
     feed(core, m.InputAudioBufferCommitted(item_id="item_1"))
     respond(core, 1)  # latency counts from the key release
-    core.receive_binary(audio(1, 0, 2400), 0.6)
+    core.receive_binary(audio(1, 0, 2400))
     feed(core, m.ResponseOutputAudioDone(response_id="resp_1", samples=2400))
     core.render(480, 0.9)
     [event] = [e for e in core.events_received() if isinstance(e, ReplyStarted)]
@@ -226,7 +226,7 @@ def test_idle_only_when_every_turn_is_answered_and_played_out() -> None:
     feed(core, m.InputAudioBufferCommitted(item_id="item_1"))
     assert not core.idle  # committed, not answered yet
     respond(core, 1)
-    core.receive_binary(audio(1, 0, 2400), 0.0)
+    core.receive_binary(audio(1, 0, 2400))
     done(core, 1)
     assert not core.idle  # still playing
     core.render(2400, 0.0)
@@ -236,8 +236,8 @@ def test_idle_only_when_every_turn_is_answered_and_played_out() -> None:
 
 def test_a_server_message_it_does_not_know_is_ignored() -> None:
     core = started()
-    core.receive_text('{"type":"bitvoice.something_new","x":1}', 0.0)
-    core.receive_binary(b"not a frame", 0.0)
+    core.receive_text('{"type":"bitvoice.something_new","x":1}')
+    core.receive_binary(b"not a frame")
     assert core.data_to_send() == [] and core.events_received() == []
 
 
@@ -249,3 +249,17 @@ def test_a_server_that_declares_other_audio_formats_is_not_used() -> None:
     assert core.incompatible is not None and "pcm16le/8000/mono" in core.incompatible
     core.mic_audio(b"\x00\x00" * 320, 0.0)
     assert core.data_to_send() == []  # no session.update, no audio in a format it cannot take
+
+
+def test_a_silent_push_to_talk_session_is_kept_open_with_pings() -> None:
+    core = started(SessionOptions(push_to_talk=True))
+    core.tick(0.0)
+    core.tick(kl.KEEPALIVE_S - 1)
+    assert sent(core) == []
+    core.tick(kl.KEEPALIVE_S + 0.1)
+    assert [type(x) for x in sent(core)] == [m.Ping]
+    core.key(" ", kl.KEEPALIVE_S + 5)  # talking sends frames: no ping needed for a while
+    core.data_to_send()
+    core.tick(kl.KEEPALIVE_S + 5)
+    core.tick(2 * kl.KEEPALIVE_S + 4)
+    assert sent(core) == []
