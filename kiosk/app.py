@@ -167,9 +167,9 @@ class Kiosk:
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
-                what = "token" if status == 401 else "origin"
+                why = "wrong or missing token" if status == 401 else "token or Origin not accepted"
                 raise ServerRefusedError(
-                    f"the server refused this client (HTTP {status}: wrong or missing {what}; "
+                    f"the server refused this client (HTTP {status}: {why}; "
                     "pass --token or set BITVOICE_TOKEN)"
                 ) from None
             log.warning("server answered HTTP %s", status)

@@ -140,10 +140,18 @@ def loud_ranges(pcm: np.ndarray, rate: int, threshold: int = 500) -> tuple[float
     return loud[0] / rate, loud[-1] / rate
 
 
+@pytest.mark.parametrize("form", ["as-recorded", "44k-stereo"])
 def test_file_mode_runs_a_conversation_and_writes_the_reply_where_it_was_heard(
-    served: int, tmp_path: Path
+    served: int, tmp_path: Path, form: str
 ) -> None:
-    clip = audioeval_clip("hello_world")
+    clip = audioeval_clip("hello_world")  # 16 kHz mono float
+    if form == "44k-stereo":  # the kiosk converts to what the session declares it takes
+        from engine.audio import resample
+
+        speech, sr = sf.read(clip, dtype="float32")
+        wide = resample(speech, sr, 44_100)
+        clip = tmp_path / "hello_44k_stereo.wav"
+        sf.write(clip, np.stack([wide, wide * 0.5], axis=1), 44_100, subtype="PCM_16")
     out = tmp_path / "out.wav"
     cmd = kiosk_cmd(served, clip, out, "--token", TOKEN)
     run = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=180)
