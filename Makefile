@@ -12,10 +12,11 @@ install: ## install bitvoice in place with every extra (voice engines, registry 
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[all]'
 
-system-deps: ## Debian packages the tests use (espeak-ng, chromium, node), installed if missing
-	@if ! command -v espeak-ng >/dev/null || ! test -x /usr/bin/chromium || ! command -v node >/dev/null; then \
+system-deps: ## Debian packages the tests use (espeak-ng, chromium, node, PortAudio), installed if missing
+	@if ! command -v espeak-ng >/dev/null || ! test -x /usr/bin/chromium || ! command -v node >/dev/null \
+			|| ! ldconfig -p | grep -q libportaudio.so.2; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng chromium \
-			$$(command -v node >/dev/null || echo nodejs) >/dev/null; \
+			libportaudio2 $$(command -v node >/dev/null || echo nodejs) >/dev/null; \
 	fi
 
 run: install ## install, then start the voice server on http://127.0.0.1:8765
@@ -25,8 +26,8 @@ test: system-deps install ## install everything, then run the whole suite (and t
 	scripts/run_tests.sh
 
 lint: ## ruff check + format check
-	$(PY) -m ruff check engine realtime tests bench
-	$(PY) -m ruff format --check engine realtime tests bench
+	$(PY) -m ruff check engine realtime kiosk tests bench
+	$(PY) -m ruff format --check engine realtime kiosk tests bench
 
 types: ## mypy --strict
 	$(PY) -m mypy

@@ -5,6 +5,7 @@
     bitvoice list                                       what the store holds
     bitvoice chat ORG/NAME                              terminal chat (/new resets, q quits)
     bitvoice serve ...                                  the realtime WebSocket server
+    bitvoice kiosk ...                                  headless client: microphone, speaker
     bitvoice bench [--model ID]                         benchmarks (LLM quick bench, or bench/)
 
 Errors print one line on stderr and exit non-zero (1: bad request or
@@ -145,6 +146,11 @@ def cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     return int(code or 0)
 
 
+def cmd_kiosk(args: argparse.Namespace, rest: list[str]) -> int:
+    kiosk = importlib.import_module("kiosk.cli")
+    return int(kiosk.main(rest))
+
+
 def _bench_llm(args: argparse.Namespace, stdout: TextIO) -> int:
     """Prefill and decode speed of one model on this machine (greedy, fixed prompt)."""
     import platform
@@ -232,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )  # fmt: skip
 
+    sub.add_parser(
+        "kiosk", help="headless client for a box with a microphone and a loudspeaker "
+        "(options: bitvoice kiosk --help)", add_help=False,
+    )  # fmt: skip
+
     bench = sub.add_parser("bench", help="run benchmarks (LLM quick bench with --model)")
     bench.add_argument("--model", help="store ID: quick prefill/decode bench of this LLM")
     bench.add_argument("--threads", type=int, default=0)
@@ -249,8 +260,8 @@ def main(
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     parser = build_parser()
-    # `serve` and `bench` pass what they do not know to the program behind them.
-    if args_list[:1] == ["serve"]:
+    # `serve`, `kiosk` and `bench` pass what they do not know to the program behind them.
+    if args_list[:1] in (["serve"], ["kiosk"]):
         args, rest = parser.parse_args(args_list[:1]), args_list[1:]
     elif args_list[:1] == ["bench"]:
         args, rest = parser.parse_known_args(args_list)
@@ -267,6 +278,8 @@ def main(
             return cmd_chat(args, stdin, stdout)
         if args.command == "serve":
             return cmd_serve(args, rest)
+        if args.command == "kiosk":
+            return cmd_kiosk(args, rest)
         return cmd_bench(args, rest, stdout)
     except BitvoiceError as exc:
         print(f"bitvoice {args.command}: error: {exc.message}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("engine", "realtime")
+PACKAGES = ("engine", "realtime", "kiosk")
 MAX_FUNCTION_LINES = 80
 
 
