@@ -151,6 +151,7 @@ class KioskCore:
         self.pending_commits = 0  # committed user turns not yet answered by response.created
         self.talking = False  # push-to-talk: the key is "down"
         self.paused = False
+        self.held = False  # bitvoice.audio.hold: stopped until released or flushed
         self._mic_samples = 0  # samples sent since the session started (the server's clock)
         self._anchors: deque[tuple[int, float]] = deque(maxlen=limits.MIC_ANCHORS)
         self._speech_end_at: float | None = None
@@ -246,7 +247,17 @@ class KioskCore:
                 if turn is not None and turn not in self.flushed:
                     self.player.end(turn)
             case m.ResponseOutputAudioFlush(response_id=rid):
+                self.held = False
+                self.player.paused = self.paused
                 self._flush(m.turn_of_response_id(rid))
+            case m.ResponseOutputAudioHold():
+                # the user may be talking over the reply: stop at once, keep the queue
+                self.held = True
+                self.player.paused = True
+            case m.ResponseOutputAudioRelease():
+                # it was a backchannel: play on (unless the user paused it meanwhile)
+                self.held = False
+                self.player.paused = self.paused
             case m.Metrics(response_id=rid, metrics=metrics):
                 self._events.append(ReplyMetrics(rid, metrics))
             case m.ResponseDone(response=r):
@@ -412,7 +423,7 @@ class KioskCore:
         if not self.started:
             return
         self.paused = not self.paused
-        self.player.paused = self.paused
+        self.player.paused = self.paused or self.held
         if self.paused:
             self._send(m.Pause(event_id=self._event_id()))
         else:

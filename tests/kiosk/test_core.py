@@ -109,6 +109,18 @@ def test_barge_in_flush_silences_the_reply_and_drops_its_late_frames() -> None:
     assert (core.render(2400, 0.3) == 9).all()
 
 
+def test_hold_stops_the_reply_at_once_and_release_plays_on_from_there() -> None:
+    core = started()
+    respond(core, 1)
+    core.receive_binary(audio(1, 0, 4800, value=5))
+    assert (core.render(1200, 0.0) == 5).all()
+    feed(core, m.ResponseOutputAudioHold(response_id="resp_1", offset=1200))
+    assert not core.render(1200, 0.05).any()  # held: silent, the queue kept
+    feed(core, m.ResponseOutputAudioRelease(response_id="resp_1", offset=1200))
+    assert (core.render(3600, 0.1) == 5).all()  # the rest of the reply, nothing lost
+    assert not core.render(1200, 0.3).any()
+
+
 def test_a_reply_that_ended_other_than_completed_never_plays_again() -> None:
     core = started()
     respond(core, 1)
