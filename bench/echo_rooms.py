@@ -21,6 +21,7 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.signal import fftconvolve, resample_poly
@@ -39,7 +40,9 @@ from realtime.protocol import (
 __all__ = [
     "REPLY_TEXT",
     "Room",
+    "RoomClient",
     "RoomRun",
+    "WireRun",
     "click",
     "cough",
     "noise_burst",
@@ -233,3 +236,120 @@ def _apply(
         for out in p.barge_in_transcript(o.item_id, o.asked, text, t):
             held = _apply(out, p, run, t, held, transcribe, lead_in_s)
     return held
+
+
+# ---- the same room around a real client on a real WebSocket -----------------------------------
+
+
+@dataclass
+class WireRun:
+    """What a `RoomClient` saw, times in seconds from the reply's first audio (client clock)."""
+
+    first_audio: float | None = None
+    holds: list[float] = field(default_factory=list)
+    releases: list[float] = field(default_factory=list)
+    flushes: list[float] = field(default_factory=list)
+    backchannels: list[str] = field(default_factory=list)
+    transcripts: list[str] = field(default_factory=list)
+    done: list[m.ResponseInfo] = field(default_factory=list)
+    played: int = 0  # reply samples the speaker played
+
+
+class RoomClient:
+    """A client whose speaker plays the reply into `room` and whose microphone hears it.
+
+    It streams the microphone in real time from the start (20 ms chunks: the room's echo of
+    what the speaker played, its noise floor, and `sounds` at their times after the reply's
+    first audio), plays reply frames as they come (stopping on `bitvoice.audio.hold`, on again
+    after `release`, dropping on `flush`), and records what the server said.
+    """
+
+    def __init__(self, ws: Any, room: Room, sounds: Sequence[tuple[float, np.ndarray]] = ()):
+        self.ws, self.room, self.sounds = ws, room, list(sounds)
+        self.run = WireRun()
+        self._queue = bytearray()  # reply PCM16 24 kHz received, not yet played
+        self._held = False
+        self._h = room.impulse_response() * 10 ** (room.gain_db / 20.0)
+        self._delay = int(room.delay_ms * RATE / 1000)
+        self._speaker = np.zeros(0)
+        self._noise = np.random.default_rng(room.seed + 100)
+        self._t0 = 0.0
+
+    def _now(self) -> float:
+        import asyncio
+
+        return asyncio.get_running_loop().time() - self._t0
+
+    async def receive(self, until: Callable[[WireRun], bool]) -> None:
+        """Read server messages until `until(run)` holds."""
+        while not until(self.run):
+            raw = await self.ws.recv()
+            if isinstance(raw, bytes):
+                frame = m.unpack_audio_frame(raw)
+                self._queue += frame.pcm  # kept while held: a release plays it
+                if self.run.first_audio is None:
+                    self.run.first_audio = self._now()
+                continue
+            self._on_message(m.decode_server(raw))
+
+    def _on_message(self, msg: Any) -> None:
+        run, first = self.run, self.run.first_audio or 0.0
+        if isinstance(msg, m.ResponseOutputAudioHold):
+            self._held = True
+            run.holds.append(self._now() - first)
+        elif isinstance(msg, m.ResponseOutputAudioRelease):
+            self._held = False
+            run.releases.append(self._now() - first)
+        elif isinstance(msg, m.ResponseOutputAudioFlush):
+            self._held = False
+            self._queue.clear()
+            run.flushes.append(self._now() - first)
+        elif isinstance(msg, m.Backchannel):
+            run.backchannels.append(msg.transcript)
+        elif isinstance(msg, m.ConversationItemInputAudioTranscriptionCompleted):
+            run.transcripts.append(msg.transcript)
+        elif isinstance(msg, m.ResponseDone):
+            run.done.append(msg.response)
+
+    async def microphone(
+        self, seconds: float, until: Callable[[WireRun], bool] = lambda r: bool(r.done)
+    ) -> None:
+        """Stream microphone audio in real time until `until(run)` (at most `seconds`)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        chunks = int(seconds * RATE / CHUNK)
+        self._speaker = np.zeros(chunks * CHUNK + self._delay + RATE)
+        user = np.zeros_like(self._speaker)
+        for k in range(chunks):
+            if until(self.run):
+                break
+            at = self._t0 + (k + 1) * CHUNK / RATE
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            pos = k * CHUNK
+            if self.run.first_audio is not None and self.sounds:
+                for when, sound in self.sounds:
+                    s = int((self.run.first_audio + when) * RATE)
+                    user[s : s + len(sound)] += sound[: max(0, len(user) - s)] * 32767.0
+                self.sounds = []
+            self._play(pos)
+            lo = max(0, pos - len(self._h) + 1)
+            echo = fftconvolve(self._speaker[lo : pos + CHUNK], self._h)[
+                pos - lo : pos - lo + CHUNK
+            ]
+            noise = self._noise.standard_normal(CHUNK) * 32767 * 10 ** (self.room.noise_dbfs / 20)
+            mic = np.clip(np.round(echo + user[pos : pos + CHUNK] + noise), -32768, 32767)
+            await self.ws.send(mic.astype("<i2").tobytes())
+
+    def _play(self, pos: int) -> None:
+        """The speaker plays the next 20 ms of queued reply unless held."""
+        if self._held or not self._queue:
+            return
+        n = min(len(self._queue), 2 * 480)
+        pcm = np.frombuffer(bytes(self._queue[:n]), "<i2").astype(np.float64)
+        del self._queue[:n]
+        self.run.played += len(pcm)
+        out = resample_poly(pcm, 2, 3)
+        at = pos + self._delay
+        self._speaker[at : at + len(out)] += out[: max(0, len(self._speaker) - at)]

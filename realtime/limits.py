@@ -48,8 +48,10 @@ SPECULATIVE_PAUSE_MS: Final = 90
 COMPLETE_TURN_SILENCE_MS: Final[int | None] = None
 # Speech over a playing reply holds it at once (realtime.bargein); it is a real barge-in when
 # it goes on this long after its start (backchannels such as "mm-hmm", "yeah", "okay" are
-# 250-500 ms), or when its transcript is more than BACKCHANNEL_MAX_WORDS acknowledging words.
-BACKCHANNEL_MAX_MS: Final = 700
+# 250-700 ms; espeak-ng says "yeah" in 660), or when its transcript is more than
+# BACKCHANNEL_MAX_WORDS acknowledging words. The reply is already silent from the hold on, so a
+# longer limit costs the user nothing; it only decides when the held reply is dropped.
+BACKCHANNEL_MAX_MS: Final = 1000
 BACKCHANNEL_MAX_WORDS: Final = 3
 
 # --- reply audio -------------------------------------------------------------------------------

@@ -449,6 +449,7 @@ class Conversation:
             with contextlib.suppress(BitvoiceError):
                 update = await stream.transcribe_buffer(self._language(self.core.session))
                 text = update.text.strip()
+        log.debug("speech over the reply (%s) reads %r", o.item_id, text)
         self.emit(self.core.barge_in_transcript(o.item_id, o.asked, text, self.clock()))
 
     def _keep_backchannel(self, text: str) -> None:

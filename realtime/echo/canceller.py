@@ -16,6 +16,7 @@ told from the echo's residue (the barge-in gate, `realtime.vad`).
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,11 @@ class EchoCanceller:
         self._mic_carry = b""
         self._ref_carry = np.zeros(0, dtype=np.float32)
         self.echo_peak_db = 0.0  # the reference level, held at its recent peak
-        self.residue_db = limits.ECHO_RESIDUE_START_DB  # cleaned over reference, learnt
+        window = round(limits.ECHO_WINDOW_S * limits.RATE / limits.FRAME_SAMPLES)
+        # raw and cleaned levels over the reference's peak, in dB (see limits: the prior fills
+        # the windows until a window of reply has been measured)
+        self._coupling = collections.deque([limits.ECHO_PRIOR_DB] * window, maxlen=window)
+        self._residue = collections.deque([limits.ECHO_PRIOR_DB] * window, maxlen=window)
 
     @property
     def echo_guard_db(self) -> float | None:
@@ -63,19 +68,36 @@ class EchoCanceller:
         recently cannot explain; None while no echo plays."""
         if self.echo_peak_db < limits.ECHO_ACTIVE_DB:
             return None
-        return self.echo_peak_db + self.residue_db + limits.ECHO_GUARD_MARGIN_DB
+        left = min(max(self._residue), self.coupling_db)  # cleaned never exceeds the input
+        return self.echo_peak_db + left + limits.ECHO_GUARD_MARGIN_DB
 
-    def _learn(self, ref: np.ndarray, cleaned: bytes) -> None:
-        """One 10 ms frame: follow the reference's peak and the residue the canceller leaves."""
+    @property
+    def coupling_db(self) -> float:
+        """How loud the echo reaches the raw microphone against the reference's peak: the
+        loudest of the last window of frames."""
+        return max(self._coupling)
+
+    def _learn(self, ref: np.ndarray, raw: bytes, cleaned: bytes) -> None:
+        """One 10 ms frame: follow the reference's peak, the room's coupling and the residue
+        the canceller leaves. Only frames that are echo teach: those the canceller took
+        something out of (and left no louder than the residue it learnt), and those too quiet to
+        matter; anything else is the user's voice (or an echo path not learnt yet, which the
+        prior covers)."""
         ref_db = level_db(ref)
         fall = limits.ECHO_PEAK_FALL_DB_PER_S * limits.FRAME_SAMPLES / limits.RATE
         self.echo_peak_db = max(ref_db, self.echo_peak_db - fall)
-        if ref_db >= limits.ECHO_ACTIVE_DB:
-            seen = level_db(np.frombuffer(cleaned, dtype="<i2")) - ref_db
-            if seen > self.residue_db + limits.ECHO_GUARD_MARGIN_DB:
-                return  # double talk: louder than any residue, so the user's voice; not learnt
-            rate = limits.ECHO_RESIDUE_RISE if seen > self.residue_db else limits.ECHO_RESIDUE_FALL
-            self.residue_db += rate * (seen - self.residue_db)
+        if self.echo_peak_db < limits.ECHO_ACTIVE_DB:
+            return
+        raw_db = level_db(np.frombuffer(raw, dtype="<i2"))
+        cleaned_db = level_db(np.frombuffer(cleaned, dtype="<i2"))
+        residue = cleaned_db - self.echo_peak_db
+        echo = (
+            raw_db - cleaned_db >= limits.ECHO_REMOVED_DB
+            and residue <= max(self._residue) + limits.ECHO_DOUBLE_TALK_DB
+        )
+        if echo or raw_db - self.echo_peak_db <= limits.ECHO_QUIET_DB:
+            self._coupling.append(raw_db - self.echo_peak_db)
+            self._residue.append(residue)
 
     def _frame(self, pcm: bytes) -> AudioFrame:
         return self._rtc.AudioFrame(
@@ -102,7 +124,10 @@ class EchoCanceller:
             near = self._frame(data[off : off + _FRAME_BYTES])
             self._apm.process_stream(near)
             cleaned = bytes(near.data)
-            self._learn(ref16[k * limits.FRAME_SAMPLES : (k + 1) * limits.FRAME_SAMPLES], cleaned)
+            raw = data[off : off + _FRAME_BYTES]
+            self._learn(
+                ref16[k * limits.FRAME_SAMPLES : (k + 1) * limits.FRAME_SAMPLES], raw, cleaned
+            )
             out += cleaned
         self._mic_carry = data[usable:]
         self._ref_carry = ref[usable // 2 :]

@@ -16,19 +16,23 @@ REFERENCE_KEEP_S: Final = 2.0
 CAPTURE_CLOCK_LEAK: Final = 0.002
 
 # --- the barge-in guard ----------------------------------------------------------------------
-# While reply audio plays, a speech start must be louder than what the echo leaves after
-# cancelling. The canceller learns that residue as it goes: a slow average
-# (per 10 ms frame: ECHO_RESIDUE_RISE / _FALL) of the cleaned level over the reference level, in dB,
-# measured on frames where the reference plays. Before it has converged the residue is high, so
-# the guard is too. The reference level is held at its peak, falling ECHO_PEAK_FALL_DB_PER_S,
-# to cover the room's delay and reverberation tail. Guard = peak + residue + ECHO_GUARD_MARGIN_DB.
-# Below ECHO_ACTIVE_DB (PCM16 units, ~-60 dBFS) no echo is playing.
+# While reply audio plays, a speech start must be louder than what the echo can leave after
+# cancelling: guard = the reference's recent peak + min(residue, coupling) + ECHO_GUARD_MARGIN_DB.
+# - The peak falls ECHO_PEAK_FALL_DB_PER_S, to cover the room's delay and reverberation tail.
+# - coupling / residue: the raw / cleaned microphone level over that peak, the loudest of the
+#   last ECHO_WINDOW_S of frames. A prior of ECHO_PRIOR_DB fills both windows until that much
+#   reply has been heard (longer than any room's delay: a connection's first echo arrives late
+#   and before AEC3 has converged). A client with no echo path at all (headphones, its own AEC)
+#   thus gets a low guard a second into the first reply.
+# Only echo may teach them, never the user's voice (else it would raise the guard against
+# itself): a frame counts when AEC3 took at least ECHO_REMOVED_DB out of it and left no more
+# than ECHO_DOUBLE_TALK_DB over the residue learnt so far, or when its raw
+# level is ECHO_QUIET_DB or more below the peak (noise, or an echo too faint to matter). Below ECHO_ACTIVE_DB (PCM16 units, ~-60 dBFS) no echo is playing.
 ECHO_ACTIVE_DB: Final = 30.0
-# the residue follows a louder measurement fast and a quieter one slowly: an echo path that is
-# not yet learnt (the first echo of a connection arrives after the room's delay, unconverged)
-# must not find the guard already lowered
-ECHO_RESIDUE_RISE: Final = 0.2
-ECHO_RESIDUE_FALL: Final = 0.004
-ECHO_RESIDUE_START_DB: Final = 0.0  # before any measurement: assume nothing is cancelled
 ECHO_PEAK_FALL_DB_PER_S: Final = 20.0
-ECHO_GUARD_MARGIN_DB: Final = 10.0
+ECHO_WINDOW_S: Final = 1.0
+ECHO_PRIOR_DB: Final = 0.0
+ECHO_REMOVED_DB: Final = 6.0
+ECHO_QUIET_DB: Final = -30.0
+ECHO_DOUBLE_TALK_DB: Final = 6.0
+ECHO_GUARD_MARGIN_DB: Final = 6.0

@@ -29,7 +29,7 @@ FLOOR_RISE_DB_PER_S: Final = 3.0
 # 2.5-16 ms, 60-400 Hz). Measured on 30 ms frames: voiced speech 0.8-1.0, white noise
 # 0.12-0.17, a click 0.08. Clicks, noise bursts and coughs have no pitch; webrtcvad's hangover
 # turned a 3 ms click into 3-4 voiced frames, which met the plain 90 ms rule.
-BARGE_IN_START_MS: Final = 90
+BARGE_IN_START_MS: Final = 60
 BARGE_IN_PERIODIC_FRAMES: Final = 2
 PERIODICITY_MIN: Final = 0.5
 PITCH_RANGE_HZ: Final = (60.0, 400.0)

@@ -56,19 +56,19 @@ def test_short_sounds_over_the_reply_do_not_hold_it(reply: bytes, name: str) -> 
 
 def test_speech_over_the_echo_holds_then_drops_the_reply(reply: bytes) -> None:
     latencies = []
-    # the echo at least 10 dB below the reply (at 0 dB, as loud at the microphone as the user,
-    # the learnt guard keeps speech of the clips' level out: measured, see the README)
-    rooms = [r for r in ROOMS if r.gain_db <= -10][::2]
+    # the echo at least 6 dB below the reply; the clips are 7-8 dB quieter than the reply, so
+    # at 0 dB the echo is louder than the user (bench/bench_echo.py measures those rooms too)
+    rooms = [r for r in ROOMS if r.gain_db <= -10] + [Room(120, -6, 0.3)]
     for clip, room in itertools.product(load_clips(), rooms):
         speech = np.frombuffer(clip.pcm, "<i2") / 32768.0
-        # 6 s in: the canceller has learnt the room (see realtime.echo.limits: before that the
-        # guard is higher, and speech must be louder than the echo to cut in)
-        run = run_reply(reply, room, sounds=[(6.0, speech)])
+        run = run_reply(
+            reply, room, sounds=[(3.0, speech)], transcribe=lambda _a, t=clip.reference: t
+        )
         assert run.cancelled, (clip.name, room)
-        latency = run.hold_latency_ms(6.0 + clip.onset_frame * 0.02)
+        latency = run.hold_latency_ms(3.0 + clip.onset_frame * 0.02)
         assert latency is not None, (clip.name, room)  # held after the speech began, not before
         latencies.append(latency)
-    assert float(np.median(latencies)) <= 300.0, latencies
+    assert float(np.median(latencies)) <= 200.0, latencies
 
 
 def test_a_backchannel_releases_the_reply_and_is_kept(reply: bytes) -> None:
