@@ -44,6 +44,8 @@ from realtime import limits
 from realtime import messages as m
 from realtime.admission import AdmissionConfig, AdmissionPolicy
 from realtime.listener import HandshakeGuard, Listener, repeated_headers
+from realtime.openai import openai_routes
+from realtime.openai.errors import openai_error
 from realtime.pipeline import Conversation, Engines
 
 __all__ = ["RealtimeServer", "ServerConfig", "load_engines", "main", "resolve_llm_model", "serve"]
@@ -363,8 +365,6 @@ class RealtimeServer:
     # ---- HTTP ----------------------------------------------------------------------------
 
     def _routes(self) -> list[BaseRoute]:
-        from realtime.openai import openai_routes
-
         return [
             WebSocketRoute("/v1/realtime", self._ws_endpoint),
             Route("/healthz", self._healthz),
@@ -564,8 +564,6 @@ class _Gate:
         await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> Response | None:
-        from realtime.openai.errors import openai_error
-
         repeated = repeated_headers(
             [k.decode("latin-1") for k, _ in scope["headers"]], _SINGLE_HEADERS
         )
