@@ -124,6 +124,12 @@ class ServerConfig:
             raise InvalidRequestError("--first-audio-budget must be positive (0 turns it off)")
 
 
+def _demo_store_id() -> str:
+    from engine.llm import tiny
+
+    return tiny.DEMO_STORE_ID
+
+
 def resolve_llm_model(requested: str | None) -> tuple[str, str | None]:
     """(store ID, notice): the requested model, else the largest model bundle in the store,
     else the seeded demo bundle (built on first use) with a notice that its replies have no meaning."""
@@ -253,6 +259,12 @@ class RealtimeServer:
     def find_conversation(self, session_id: str) -> Conversation | None:
         """The open conversation with this session id (from `session.created`), if any."""
         return next((c for c in self.conversations if c.session_id == session_id), None)
+
+    def model_swapped(self, model_id: str) -> None:
+        """The LLM was swapped to `model_id` (POST /v1/bitvoice/model): /healthz and new
+        sessions report it, with the demo model's notice when it is the demo."""
+        self.engines.model_id = model_id
+        self.engines.notice = DEMO_NOTICE if model_id == _demo_store_id() else None
 
     @property
     def port(self) -> int:

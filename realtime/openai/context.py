@@ -38,6 +38,8 @@ class ServerView(Protocol):
     def admission(self) -> AdmissionPolicy: ...
     @property
     def conversations(self) -> Collection[Conversation]: ...
+    def model_swapped(self, model_id: str) -> None:
+        """The LLM now runs `model_id`: what the server reports of it follows."""
 
 
 class Context:

@@ -66,8 +66,7 @@ async def load_model(ctx: Context, request: Request) -> Response:
             await ctx.llm.swap_model(req.model, unembed_quant=ctx.server.config.unembed_quant)
         except InvalidRequestError as exc:
             raise APIError(404, exc.message, code="model_not_found", param="model") from exc
-        ctx.server.engines.model_id = req.model
-        ctx.server.engines.notice = None
+        ctx.server.model_swapped(req.model)
     finally:
         ctx.swapping = False
     return JSONResponse(_model(req.model))

@@ -343,6 +343,9 @@ async def test_model_swap_is_409_while_a_generation_runs(rt_server: RealtimeServ
         swapped = await _until_not(409, lambda: http.post("/bitvoice/model", json={"model": model}))
         assert swapped.status_code == 200, swapped.text
         assert swapped.json()["id"] == model
+        health = (await http.get(f"http://127.0.0.1:{rt_server.port}/healthz")).json()
+        assert health["model"] == model and health["notice"] == rt_server.engines.notice
+        assert (health["notice"] is not None) == (model == "local/tiny-demo")
         after = await http.post(
             "/chat/completions", json={**chat, "stream": False, "max_tokens": 3}
         )
