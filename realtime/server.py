@@ -583,7 +583,7 @@ class _Gate:
             return _bad_request(f"repeated header: {', '.join(repeated)}")
         websocket = scope["type"] == "websocket"
         rest = scope["path"].startswith("/v1/") and not (
-            scope["path"] == "/v1/voices" and scope["method"] in ("GET", "HEAD")
+            scope["path"] == "/v1/voices" and scope.get("method") in ("GET", "HEAD")
         )
         if not (websocket or rest):
             return None

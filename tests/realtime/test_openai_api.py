@@ -18,6 +18,8 @@ import openai
 import pytest
 import soundfile as sf
 from rt_helpers import extra_server
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from realtime.openai import limits as oa_limits
 from realtime.openai.chat import StopScanner
@@ -282,6 +284,11 @@ async def test_token_and_origin_rules_hold_for_rest(rt_server: RealtimeServer) -
             _err(await http.get("/models", headers=evil), 403, "origin_forbidden")
             # the web client's routes are as they were: /healthz and GET /v1/voices open
             assert (await http.get("/voices")).status_code == 200
+        # an upgrade on a REST path: refused (no WebSocket there), never a server error
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{server.port}/v1/voices?token={TOKEN}"):
+                pass
+        assert info.value.response.status_code == 403
         async with openai.AsyncOpenAI(base_url=url, api_key="wrong", max_retries=0) as c:
             with pytest.raises(openai.AuthenticationError):
                 await c.models.list()
