@@ -730,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
         unembed_quant=None if args.unembed_quant == "none" else args.unembed_quant,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # uvicorn logs every accepted WebSocket and refused request at INFO: per-connection noise
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     try:
         config.check()
     except InvalidRequestError as exc:
