@@ -73,9 +73,11 @@ class InputResampler:
     def __init__(self) -> None:
         self._stream = soxr.ResampleStream(24_000, limits.INPUT_RATE, 1, dtype="int16")
 
-    def feed(self, pcm: bytes) -> bytes:
+    def feed(self, pcm: bytes, *, last: bool = False) -> bytes:
+        """The 16 kHz audio of `pcm` so far: the filter holds back ~20 ms until the next
+        frame, or `last` flushes it (a whole item)."""
         x = np.frombuffer(pcm, dtype="<i2")
-        y: np.ndarray[Any, Any] = self._stream.resample_chunk(x)
+        y: np.ndarray[Any, Any] = self._stream.resample_chunk(x, last=last)
         return y.astype("<i2").tobytes()
 
 

@@ -489,7 +489,7 @@ class RealtimeProtocol:
             if len(pcm) % 2 or not pcm:
                 return [self._error("invalid_audio", "audio must be whole PCM16 samples", eid)]
             if self.session.input_audio_format == compat.INPUT_24K:
-                pcm = compat.InputResampler().feed(pcm)
+                pcm = compat.InputResampler().feed(pcm, last=True)
             self._committed = _TurnInput(item_id, pcm, None, now)
             info = compat.user_item(item_id)
         else:

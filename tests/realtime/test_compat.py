@@ -153,3 +153,19 @@ def test_a_bitvoice_session_sees_no_openai_events() -> None:
     delta = sent(p.audio_frame(start.turn, b"\x00\x00" * 10, 0.2))[0]
     assert delta.audio and delta.delta is m.UNSET
     assert "conversation.item.done" not in types(p.response_finished(start.turn, 0.3))
+
+
+def test_an_audio_item_at_24khz_becomes_a_16khz_turn() -> None:
+    p = ga_protocol()
+    pcm24 = (np.sin(np.arange(24_000) * 0.05) * 3000).astype("<i2").tobytes()  # 1 s
+    part = {"type": "input_audio", "audio": base64.b64encode(pcm24).decode()}
+    item = {"type": "message", "role": "user", "content": [part], "id": "item_mine"}
+    out = p.receive_text(json.dumps({"type": "conversation.item.create", "item": item}), 0.1)
+    assert types(out) == ["conversation.item.added", "conversation.item.done"]
+    out = p.receive_text('{"type":"response.create"}', 0.2)
+    start = next(o for o in out if isinstance(o, StartResponse))
+    assert start.item_id == "item_mine" and start.text is None and start.audio is not None
+    assert abs(len(start.audio) - limits.INPUT_BYTES_PER_SECOND) <= 2 * 64  # 1 s at 16 kHz
+    bad = {**item, "content": [{"type": "input_audio", "audio": "not base64!"}]}
+    out = p.receive_text(json.dumps({"type": "conversation.item.create", "item": bad}), 0.3)
+    assert [e.error.code for e in sent(out)] == ["invalid_audio"]
