@@ -240,7 +240,7 @@ class KioskCore:
                 self._events.append(UserTranscript(item, t))
             case m.ResponseCreated(response=r):
                 self._response_created(r.id)
-            case m.ResponseOutputAudioDelta(response_id=rid, audio=b64):
+            case m.ResponseOutputAudioDelta(response_id=rid, audio=str() as b64):
                 self._play_json_audio(rid, b64)
             case m.ResponseOutputAudioDone(response_id=rid):
                 turn = m.turn_of_response_id(rid)

@@ -38,12 +38,23 @@ __all__ = [
     "AUDIO_MAGIC",
     "AUDIO_VERSION",
     "ERROR_CODES",
+    "OPENAI_VOICES",
     "UNSET",
+    "AudioConfig",
+    "AudioFormat",
     "AudioFrame",
+    "AudioInputConfig",
+    "AudioOutputConfig",
     "Backchannel",
     "ClientMessage",
+    "ConversationItem",
+    "ConversationItemAdded",
+    "ConversationItemCreate",
+    "ConversationItemDone",
     "ConversationItemInputAudioTranscriptionCompleted",
     "ConversationItemInputAudioTranscriptionDelta",
+    "ConversationItemTruncate",
+    "ConversationItemTruncated",
     "Error",
     "ErrorInfo",
     "InputAudioBufferAppend",
@@ -53,6 +64,8 @@ __all__ = [
     "InputAudioBufferCommitted",
     "InputAudioBufferSpeechStarted",
     "InputAudioBufferSpeechStopped",
+    "ItemContent",
+    "ItemInfo",
     "Metrics",
     "Pause",
     "Paused",
@@ -70,6 +83,8 @@ __all__ = [
     "ResponseOutputAudioHold",
     "ResponseOutputAudioRelease",
     "ResponseOutputAudioTranscriptDelta",
+    "ResponseOutputItemAdded",
+    "ResponseOutputItemDone",
     "ResponseOutputTextDelta",
     "Resume",
     "Resumed",
@@ -95,6 +110,24 @@ __all__ = [
     "turn_of_response_id",
     "unpack_audio_frame",
 ]
+
+# OpenAI's voice names: a session or a speech request naming one gets the server's default
+# voice (realtime/PROTOCOL.md, "OpenAI compatibility").
+OPENAI_VOICES: Final = (
+    "alloy",
+    "ash",
+    "ballad",
+    "cedar",
+    "coral",
+    "echo",
+    "fable",
+    "marin",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+)
 
 # --- field types with their ranges (validated by the decoder, so a bad value is an
 # `invalid_field` error before any work starts) --------------------------------------------
@@ -148,8 +181,35 @@ class Sampling(_Part, frozen=True):
     max_output_tokens: MaxTokens = 256
 
 
+class AudioFormat(_Part, frozen=True):
+    """OpenAI GA `audio.*.format`: PCM16 only; input at 16 or 24 kHz (24 kHz is resampled),
+    output at 24 kHz."""
+
+    type: Literal["audio/pcm"] = "audio/pcm"
+    rate: Literal[16000, 24000] = 24000
+
+
+class AudioInputConfig(_Part, frozen=True):
+    format: AudioFormat | UnsetType = UNSET
+    turn_detection: TurnDetection | UnsetType | None = UNSET
+
+
+class AudioOutputConfig(_Part, frozen=True):
+    format: AudioFormat | UnsetType = UNSET
+    voice: VoiceName | UnsetType = UNSET  # ours, or an OpenAI name (OPENAI_VOICES)
+    speed: Speed | UnsetType = UNSET
+
+
+class AudioConfig(_Part, frozen=True):
+    """OpenAI GA `session.audio` (realtime.compat maps it onto the flat fields)."""
+
+    input: AudioInputConfig | UnsetType = UNSET
+    output: AudioOutputConfig | UnsetType = UNSET
+
+
 class SessionUpdateConfig(_Part, frozen=True):
-    """A partial session: only the fields present change."""
+    """A partial session: only the fields present change. `type`, `output_modalities` and
+    `audio` are OpenAI's GA shape, mapped by `realtime.compat.session_changes`."""
 
     voice: VoiceName | UnsetType = UNSET
     speed: Speed | UnsetType = UNSET
@@ -160,6 +220,9 @@ class SessionUpdateConfig(_Part, frozen=True):
     output_audio_transport: Literal["binary", "json"] | UnsetType = UNSET
     partial_transcripts: bool | UnsetType = UNSET
     echo_cancellation: bool | UnsetType = UNSET
+    type: Literal["realtime"] | UnsetType = UNSET
+    output_modalities: list[Literal["audio", "text"]] | UnsetType = UNSET
+    audio: AudioConfig | UnsetType = UNSET
 
 
 class SessionState(_Part, frozen=True):
@@ -177,8 +240,11 @@ class SessionState(_Part, frozen=True):
     # the server takes the reply's echo out of the microphone audio (off: the client's own
     # echo cancellation is trusted, e.g. a browser with good AEC or headphones)
     echo_cancellation: bool = True
-    input_audio_format: str = "pcm16le/16000/mono"
+    input_audio_format: str = "pcm16le/16000/mono"  # or pcm16le/24000/mono (resampled)
     output_audio_format: str = "pcm16le/24000/mono"
+    # "realtime": the client speaks OpenAI's GA shape (see realtime.compat): reply audio as
+    # base64 `delta`, and the conversation item events
+    type: Literal["bitvoice", "realtime"] = "bitvoice"
     model: str = ""
     started: bool = False
     notice: str | None = None  # e.g. the demo model says its replies have no meaning
@@ -313,6 +379,42 @@ class Ping(_Msg, frozen=True, tag="bitvoice.ping"):
     event_id: EventId | None = None
 
 
+class ItemContent(_Part, frozen=True):
+    """One content part of a conversation item (OpenAI's shape)."""
+
+    type: Literal["input_text", "input_audio", "text", "output_text", "output_audio"]
+    text: str | None = None
+    audio: str | None = None  # input_audio: base64 PCM16 at the session's input rate
+    transcript: str | None = None
+
+
+class ConversationItem(_Part, frozen=True):
+    """A conversation item as a client creates it (a user message)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system"] = "user"
+    content: list[ItemContent] = []
+    id: EventId | None = None
+
+
+class ConversationItemCreate(_Msg, frozen=True, tag="conversation.item.create"):
+    """Add a user message (text, or base64 audio); the next `response.create` answers it."""
+
+    item: ConversationItem
+    previous_item_id: str | None = None
+    event_id: EventId | None = None
+
+
+class ConversationItemTruncate(_Msg, frozen=True, tag="conversation.item.truncate"):
+    """The user heard only `audio_end_ms` of an assistant item: the history keeps the words
+    heard up to there (the same heard-text rule as a barge-in)."""
+
+    item_id: str
+    audio_end_ms: NonNegInt
+    content_index: NonNegInt = 0
+    event_id: EventId | None = None
+
+
 ClientMessage = (
     SessionUpdate
     | InputAudioBufferAppend
@@ -326,6 +428,8 @@ ClientMessage = (
     | Resume
     | Playback
     | Ping
+    | ConversationItemCreate
+    | ConversationItemTruncate
 )
 
 # --- server -> client --------------------------------------------------------------------------
@@ -410,11 +514,17 @@ class ResponseOutputAudioTranscriptDelta(
 
 
 class ResponseOutputAudioDelta(_Msg, frozen=True, tag="response.output_audio.delta"):
-    """Reply audio as JSON (only when the session chose `output_audio_transport: "json"`)."""
+    """Reply audio as JSON (only when the session chose `output_audio_transport: "json"`).
+    The base64 PCM16 LE mono 24 kHz is in `audio`, or in `delta` (and `item_id` set) for a
+    session in OpenAI's shape (`type: "realtime"`)."""
 
     response_id: str
     offset: int
-    audio: str  # base64 PCM16 LE mono 24 kHz
+    audio: str | UnsetType = UNSET
+    delta: str | UnsetType = UNSET
+    item_id: str | UnsetType = UNSET
+    output_index: int = 0
+    content_index: int = 0
     event_id: str = ""
 
 
@@ -508,6 +618,50 @@ class Metrics(_Msg, frozen=True, tag="bitvoice.metrics"):
     event_id: str = ""
 
 
+class ItemInfo(_Part, frozen=True):
+    """A conversation item as the server reports it (OpenAI's shape)."""
+
+    id: str
+    role: Literal["user", "assistant"]
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    content: list[ItemContent] = []
+    type: Literal["message"] = "message"
+    object: Literal["realtime.item"] = "realtime.item"
+
+
+class ConversationItemAdded(_Msg, frozen=True, tag="conversation.item.added"):
+    item: ItemInfo
+    previous_item_id: str | None = None
+    event_id: str = ""
+
+
+class ConversationItemDone(_Msg, frozen=True, tag="conversation.item.done"):
+    item: ItemInfo
+    previous_item_id: str | None = None
+    event_id: str = ""
+
+
+class ConversationItemTruncated(_Msg, frozen=True, tag="conversation.item.truncated"):
+    item_id: str
+    audio_end_ms: int
+    content_index: int = 0
+    event_id: str = ""
+
+
+class ResponseOutputItemAdded(_Msg, frozen=True, tag="response.output_item.added"):
+    response_id: str
+    item: ItemInfo
+    output_index: int = 0
+    event_id: str = ""
+
+
+class ResponseOutputItemDone(_Msg, frozen=True, tag="response.output_item.done"):
+    response_id: str
+    item: ItemInfo
+    output_index: int = 0
+    event_id: str = ""
+
+
 ServerMessage = (
     SessionCreated
     | SessionUpdated
@@ -533,6 +687,11 @@ ServerMessage = (
     | SpeedSet
     | Pong
     | Metrics
+    | ConversationItemAdded
+    | ConversationItemDone
+    | ConversationItemTruncated
+    | ResponseOutputItemAdded
+    | ResponseOutputItemDone
 )
 
 # --- error codes -------------------------------------------------------------------------------

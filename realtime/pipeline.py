@@ -49,6 +49,7 @@ from realtime.protocol import (
     StartResponse,
     StreamAudio,
     TranscribeBargeIn,
+    TruncateReply,
 )
 from realtime.turns import TurnRunner
 
@@ -318,6 +319,8 @@ class Conversation:
                 self._keep_backchannel(o.text)
             elif isinstance(o, CloseConnection):
                 self._enqueue(_Close(o.code, o.reason))
+            elif isinstance(o, TruncateReply):
+                self._replace_reply(o.text)
 
     def _enqueue(self, item: _Outgoing | _Close) -> None:
         if self._closing:
@@ -602,12 +605,18 @@ class Conversation:
         chat = self._chat
         if r is None or r.turn != turn or r.cancel_reason is None or chat is None:
             return
-        heard = self.core.heard_text(turn, self.clock()) or ""
+        self._replace_reply(self.core.heard_text(turn, self.clock()) or "")
+
+    def _replace_reply(self, heard: str) -> None:
+        """The last assistant message becomes `heard` (when the chat is idle and ends with
+        one: a reply still running is trimmed when it ends instead)."""
+        chat = self._chat
         try:
-            if chat.state == "idle" and chat.messages and chat.messages[-1][0] == "assistant":
-                chat.replace_last_reply(heard)
+            if chat is not None and chat.state == "idle" and chat.messages:
+                if chat.messages[-1][0] == "assistant":
+                    chat.replace_last_reply(heard)
         except BitvoiceError:
-            log.warning("could not trim the reply of turn %s", turn, exc_info=True)
+            log.warning("could not trim the last reply", exc_info=True)
 
 
 def _language_problem(stt: STT, language: str) -> str | None:

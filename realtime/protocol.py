@@ -22,6 +22,11 @@ glue to carry out, in order:
   start its work now, sending nothing until a `StartResponse` for the same item adopts it.
   `DropSpeculation(item_id)`: the speaker went on; throw that work away silently.
 - `CloseConnection(code, reason)`: close the WebSocket.
+- `TruncateReply(text)`: the user heard only `text` of the last (finished) reply; the history
+  keeps that instead (OpenAI's `conversation.item.truncate`).
+
+A session in OpenAI's GA shape (`realtime.compat`) also gets 24 kHz input resampled, reply
+audio as base64 `delta`, and the conversation item events.
 
 Guarantees the core enforces (so the glue cannot get them wrong):
 
@@ -43,7 +48,7 @@ from typing import Any
 
 import msgspec
 
-from realtime import limits
+from realtime import compat, limits
 from realtime import messages as m
 from realtime.bargein import BargeIn, Verdict
 from realtime.input import (
@@ -74,6 +79,7 @@ __all__ = [
     "StartResponse",
     "StreamAudio",
     "TranscribeBargeIn",
+    "TruncateReply",
     "heard_text",
 ]
 
@@ -163,6 +169,11 @@ class CloseConnection:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TruncateReply:
+    text: str
+
+
 Output = (
     Send
     | SendAudio
@@ -177,6 +188,7 @@ Output = (
     | TranscribeBargeIn
     | KeepBackchannel
     | CloseConnection
+    | TruncateReply
 )
 
 #: Checks a session before `session.update` applies it: None, or (error code, message).
@@ -226,6 +238,8 @@ class RealtimeProtocol:
         self._committed: _TurnInput | None = None
         self._pending: deque[_TurnInput] = deque()
         self.response: Playout | None = None
+        self._last_response: Playout | None = None  # the latest finished one (truncate)
+        self._resampler: compat.InputResampler | None = None  # 24 kHz input only
         self.closed = False
 
     # ---- helpers -----------------------------------------------------------------------
@@ -307,6 +321,8 @@ class RealtimeProtocol:
             ]
         if len(pcm) % 2:
             return [self._error("invalid_audio", "audio must be whole PCM16 samples", event_id)]
+        if self._resampler is not None:
+            pcm = self._resampler.feed(pcm)
         if not pcm:
             return []
         admitted, refusal = self.input.admit(pcm, now)
@@ -371,6 +387,8 @@ class RealtimeProtocol:
             out.append(self._send(stopped))
         self._committed = _TurnInput(ev.item_id, ev.audio, None, now)
         out.append(self._send(m.InputAudioBufferCommitted(item_id=ev.item_id)))
+        if self._ga:
+            out.append(self._send(m.ConversationItemAdded(item=compat.user_item(ev.item_id))))
         if td is not None and td.create_response:
             pending, self._committed = self._committed, None
             out += self._start_or_queue(pending, now)
@@ -397,6 +415,11 @@ class RealtimeProtocol:
             if r is not None and r.id == msg.response_id:
                 r.report_played(msg.played_samples)
             return []
+        if isinstance(msg, m.ConversationItemTruncate):
+            return self._truncate(msg)
+        if isinstance(msg, m.ConversationItemCreate) and not self.started:
+            # an OpenAI-only message: the client speaks the GA shape, and it starts the session
+            self._session_update(m.SessionUpdate(session=m.SessionUpdateConfig(type="realtime")))
         if isinstance(msg, m.ResponseCancel | m.SessionClose):
             if self.response is None or self.response.cancel_reason is not None:
                 return [self._error("no_active_response", "no response is running", eid)]
@@ -420,6 +443,8 @@ class RealtimeProtocol:
             return [*out, self._send(m.InputAudioBufferCleared())]
         if isinstance(msg, m.ResponseCreate):
             return self._response_create(msg, now)
+        if isinstance(msg, m.ConversationItemCreate):
+            return self._item_create(msg, now)
         raise AssertionError(f"unhandled message {msg!r}")  # pragma: no cover
 
     def _pause(self, paused: bool, eid: str | None) -> list[Output]:
@@ -435,10 +460,13 @@ class RealtimeProtocol:
 
     def _session_update(self, msg: m.SessionUpdate) -> list[Output]:
         cfg = msg.session
-        changes: dict[str, Any] = {"started": True}
+        ga, problem = compat.session_changes(cfg)
+        if problem is not None:
+            return [self._error(problem[0], problem[1], msg.event_id)]
+        changes: dict[str, Any] = {"started": True, **ga}
         for name in cfg.__struct_fields__:
             value = getattr(cfg, name)
-            if value is not msgspec.UNSET:
+            if value is not msgspec.UNSET and name not in compat.GA_FIELDS:
                 changes[name] = value
         old = self.session
         new = msgspec.structs.replace(old, **changes)
@@ -446,6 +474,10 @@ class RealtimeProtocol:
         if problem is not None:
             return [self._error(problem[0], problem[1], msg.event_id)]
         self.session = new
+        if new.input_audio_format != old.input_audio_format:
+            self._resampler = (
+                compat.InputResampler() if new.input_audio_format == compat.INPUT_24K else None
+            )
         out: list[Output] = []
         if "turn_detection" in changes and changes["turn_detection"] != old.turn_detection:
             item = self.input.item_id
@@ -464,8 +496,8 @@ class RealtimeProtocol:
             item = self.input.new_item_id()
             return self._start_or_queue(_TurnInput(item, None, msg.input_text, now), now)
         if self._committed is not None:
-            turn_input = _TurnInput(self._committed.item_id, self._committed.audio, None, now)
-            self._committed = None
+            c, self._committed = self._committed, None
+            turn_input = _TurnInput(c.item_id, c.audio, c.text, now)
             return self._start_or_queue(turn_input, now)
         if self.input.audio and not self.input.vad_enabled:
             ended = self.input.end_item()
@@ -477,6 +509,61 @@ class RealtimeProtocol:
         return [
             self._error("empty_input", "nothing to answer: commit audio or send input_text", eid)
         ]
+
+    @property
+    def _ga(self) -> bool:
+        """The client speaks OpenAI's GA shape (see `realtime.compat`)."""
+        return self.session.type == "realtime"
+
+    def _item_create(self, msg: m.ConversationItemCreate, now: float) -> list[Output]:
+        """A user message to answer at the next `response.create`: text, or base64 audio at
+        the session's input rate (transcribed when the response starts)."""
+        eid, item = msg.event_id, msg.item
+        if item.role != "user":
+            return [self._error("invalid_field", "only user items can be created", eid)]
+        texts = [p.text for p in item.content if p.type == "input_text" and p.text]
+        audios = [p.audio for p in item.content if p.type == "input_audio" and p.audio]
+        item_id = item.id or self.input.new_item_id()
+        if texts:
+            self._committed = _TurnInput(item_id, None, "\n".join(texts), now)
+            info = compat.user_item(item_id, text=self._committed.text)
+        elif audios:
+            try:
+                pcm = b"".join(base64.b64decode(a, validate=True) for a in audios)
+            except (binascii.Error, ValueError):
+                return [self._error("invalid_audio", "audio is not valid base64", eid)]
+            if len(pcm) % 2 or not pcm:
+                return [self._error("invalid_audio", "audio must be whole PCM16 samples", eid)]
+            if self.session.input_audio_format == compat.INPUT_24K:
+                pcm = compat.InputResampler().feed(pcm, last=True)
+            self._committed = _TurnInput(item_id, pcm, None, now)
+            info = compat.user_item(item_id)
+        else:
+            return [self._error("empty_input", "the item has no input_text or input_audio", eid)]
+        added = m.ConversationItemAdded(item=info, previous_item_id=msg.previous_item_id)
+        return [self._send(added), self._send(m.ConversationItemDone(item=info))]
+
+    def _truncate(self, msg: m.ConversationItemTruncate) -> list[Output]:
+        """Keep only the words heard in the first `audio_end_ms` of an assistant item: the
+        running response's (its history is trimmed when it ends, as at a barge-in) or the
+        last finished one's (trimmed now)."""
+        samples = msg.audio_end_ms * limits.OUTPUT_RATE // 1000
+        done = m.ConversationItemTruncated(
+            item_id=msg.item_id, audio_end_ms=msg.audio_end_ms, content_index=msg.content_index
+        )
+        r = self.response
+        if r is not None and compat.assistant_item_id(r.id) == msg.item_id:
+            if r.played_at_cancel is not None:
+                r.played_at_cancel = min(samples, r.played_at_cancel)
+            else:
+                r.report_played(samples)
+            return [self._send(done)]
+        last = self._last_response
+        if last is None or compat.assistant_item_id(last.id) != msg.item_id:
+            message = f"no assistant item {msg.item_id!r} to truncate (only the latest reply)"
+            return [self._error("invalid_field", message, msg.event_id)]
+        text = heard_text(last.segments, last.sent, min(samples, last.sent))
+        return [TruncateReply(text), self._send(done)]
 
     # ---- responses -------------------------------------------------------------------------
 
@@ -490,8 +577,16 @@ class RealtimeProtocol:
         turn = next(self._turns)
         rid = m.response_id_for(turn)
         self.response = Playout(turn=turn, id=rid, item_id=turn_input.item_id, t0=turn_input.t0)
+        ga: list[Output] = []
+        if self._ga:
+            item = compat.assistant_item(rid, "in_progress", None)
+            ga = [
+                self._send(m.ResponseOutputItemAdded(response_id=rid, item=item)),
+                self._send(m.ConversationItemAdded(item=item)),
+            ]
         return [
             self._send(m.ResponseCreated(response=m.ResponseInfo(id=rid))),
+            *ga,
             StartResponse(
                 turn, rid, turn_input.item_id, turn_input.audio, turn_input.text, self.session
             ),
@@ -608,7 +703,11 @@ class RealtimeProtocol:
         r.t_stt = now
         r.stt_audio_s = audio_s
         msg = m.ConversationItemInputAudioTranscriptionCompleted(item_id=r.item_id, transcript=text)
-        return [self._send(msg)]
+        out: list[Output] = [self._send(msg)]
+        if self._ga:
+            item = compat.user_item(r.item_id, transcript=text)
+            out.append(self._send(m.ConversationItemDone(item=item)))
+        return out
 
     def text_delta(self, turn: int, delta: str, now: float) -> list[Output]:
         r = self._current(turn)
@@ -647,9 +746,14 @@ class RealtimeProtocol:
         r.recent.append((offset, pcm))
         if self.session.output_audio_transport == "json":
             b64 = base64.b64encode(pcm).decode("ascii")
-            return [
-                self._send(m.ResponseOutputAudioDelta(response_id=r.id, offset=offset, audio=b64))
-            ]
+            if self._ga:
+                item_id = compat.assistant_item_id(r.id)
+                delta = m.ResponseOutputAudioDelta(
+                    response_id=r.id, offset=offset, delta=b64, item_id=item_id
+                )
+            else:
+                delta = m.ResponseOutputAudioDelta(response_id=r.id, offset=offset, audio=b64)
+            return [self._send(delta)]
         return [SendAudio(m.pack_audio_frame(turn, offset, pcm))]
 
     def response_finished(
@@ -684,12 +788,19 @@ class RealtimeProtocol:
         if status != "cancelled" and r.sent:
             out.append(self._send(m.ResponseOutputAudioDone(response_id=r.id, samples=r.sent)))
         metrics = r.metrics(now, usage)
+        heard = heard_text(r.segments, r.sent, played)
+        self._last_response = r
+        if self._ga:
+            done = "completed" if status == "completed" else "incomplete"
+            item = compat.assistant_item(r.id, done, heard)
+            out.append(self._send(m.ResponseOutputItemDone(response_id=r.id, item=item)))
+            out.append(self._send(m.ConversationItemDone(item=item)))
         info = m.ResponseInfo(
             id=r.id,
             status=status,  # type: ignore[arg-type]
             reason=reason,
             output_text="".join(r.text),
-            heard_text=heard_text(r.segments, r.sent, played),
+            heard_text=heard,
             audio_samples=r.sent,
             played_samples=played,
         )

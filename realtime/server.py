@@ -1,9 +1,11 @@
 """`bitvoice serve`: the realtime WebSocket server, /healthz and the web client on one port.
 
-Thin glue around `realtime.pipeline.Conversation`: websockets' asyncio server (on uvloop from
-`main`), `process_request` for plain HTTP (GET /healthz, static files from `web/`) and for the
-checks made before an upgrade (token, Origin), admission control, and a graceful drain on
-SIGTERM. The heavy engines (one LLM, one STT, one TTS) are started once and shared.
+Thin glue around `realtime.pipeline.Conversation`: a Starlette app on uvicorn's protocols
+(`realtime.listener`, on uvloop from `main`) serving the realtime WebSocket, plain HTTP
+(GET /healthz, GET /v1/voices, static files from `web/`) and the OpenAI-compatible REST routes
+(`realtime.openai`); `_Gate` makes the checks before any route runs (one copy of each security
+header, the token, the Origin); admission control, and a graceful drain on SIGTERM. The heavy
+engines (one LLM, one STT, one TTS) are started once and shared.
 
 Entry point for the CLI: `main(argv: list[str] | None = None) -> int` (options: `--help`).
 Embedding: `await serve(ServerConfig(...), ready=callback)` runs until `request_shutdown()`.
@@ -17,7 +19,6 @@ import contextlib
 import hmac
 import http
 import ipaddress
-import json
 import logging
 import mimetypes
 import os
@@ -31,16 +32,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.asyncio.server import serve as ws_serve
-from websockets.datastructures import Headers, MultipleValuesError
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from engine.errors import AdmissionRejectedError, BitvoiceError, InvalidRequestError
 from realtime import limits
 from realtime import messages as m
 from realtime.admission import AdmissionConfig, AdmissionPolicy
+from realtime.listener import HandshakeGuard, Listener, repeated_headers
+from realtime.openai import openai_routes
+from realtime.openai.errors import openai_error
 from realtime.pipeline import Conversation, Engines
 
 __all__ = ["RealtimeServer", "ServerConfig", "load_engines", "main", "resolve_llm_model", "serve"]
@@ -119,6 +124,12 @@ class ServerConfig:
             raise InvalidRequestError("--first-audio-budget must be positive (0 turns it off)")
 
 
+def _demo_store_id() -> str:
+    from engine.llm import tiny
+
+    return tiny.DEMO_STORE_ID
+
+
 def resolve_llm_model(requested: str | None) -> tuple[str, str | None]:
     """(store ID, notice): the requested model, else the largest model bundle in the store,
     else the seeded demo bundle (built on first use) with a notice that its replies have no meaning."""
@@ -182,66 +193,25 @@ async def warm_up_stt(engines: Engines) -> None:
 
 
 class _WsTransport:
-    """The pipeline's view of a websockets connection."""
+    """The pipeline's view of a Starlette WebSocket (uvicorn's websockets-sansio protocol)."""
 
-    def __init__(self, ws: ServerConnection) -> None:
+    def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
 
     async def send(self, message: str | bytes) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(message)
+        # a client gone meanwhile: its receive loop ends the conversation
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+            if isinstance(message, str):
+                await self._ws.send_text(message)
+            else:
+                await self._ws.send_bytes(message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        await self._ws.close(code, reason)
-
-
-class _HandshakeGuard:
-    """Caps the opening handshakes in progress (TCP accepted, upgrade request not yet read).
-
-    Past `limit` the oldest is dropped (its transport aborted): a flood of half-open
-    connections then holds at most `limit` file descriptors, and a new request (a probe of
-    /healthz, a real client) still gets in. `opened` is called when a connection is accepted,
-    `done` when its request was read or it closed (either may come twice: harmless).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.shed = 0  # handshakes dropped so far
-        self._pending: dict[ServerConnection, None] = {}  # insertion order = age
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def opened(self, conn: ServerConnection) -> None:
-        self._pending[conn] = None
-        while len(self._pending) > self.limit:
-            oldest = next(iter(self._pending))
-            del self._pending[oldest]
-            self.shed += 1
-            oldest.transport.abort()
-
-    def done(self, conn: ServerConnection) -> None:
-        self._pending.pop(conn, None)
-
-
-def _guarded_connection(guard: _HandshakeGuard) -> type[ServerConnection]:
-    """A `ServerConnection` class that reports its handshake to `guard`."""
-
-    class GuardedConnection(ServerConnection):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            guard.opened(self)
-
-        def process_event(self, event: Any) -> None:
-            if self.request is None:  # the first event is the upgrade request
-                guard.done(self)
-            super().process_event(event)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            guard.done(self)
-            super().connection_lost(exc)
-
-    return GuardedConnection
+        # bounded: a client that does not read keeps uvicorn's send waiting for the socket
+        # to drain, and the conversation must free its slot all the same
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
+            async with asyncio.timeout(limits.CLOSE_TIMEOUT_S):
+                await self._ws.close(code, reason)
 
 
 class _LoadSampler:
@@ -273,8 +243,9 @@ class RealtimeServer:
                 first_audio_budget_s=config.first_audio_budget_s,
             )
         )
-        self.handshakes = _HandshakeGuard(config.max_handshakes)
-        self._server: Server | None = None
+        self.handshakes = HandshakeGuard(config.max_handshakes, config.open_timeout_s)
+        self._listener: Listener | None = None
+        self._transports: dict[Conversation, _WsTransport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutdown = asyncio.Event()
         self._sampler_task: asyncio.Task[None] | None = None
@@ -289,27 +260,33 @@ class RealtimeServer:
         """The open conversation with this session id (from `session.created`), if any."""
         return next((c for c in self.conversations if c.session_id == session_id), None)
 
+    def model_swapped(self, model_id: str) -> None:
+        """The LLM was swapped to `model_id` (POST /v1/bitvoice/model): /healthz and new
+        sessions report it, with the demo model's notice when it is the demo."""
+        self.engines.model_id = model_id
+        self.engines.notice = DEMO_NOTICE if model_id == _demo_store_id() else None
+
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._listener is not None
+        return self._listener.port
 
     async def start(self) -> None:
         """Listen (on the running loop) and start measuring load; `drain()` undoes both."""
         self._loop = asyncio.get_running_loop()
-        self._server = await ws_serve(
-            self._handler,
+        self._listener = Listener(
+            _Gate(self, Starlette(routes=self._routes())),
             self.config.host,
             self.config.port,
-            process_request=self._process_request,
-            max_size=limits.HARD_MAX_FRAME_BYTES,
-            ping_interval=limits.PING_INTERVAL_S,
-            close_timeout=limits.CLOSE_TIMEOUT_S,
-            open_timeout=self.config.open_timeout_s,
-            create_connection=_guarded_connection(self.handshakes),
-            server_header="bitvoice",
+            self.handshakes,
+            _SINGLE_HEADERS,
+            ws_max_size=limits.HARD_MAX_FRAME_BYTES,
+            ws_ping_interval=limits.PING_INTERVAL_S,
+            ws_ping_timeout=limits.PING_INTERVAL_S,
+            headers=[("server", "bitvoice")],
         )
+        await self._listener.start()
         self._sampler_task = asyncio.ensure_future(self._sample_load())
 
     async def _sample_load(self) -> None:
@@ -349,9 +326,10 @@ class RealtimeServer:
             self._sampler_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler_task
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        for transport in list(self._transports.values()):
+            await transport.close(1001, "server shutting down")
+        if self._listener is not None:
+            await self._listener.close(limits.CLOSE_TIMEOUT_S)
         if stop_engines:
             for component in (self.engines.llm, self.engines.stt, self.engines.tts):
                 with contextlib.suppress(Exception):
@@ -398,50 +376,33 @@ class RealtimeServer:
 
     # ---- HTTP ----------------------------------------------------------------------------
 
-    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        """Plain HTTP routes, and the checks before an upgrade: one copy of each security
-        header (400), the token (401), the Origin (403). None lets the upgrade proceed."""
-        repeated = [h for h in _SINGLE_HEADERS if len(request.headers.get_all(h)) > 1]
-        if repeated:
-            return _bad_request(f"repeated header: {', '.join(repeated)}")
-        try:
-            return await self._route(conn, request)
-        except MultipleValuesError as exc:  # any other repeated header something reads
-            return _bad_request(f"repeated header: {exc}")
+    def _routes(self) -> list[BaseRoute]:
+        return [
+            WebSocketRoute("/v1/realtime", self._ws_endpoint),
+            Route("/healthz", self._healthz),
+            Route("/v1/voices", self._voices, methods=["GET"]),
+            *openai_routes(self),
+            Route("/{path:path}", self._static),
+        ]
 
-    async def _route(self, conn: ServerConnection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        authorized = not self.config.token or self._token_ok(url.query, request.headers)
-        if not upgrade:
-            if url.path == "/healthz":
-                return _json_response(http.HTTPStatus.OK, self.health(detailed=authorized))
-            if url.path == "/v1/voices":
-                return await self._voices()
-            return self._static(url.path)
-        if not authorized:
-            return _json_response(
-                http.HTTPStatus.UNAUTHORIZED,
-                {"code": "unauthorized", "message": "missing or wrong token"},
-            )
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(origin, conn):
-            return _json_response(
-                http.HTTPStatus.FORBIDDEN,
-                {"code": "origin_forbidden", "message": f"origin {origin} is not allowed"},
-            )
-        return None
-
-    def _token_ok(self, query: str, headers: Headers) -> bool:
-        """The request carries the server's token (`Authorization: Bearer` or `?token=`)."""
-        assert self.config.token is not None
-        given = parse_qs(query).get("token", [""])[0]
-        auth = headers.get("Authorization", "")
+    def authorized(self, scope: Scope) -> bool:
+        """The request carries the server's token (`Authorization: Bearer` or `?token=`),
+        or the server has none."""
+        if not self.config.token:
+            return True
+        headers = dict(scope["headers"])
+        given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+        auth = headers.get(b"authorization", b"").decode("latin-1")
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
         return hmac.compare_digest(given.encode(), self.config.token.encode())
 
-    async def _voices(self) -> Response:
+    async def _healthz(self, request: Request) -> Response:
+        return _json_response(
+            http.HTTPStatus.OK, self.health(detailed=self.authorized(request.scope))
+        )
+
+    async def _voices(self, request: Request) -> Response:
         """GET /v1/voices: the voice picker's list, {"voices": [...], "default": name}."""
         try:
             voices = await self.engines.tts.list_voices()
@@ -453,11 +414,11 @@ class RealtimeServer:
             http.HTTPStatus.OK, {"voices": voices, "default": self.config.voice or None}
         )
 
-    def _origin_allowed(self, origin: str, conn: ServerConnection) -> bool:
+    def origin_allowed(self, origin: str, local_host: str) -> bool:
         """Only `--allow-origin` values and this server's own pages: http(s) on the server's
-        port, at a loopback name, the bound address, or the address this connection reached.
-        Never the request's Host header: after DNS rebinding an attacker's page sends its
-        own name in both Host and Origin."""
+        port, at a loopback name, the bound address, or the address this connection reached
+        (`local_host`). Never the request's Host header: after DNS rebinding an attacker's
+        page sends its own name in both Host and Origin."""
         if origin in self.config.allow_origins:
             return True
         try:
@@ -467,15 +428,17 @@ class RealtimeServer:
             return False
         if parts.scheme not in ("http", "https") or port != self.port or not parts.hostname:
             return False
-        trusted = {*_TRUSTED_LOOPBACK_HOSTS, conn.local_address[0]}
+        trusted = {*_TRUSTED_LOOPBACK_HOSTS, local_host}
         if self.config.host not in _WILDCARD_HOSTS:
             trusted.add(self.config.host)
         want = _normal_host(parts.hostname)
         return any(_normal_host(h) == want for h in trusted)
 
-    def _static(self, path: str) -> Response:
+    async def _static(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
         root = self.config.web_dir.resolve()
-        rel = path.lstrip("/") or "index.html"
+        rel = request.url.path.lstrip("/") or "index.html"
         if "\x00" in rel or any(part in ("..", "") for part in rel.split("/")):
             return _text_response(http.HTTPStatus.NOT_FOUND, "not found")
         target = (root / rel).resolve()
@@ -494,31 +457,27 @@ class RealtimeServer:
         )
         if ctype.startswith("text/") or ctype == "application/json":
             ctype += "; charset=utf-8"
-        headers = Headers(
-            {
-                "Content-Type": ctype,
-                "Cache-Control": "no-cache",
-                "X-Content-Type-Options": "nosniff",
-            }
-        )
-        return Response(200, "OK", headers, target.read_bytes())
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        return FileResponse(target, media_type=ctype, headers=headers)
 
     # ---- WebSocket ---------------------------------------------------------------------------
 
-    async def _handler(self, ws: ServerConnection) -> None:
+    async def _ws_endpoint(self, ws: WebSocket) -> None:
+        await ws.accept()
         refusal = self._refusal()
         if refusal is not None:
             err = m.Error(
                 error=m.ErrorInfo(code=refusal.code, message=refusal.message, type="server_error"),
                 event_id="evt_0",
             )
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(m.encode(err).decode())
-                await ws.close(1013, "busy")
+            transport = _WsTransport(ws)
+            await transport.send(m.encode(err).decode())
+            await transport.close(1013, "busy")
             return
+        transport = _WsTransport(ws)
         conv = Conversation(
             self.engines,
-            _WsTransport(ws),
+            transport,
             f"sess_{uuid.uuid4().hex[:12]}",
             idle_timeout_s=self.config.idle_timeout_s,
             max_session_s=self.config.max_session_s,
@@ -526,20 +485,14 @@ class RealtimeServer:
             on_turn_done=self._turn_done,
         )
         self.conversations.add(conv)  # no await since the check: admission is atomic
+        self._transports[conv] = transport
         try:
             await conv.start()
-            async for message in ws:
-                if conv.closed.is_set():
-                    break
-                if isinstance(message, str):
-                    conv.on_text(message)
-                else:
-                    conv.on_binary(message)
-        except ConnectionClosed:
-            pass
+            await _pump(ws, conv)
         finally:
             await conv.aclose()
             self.conversations.discard(conv)
+            self._transports.pop(conv, None)
 
     def _refusal(self) -> AdmissionRejectedError | None:
         """Admission: None to admit, else why not (counted in `rejected`): draining, the hard
@@ -574,18 +527,95 @@ def _normal_host(host: str) -> str:
     return str(ip)
 
 
+async def _pump(ws: WebSocket, conv: Conversation) -> None:
+    """Feed the client's frames to `conv` until the client leaves or `conv` closes (it may
+    close a client that keeps sending, e.g. one that does not read: no frame ends that wait)."""
+    closed = asyncio.ensure_future(conv.closed.wait())
+    try:
+        while not conv.closed.is_set():
+            receive = asyncio.ensure_future(ws.receive())
+            await asyncio.wait((receive, closed), return_when=asyncio.FIRST_COMPLETED)
+            if not receive.done():
+                receive.cancel()
+                return
+            message = receive.result()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is not None:
+                conv.on_text(text)
+            else:
+                conv.on_binary(message.get("bytes") or b"")
+    finally:
+        closed.cancel()
+
+
+class _Gate:
+    """The checks every request passes before a route runs (pure ASGI, so that it sees the
+    WebSocket upgrade too):
+
+    - one copy of each security header, else 400: which copy a proxy, the HTTP parser and we
+      would each read is unclear, and that ambiguity is how checks get bypassed;
+    - the WebSocket upgrade: the token (401), then the Origin (403);
+    - the REST routes under /v1/ (all but the web client's GET /v1/voices): the same token and
+      Origin checks, answered in OpenAI's error shape (`realtime.openai.errors`).
+    """
+
+    def __init__(self, server: RealtimeServer, app: ASGIApp) -> None:
+        self.server = server
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        repeated = repeated_headers(
+            [k.decode("latin-1") for k, _ in scope["headers"]], _SINGLE_HEADERS
+        )
+        if repeated:
+            return _bad_request(f"repeated header: {', '.join(repeated)}")
+        websocket = scope["type"] == "websocket"
+        rest = scope["path"].startswith("/v1/") and not (
+            scope["path"] == "/v1/voices" and scope.get("method") in ("GET", "HEAD")
+        )
+        if not (websocket or rest):
+            return None
+        if not self.server.authorized(scope):
+            if websocket:
+                return _json_response(
+                    http.HTTPStatus.UNAUTHORIZED,
+                    {"code": "unauthorized", "message": "missing or wrong token"},
+                )
+            return openai_error(401, "missing or wrong token", code="invalid_api_key")
+        origin = dict(scope["headers"]).get(b"origin")
+        local = (scope.get("server") or ("",))[0] or ""
+        if origin is not None and not self.server.origin_allowed(origin.decode("latin-1"), local):
+            message = f"origin {origin.decode('latin-1')} is not allowed"
+            if websocket:
+                return _json_response(
+                    http.HTTPStatus.FORBIDDEN, {"code": "origin_forbidden", "message": message}
+                )
+            return openai_error(403, message, code="origin_forbidden")
+        return None
+
+
 def _bad_request(message: str) -> Response:
     return _json_response(http.HTTPStatus.BAD_REQUEST, {"code": "bad_request", "message": message})
 
 
 def _json_response(status: http.HTTPStatus, body: dict[str, Any]) -> Response:
-    headers = Headers({"Content-Type": "application/json", "Cache-Control": "no-cache"})
-    return Response(status.value, status.phrase, headers, json.dumps(body).encode())
+    return JSONResponse(body, status.value, headers={"Cache-Control": "no-cache"})
 
 
 def _text_response(status: http.HTTPStatus, text: str) -> Response:
-    headers = Headers({"Content-Type": "text/plain; charset=utf-8"})
-    return Response(status.value, status.phrase, headers, text.encode())
+    return PlainTextResponse(text, status.value)
 
 
 async def serve(
@@ -700,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
         unembed_quant=None if args.unembed_quant == "none" else args.unembed_quant,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # uvicorn logs every accepted WebSocket and refused request at INFO: per-connection noise
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     try:
         config.check()
     except InvalidRequestError as exc:

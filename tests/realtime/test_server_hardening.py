@@ -228,6 +228,19 @@ async def test_half_open_handshakes_are_capped_and_healthz_keeps_answering(
                 writer.close()
 
 
+async def test_a_connection_that_never_sends_its_request_is_dropped_at_the_open_timeout(
+    rt_server: RealtimeServer,
+) -> None:
+    async with extra_server(rt_server, open_timeout_s=0.5) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            async with asyncio.timeout(5):
+                assert await reader.read(1) == b""  # closed by the server, nothing sent
+            assert await on_server(rt_server, lambda: server.handshakes.shed) == 1
+        finally:
+            writer.close()
+
+
 # ---- /healthz with a token ------------------------------------------------------------------
 
 

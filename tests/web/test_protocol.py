@@ -24,6 +24,10 @@ console.log(JSON.stringify(p.allClientMessageExamples()));
 NOT_SENT_BY_PAGE = {
     # Microphone audio goes as binary frames (a third smaller than base64 JSON).
     "input_audio_buffer.append",
+    # OpenAI Realtime compatibility (PROTOCOL.md): the page types with response.create's
+    # input_text and reports what it played with bitvoice.playback.
+    "conversation.item.create",
+    "conversation.item.truncate",
 }
 
 
