@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import soxr
 from scipy.signal import fftconvolve, resample_poly
 
 from realtime import limits
@@ -274,6 +275,8 @@ class RoomClient:
         self._speaker = np.zeros(0)
         self._noise = np.random.default_rng(room.seed + 100)
         self._t0 = 0.0
+        self._stream: soxr.ResampleStream | None = None
+        self._at = 0  # where the speaker's output continues, on the microphone's clock
 
     def _now(self) -> float:
         import asyncio
@@ -343,13 +346,19 @@ class RoomClient:
             await self.ws.send(mic.astype("<i2").tobytes())
 
     def _play(self, pos: int) -> None:
-        """The speaker plays the next 20 ms of queued reply unless held."""
+        """The speaker plays the next 20 ms of queued reply unless held (one resampler over
+        each stretch it plays without a gap, as a sound card's would be)."""
         if self._held or not self._queue:
+            self._stream = None
             return
         n = min(len(self._queue), 2 * 480)
-        pcm = np.frombuffer(bytes(self._queue[:n]), "<i2").astype(np.float64)
+        pcm = np.frombuffer(bytes(self._queue[:n]), "<i2").astype(np.float32)
         del self._queue[:n]
         self.run.played += len(pcm)
-        out = resample_poly(pcm, 2, 3)
-        at = pos + self._delay
-        self._speaker[at : at + len(out)] += out[: max(0, len(self._speaker) - at)]
+        if self._stream is None:
+            self._stream = soxr.ResampleStream(24_000, RATE, 1, dtype="float32")
+            self._at = pos + self._delay
+        out = self._stream.resample_chunk(pcm).astype(np.float64)
+        end = min(len(self._speaker), self._at + len(out))
+        self._speaker[self._at : end] += out[: end - self._at]
+        self._at += len(out)

@@ -7,7 +7,7 @@ stops playing within a frame, so a real interruption is heard to cut in), then d
 
 - the speech goes on past `limits.BACKCHANNEL_MAX_MS`: a real barge-in; the reply is dropped
   (`bitvoice.audio.flush`) and the user's turn is answered, as before;
-- the speaker pauses sooner: the item is transcribed at once; a backchannel ("mm-hmm",
+- the speaker pauses (180 ms of silence) sooner: the item is transcribed at once; a backchannel ("mm-hmm",
   "yeah", "okay", or nothing Whisper could read) releases the reply
   (`bitvoice.audio.release`) where it stopped, and the words go into the history unanswered
   (`bitvoice.backchannel`); anything else ("stop", "wait, no") is a barge-in.
@@ -62,6 +62,7 @@ class BargeIn:
     speech_ms: float = 0.0  # item audio after the start, while not paused
     paused: bool = False
     asked: int = 0  # transcriptions asked for; only the newest one's answer counts
+    _sent: bool = False  # asked already in the current pause
 
     def audio(self, ms: float) -> Verdict:
         if self.paused:
@@ -71,6 +72,15 @@ class BargeIn:
 
     def pause(self) -> Verdict:
         self.paused = True
+        self._sent = False
+        return Verdict.WAIT
+
+    def quiet(self, silent_ms: int) -> Verdict:
+        """The speaker has been silent `silent_ms` since the pause: once that is
+        `limits.BARGE_IN_QUIET_MS` (a word's inner gaps are shorter), transcribe, once."""
+        if not self.paused or self._sent or silent_ms < limits.BARGE_IN_QUIET_MS:
+            return Verdict.WAIT
+        self._sent = True
         self.asked += 1
         return Verdict.TRANSCRIBE
 

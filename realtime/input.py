@@ -300,5 +300,10 @@ class UserInput:
         return out
 
     @property
+    def silent_ms(self) -> int:
+        """While an item is being spoken: the silence since its last voiced frame, in ms."""
+        return self._vad.silent_ms if self._vad is not None else 0
+
+    @property
     def position_ms(self) -> int:
         return self._vad.position_ms if self._vad is not None else 0

@@ -52,6 +52,9 @@ COMPLETE_TURN_SILENCE_MS: Final[int | None] = None
 # BACKCHANNEL_MAX_WORDS acknowledging words. The reply is already silent from the hold on, so a
 # longer limit costs the user nothing; it only decides when the held reply is dropped.
 BACKCHANNEL_MAX_MS: Final = 1000
+# The speech over a reply is transcribed once its speaker has been silent this long: shorter
+# gaps fall inside words ("ye-ah" held twice at the 90 ms pause).
+BARGE_IN_QUIET_MS: Final = 180
 BACKCHANNEL_MAX_WORDS: Final = 3
 
 # --- reply audio -------------------------------------------------------------------------------

@@ -361,10 +361,11 @@ class RealtimeProtocol:
                 out.append(StreamAudio(ev.item_id, ev.audio, ev.until_stop_ms))
                 if barge is not None:
                     out += self._barge_verdict(barge.audio(len(ev.audio) / 32.0), now)
+                    if barge.quiet(self.input.silent_ms) is Verdict.TRANSCRIBE:
+                        out.append(TranscribeBargeIn(ev.item_id, barge.asked))
             elif isinstance(ev, ItemPaused):
                 if barge is not None:
                     barge.pause()
-                    out.append(TranscribeBargeIn(ev.item_id, barge.asked))
                 elif td is not None and td.create_response and self.response is None:
                     out.append(Speculate(ev.item_id))
             elif isinstance(ev, ItemResumed):

@@ -21,13 +21,11 @@ delay estimator finds.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import resample_poly
+import soxr
 
 from realtime.echo import limits
 
 __all__ = ["PlayedReference"]
-
-_UP, _DOWN = 2, 3  # 24 kHz -> 16 kHz
 
 
 class PlayedReference:
@@ -41,6 +39,12 @@ class PlayedReference:
         self._capture_offset: float | None = None  # arrival - capture time, estimated
         self._captured = 0  # microphone samples mapped so far
         self._last_arrival = now
+        # one resampler over contiguous reply audio (resampling each 40 ms frame alone would
+        # leave a notch at every frame edge that no echo has); `_next` is where its output
+        # continues, in absolute samples
+        self._stream: soxr.ResampleStream | None = None
+        self._next = 0
+        self._expected = 0  # where the next frame starts if it follows on
 
     def _index(self, t: float) -> int:
         return round((t - self._origin) * limits.RATE)
@@ -62,8 +66,16 @@ class PlayedReference:
         """Reply audio (24 kHz float32) that the client starts playing at server time `start`."""
         if not len(samples):
             return
-        audio = resample_poly(samples, _UP, _DOWN).astype(np.float32)
         first = self._index(start)
+        if self._stream is None or abs(first - self._expected) > limits.RATE // 1000:
+            self._stream = soxr.ResampleStream(
+                limits.REFERENCE_RATE, limits.RATE, 1, dtype="float32"
+            )
+            self._next = first
+        self._expected = first + len(samples) * limits.RATE // limits.REFERENCE_RATE
+        audio = self._stream.resample_chunk(samples.astype(np.float32))
+        first = self._next
+        self._next += len(audio)
         self._slide_to(first + len(audio))
         lo = max(first, self._base)
         if lo >= first + len(audio):
@@ -75,6 +87,7 @@ class PlayedReference:
         first = max(self._index(at), self._base)
         if first < self._base + len(self._ring):
             self._ring[first - self._base :] = 0.0
+        self._stream = None  # what plays next starts a new stretch of audio
 
     def capture(self, n: int, arrived: float) -> np.ndarray:
         """The reference for the next `n` microphone samples, which arrived at `arrived`."""

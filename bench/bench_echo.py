@@ -1,0 +1,297 @@
+"""Echo cancellation and barge-in in simulated rooms: what a person at a kiosk would feel.
+
+    python -m bench.bench_echo [--quick]
+
+On the protocol core with the real canceller (WebRTC AEC3), the real VAD and a real Piper
+reply (bench/echo_rooms.py), over a grid of rooms: speaker-to-microphone delay 20/120/250 ms,
+echo gain 0/-10/-20 dB against the reply as sent, reverberation RT60 0/0.4 s, noise -65 dBFS.
+Speech over the reply is transcribed by Whisper tiny.en (a backchannel releases the reply,
+anything else drops it), as the server does.
+
+- echo alone: holds (the reply stopped until the item read as nothing) and cancelled replies,
+  with the server's echo cancellation on and off (the "before");
+- clicks, double clicks, noise bursts, coughs and spoken backchannels over the reply:
+  cancelled replies in every try;
+- pytest-audioeval speech over the echo: hold latency from the speech's energy onset;
+- canceller candidates on one reply through the rooms: echo removed (ERLE, dB after 2 s) and
+  CPU per second of audio (speexdsp and pywebrtc-audio only when installed);
+- the input path's CPU per second of audio (canceller + VAD).
+
+Prints a table and writes bench/results/echo.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.echo_rooms import Room, click, cough, noise_burst, reply_audio, run_reply
+from bench.machine import describe_machine
+from bench.speech_clips import load_clips
+
+RESULTS = Path(__file__).parent / "results"
+RATE = 16_000
+
+
+def rooms(quick: bool) -> list[Room]:
+    grid = itertools.product([20, 120, 250], [0, -10, -20], [0.0, 0.4])
+    out = [Room(delay_ms=d, gain_db=g, rt60_s=rt, seed=int(d)) for d, g, rt in grid]
+    return out[::3] if quick else out
+
+
+def whisper() -> Any:
+    from faster_whisper import WhisperModel
+
+    from engine.stt import TINY_EN_STT_MODEL
+    from engine.stt.models import resolve_stt_model
+
+    model = WhisperModel(
+        str(resolve_stt_model(TINY_EN_STT_MODEL)), device="cpu", compute_type="int8"
+    )
+
+    def transcribe(audio: bytes) -> str:
+        if len(audio) < 3200:
+            return ""
+        x = np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0
+        segments, _ = model.transcribe(x, language="en", beam_size=1, vad_filter=False)
+        return " ".join(s.text.strip() for s in segments)
+
+    return transcribe
+
+
+def espeak(text: str) -> np.ndarray:
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return np.zeros(0)
+    wav = subprocess.run([exe, "-s", "190", "--stdout", text], check=True, capture_output=True)
+    import io
+
+    x, rate = sf.read(io.BytesIO(wav.stdout), dtype="float32")
+    y = resample_poly(x, RATE, rate)
+    keep = np.flatnonzero(np.abs(y) > 0.01)
+    return y[keep[0] : keep[-1] + 1] if len(keep) else y
+
+
+def echo_alone(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for on in (True, False):
+        runs = [run_reply(reply, r, echo_cancellation=on, transcribe=transcribe) for r in grid]
+        out["on" if on else "off"] = {
+            "replies": len(runs),
+            "holds": sum(r.holds for r in runs),
+            "cancelled": sum(r.cancelled for r in runs),
+            "rooms_with_holds": [
+                f"{room.delay_ms:.0f}ms/{room.gain_db:.0f}dB/rt{room.rt60_s}"
+                for room, r in zip(grid, runs, strict=True)
+                if r.holds
+            ],
+        }
+    return out
+
+
+def short_sounds(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
+    sounds = {
+        "click": click(),
+        "double_click": np.concatenate([click(), np.zeros(1600), click()]),
+        "noise_burst": noise_burst(),
+        "cough": cough(),
+        "mm-hmm": espeak("mm-hmm"),
+        "yeah": espeak("yeah"),
+        "okay": espeak("okay"),
+    }
+    out = {}
+    for name, sound in sounds.items():
+        tries = holds = cancelled = 0
+        for room in grid:
+            at = [(1.5, sound), (4.5, 0.5 * sound), (7.5, sound)]
+            run = run_reply(reply, room, sounds=at, transcribe=transcribe)
+            tries += len(at)
+            holds += run.holds
+            cancelled += run.cancelled
+        out[name] = {"tries": tries, "holds": holds, "cancelled_replies": cancelled}
+    return out
+
+
+def barge_in(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
+    latencies: list[float] = []
+    missed = 0
+    per_gain: dict[str, list[float]] = {}
+    for clip, room in itertools.product(load_clips(), grid):
+        speech = np.frombuffer(clip.pcm, "<i2") / 32768.0
+        run = run_reply(reply, room, sounds=[(3.0, speech)], transcribe=transcribe)
+        lat = run.hold_latency_ms(3.0 + clip.onset_frame * 0.02)
+        if lat is None or not run.cancelled:
+            missed += 1
+            continue
+        latencies.append(lat)
+        per_gain.setdefault(f"{room.gain_db:.0f}dB", []).append(lat)
+    arr = np.array(latencies) if latencies else np.array([np.nan])
+    return {
+        "tries": len(latencies) + missed,
+        "missed": missed,
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p90_ms": float(np.percentile(arr, 90)),
+        "within_200ms": float(np.mean(arr <= 200.0)),
+        "p50_ms_by_echo_gain": {k: float(np.median(v)) for k, v in per_gain.items()},
+    }
+
+
+def cancellers(reply: bytes, grid: list[Room]) -> dict[str, Any]:
+    """ERLE and CPU of each installed canceller on the raw reply through the rooms."""
+    from scipy.signal import fftconvolve, resample_poly
+
+    from realtime.echo import EchoCanceller
+
+    far = resample_poly(np.frombuffer(reply, "<i2").astype(np.float64), 2, 3)
+    out: dict[str, Any] = {}
+    for name, make in _candidates(EchoCanceller).items():
+        erles, cpu, seconds = [], 0.0, 0.0
+        for room in grid:
+            h = room.impulse_response() * 10 ** (room.gain_db / 20.0)
+            d = int(room.delay_ms * RATE / 1000)
+            mic = np.zeros(len(far) + RATE)
+            echo = fftconvolve(far, h)[: len(far)]
+            mic[d : d + len(echo)] += echo[: len(mic) - d]
+            mic += np.random.default_rng(1).standard_normal(len(mic)) * 32767 * 10 ** (-65 / 20)
+            ref = np.zeros_like(mic)
+            ref[: len(far)] = far
+            process = make()
+            t = time.process_time()
+            cleaned = process(np.clip(mic, -32768, 32767), ref)
+            cpu += time.process_time() - t
+            seconds += len(mic) / RATE
+            s = slice(2 * RATE, len(far))
+            erles.append(_db(mic[s]) - _db(cleaned[s]))
+        out[name] = {
+            "erle_db_min": min(erles),
+            "erle_db_median": float(np.median(erles)),
+            "cpu_ms_per_s": 1000.0 * cpu / seconds,
+        }
+    return out
+
+
+def _db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.asarray(x, dtype=np.float64) ** 2) + 1e-9))
+
+
+def _candidates(ours: Any) -> dict[str, Any]:
+    def run_ours() -> Any:
+        ec = ours()
+
+        def process(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+            pcm = mic.astype("<i2").tobytes()
+            out = ec.process(pcm, ref.astype(np.float32))
+            return np.frombuffer(out, "<i2").astype(np.float64)
+
+        return process
+
+    found: dict[str, Any] = {"livekit AEC3 (used)": run_ours}
+    try:
+        import pywebrtc_audio
+
+        def run_pw() -> Any:
+            ec = pywebrtc_audio.EchoCanceller(RATE, 1, 0)
+
+            def process(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+                out = np.zeros_like(mic)
+                for i in range(0, len(mic) - 159, 160):
+                    m16 = mic[i : i + 160].astype(np.int16)
+                    r16 = np.clip(ref[i : i + 160], -32768, 32767).astype(np.int16)
+                    out[i : i + 160] = ec.process(m16, r16)
+                return out
+
+            return process
+
+        found["pywebrtc-audio AEC3"] = run_pw
+    except ImportError:
+        pass
+    try:
+        import speexdsp_aec  # type: ignore[import-untyped]
+
+        def run_speex() -> Any:
+            ec = speexdsp_aec.SpeexAec(RATE, 20, 300)
+
+            def process(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+                out = np.zeros_like(mic)
+                for i in range(0, len(mic) - 319, 320):
+                    m16 = mic[i : i + 320].astype(np.int16)
+                    r16 = np.clip(ref[i : i + 320], -32768, 32767).astype(np.int16)
+                    out[i : i + 320] = np.frombuffer(ec.process(m16, r16), np.int16)
+                return out
+
+            return process
+
+        found["speexdsp MDF (tail 300 ms)"] = run_speex
+    except (ImportError, OSError):
+        pass
+    return found
+
+
+def input_path_cpu(reply: bytes) -> float:
+    """CPU ms per second of microphone audio for the whole run (canceller, VAD, protocol)."""
+    t = time.process_time()
+    run_reply(reply, Room(delay_ms=120, gain_db=-10, rt60_s=0.3))
+    seconds = len(reply) / 48_000 + 2.1
+    return 1000.0 * (time.process_time() - t) / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a third of the room grid")
+    args = ap.parse_args(argv)
+    reply = reply_audio()
+    grid = rooms(args.quick)
+    transcribe = whisper()
+    t0 = time.perf_counter()
+    result = {
+        "machine": describe_machine(),
+        "rooms": len(grid),
+        "reply_seconds": len(reply) / 48_000,
+        "echo_alone": echo_alone(reply, grid, transcribe),
+        "short_sounds": short_sounds(reply, grid, transcribe),
+        "barge_in": barge_in(reply, [r for r in grid if r.gain_db > -20], transcribe),
+        "cancellers": cancellers(reply, grid),
+        "input_path_cpu_ms_per_s": input_path_cpu(reply),
+    }
+    result["wall_s"] = time.perf_counter() - t0
+    _print(result)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "echo.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _print(r: dict[str, Any]) -> None:
+    print(f"rooms: {r['rooms']}, reply {r['reply_seconds']:.1f} s")
+    for k, v in r["echo_alone"].items():
+        print(f"echo alone, cancellation {k:3}: {v['replies']} replies, {v['holds']} holds, "
+              f"{v['cancelled']} cancelled  {v['rooms_with_holds']}")  # fmt: skip
+    print(f"{'sound':14} {'tries':>6} {'holds':>6} {'cancelled':>10}")
+    for name, v in r["short_sounds"].items():
+        print(f"{name:14} {v['tries']:6} {v['holds']:6} {v['cancelled_replies']:10}")
+    b = r["barge_in"]
+    print(f"barge-in over echo: {b['tries']} tries, {b['missed']} missed, hold latency p50 "
+          f"{b['p50_ms']:.0f} ms, p90 {b['p90_ms']:.0f} ms, {100 * b['within_200ms']:.0f}% "
+          f"within 200 ms; p50 by echo gain {b['p50_ms_by_echo_gain']}")  # fmt: skip
+    print(f"{'canceller':28} {'ERLE min':>9} {'median':>7} {'CPU ms/s':>9}")
+    for name, v in r["cancellers"].items():
+        print(
+            f"{name:28} {v['erle_db_min']:9.1f} {v['erle_db_median']:7.1f} {v['cpu_ms_per_s']:9.1f}"
+        )
+    print(f"input path (canceller + VAD + protocol): {r['input_path_cpu_ms_per_s']:.1f} ms CPU "
+          f"per s of audio; bench wall {r['wall_s']:.0f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
