@@ -7,6 +7,13 @@
  * activations quantized per token (absmax, as BitNet trains them) against the
  * packed ternary weights; integer results are rescaled by
  * (activation scale * weight scale). The KV cache is f16.
+ *
+ * A chunk's tokens need not share a cache: each token t carries its own cache
+ * and position (chunk.kv[t], chunk.pos[t]). Prefill puts consecutive
+ * positions of one cache in a chunk; batched decode puts one token of each of
+ * several sequences, so their decode steps share one pass over the weights.
+ * Every per-token step reads only its own row, so a row's bits never depend
+ * on the other rows of its chunk.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -213,6 +220,15 @@ static void norm_quant(const bv_model *m, bv_state *s, int t, const float *x, co
     s->xs[t] = act_quant(o, width, npad, s->xq + (size_t)t * npad);
 }
 
+/* The tokens of one forward pass, each with the cache it reads and extends
+ * and its position there. */
+typedef struct {
+    int n;                       /* tokens, <= BV_MAX_BATCH */
+    const int32_t *tokens;       /* [n] */
+    bv_kv *kv[BV_MAX_BATCH];     /* [n] token t's cache */
+    int pos[BV_MAX_BATCH];       /* [n] token t's position in kv[t] */
+} chunk;
+
 /* ---- attention ------------------------------------------------------------------
  * Work units are (token, KV head, span of positions). A unit runs the KV head's
  * group of query heads over its span (bv_kern.attn_span) and leaves, for each
@@ -233,7 +249,8 @@ static int attn_spans(const bv_state *s, int n_pos) {
 
 typedef struct {
     bv_model *m;
-    int layer, n, n_past;
+    const chunk *ch;
+    int layer;
     int first_unit[BV_MAX_BATCH + 1]; /* token t owns units [first_unit[t], first_unit[t + 1]) */
 } attn_job;
 
@@ -253,14 +270,15 @@ static void attn_task(void *ctx, int task, int n_tasks) {
     bv_state *s = &m->s;
     int t = 0;
     while (task >= j->first_unit[t + 1]) t++;
-    int unit = task - j->first_unit[t], n_pos = j->n_past + t + 1;
+    int unit = task - j->first_unit[t], n_pos = j->ch->pos[t] + 1;
     int spans = attn_spans(s, n_pos), kvh = unit / spans, span = unit % spans;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int p0 = (int)((long)n_pos * span / spans), p1 = (int)((long)n_pos * (span + 1) / spans);
-    size_t head_cache = ((size_t)j->layer * c->n_kv_heads + kvh) * s->n_ctx * hd;
+    const bv_kv *kv = j->ch->kv[t];
+    size_t head_cache = ((size_t)j->layer * c->n_kv_heads + kvh) * kv->n_ctx * hd;
     float *part = attn_partial(m, t, kvh, span);
     bv_kern.attn_span(s->q + (size_t)t * c->dim + (size_t)kvh * group * hd, group,
-                      s->kcache + head_cache + (size_t)p0 * hd, s->vcache + head_cache + (size_t)p0 * hd,
+                      kv->k + head_cache + (size_t)p0 * hd, kv->v + head_cache + (size_t)p0 * hd,
                       p1 - p0, hd, 1.0f / sqrtf((float)hd), part, part + group, part + 2 * group);
 }
 
@@ -269,11 +287,11 @@ static void attn_merge_task(void *ctx, int task, int n_tasks) {
     attn_job *j = ctx;
     bv_model *m = j->m;
     const bv_config *c = &m->cfg;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, pairs = j->n * c->n_heads;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, pairs = j->ch->n * c->n_heads;
     int lo = (int)((long)pairs * task / n_tasks), hi = (int)((long)pairs * (task + 1) / n_tasks);
     for (int p = lo; p < hi; p++) {
         int t = p / c->n_heads, h = p % c->n_heads, kvh = h / group, g = h % group;
-        int spans = attn_spans(&m->s, j->n_past + t + 1);
+        int spans = attn_spans(&m->s, j->ch->pos[t] + 1);
         float big = -INFINITY, sum = 0.0f;
         for (int i = 0; i < spans; i++) {
             float mi = attn_partial(m, t, kvh, i)[g];
@@ -293,11 +311,11 @@ static void attn_merge_task(void *ctx, int task, int n_tasks) {
     }
 }
 
-static void attention(bv_model *m, int layer, int n, int n_past) {
-    attn_job j = {.m = m, .layer = layer, .n = n, .n_past = n_past};
-    for (int t = 0; t < n; t++)
-        j.first_unit[t + 1] = j.first_unit[t] + m->cfg.n_kv_heads * attn_spans(&m->s, n_past + t + 1);
-    bv_pool_run(m->pool, attn_task, &j, j.first_unit[n]);
+static void attention(bv_model *m, const chunk *ch, int layer) {
+    attn_job j = {.m = m, .ch = ch, .layer = layer};
+    for (int t = 0; t < ch->n; t++)
+        j.first_unit[t + 1] = j.first_unit[t] + m->cfg.n_kv_heads * attn_spans(&m->s, ch->pos[t] + 1);
+    bv_pool_run(m->pool, attn_task, &j, j.first_unit[ch->n]);
     bv_pool_run(m->pool, attn_merge_task, &j, bv_pool_threads(m->pool));
 }
 
@@ -317,12 +335,12 @@ static void rope(float *v, int n_heads, int hd, const float *cs) {
 
 /* cos and sin of pos * inv_freq for each token of the chunk: once per token,
  * not once per layer and per q/k */
-static void rope_angles(bv_state *s, int n, int n_past, int hd) {
+static void rope_angles(bv_state *s, const chunk *ch, int hd) {
     int half = hd / 2;
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < ch->n; t++) {
         float *cs = s->rope_cs + (size_t)t * hd;
         for (int i = 0; i < half; i++) {
-            float angle = (float)(n_past + t) * s->rope_inv[i];
+            float angle = (float)ch->pos[t] * s->rope_inv[i];
             cs[i] = cosf(angle);
             cs[half + i] = sinf(angle);
         }
@@ -385,7 +403,8 @@ typedef enum {
 typedef struct {
     bv_model *m;
     const bv_layer *L;
-    int layer, n, n_past;
+    const chunk *ch;
+    int layer, n;
     stage_id stage;
 } stage_job;
 
@@ -422,13 +441,13 @@ static void stage_task(void *ctx, int task, int n_tasks) {
         break;
     case STAGE_ROPE:
         for (int t = t0; t < t1; t++) {
-            int pos = j->n_past + t;
+            bv_kv *kv = j->ch->kv[t];
             rope(s->q + (size_t)t * dim, c->n_heads, hd, s->rope_cs + (size_t)t * hd);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cs + (size_t)t * hd);
-            for (int h = 0; h < c->n_kv_heads; h++) { /* cache: [layer][kv head][pos][hd] */
-                size_t at = (((size_t)j->layer * c->n_kv_heads + h) * s->n_ctx + pos) * hd;
-                bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, s->kcache + at, hd);
-                bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim + (size_t)h * hd, s->vcache + at, hd);
+            for (int h = 0; h < c->n_kv_heads; h++) { /* kv[t]: [layer][kv head][pos][hd] */
+                size_t at = (((size_t)j->layer * c->n_kv_heads + h) * kv->n_ctx + j->ch->pos[t]) * hd;
+                bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, kv->k + at, hd);
+                bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim + (size_t)h * hd, kv->v + at, hd);
             }
         }
         break;
@@ -452,28 +471,30 @@ static void stage_task(void *ctx, int task, int n_tasks) {
     }
 }
 
-static void stage(bv_model *m, int layer, int n, int n_past, stage_id id) {
-    stage_job j = {m, &m->w.layers[layer], layer, n, n_past, id};
+static void stage(bv_model *m, const chunk *ch, int layer, stage_id id) {
+    int n = ch->n;
+    stage_job j = {m, &m->w.layers[layer], ch, layer, n, id};
     int threads = bv_pool_threads(m->pool);
     bv_pool_run(m->pool, stage_task, &j, n < threads ? n : threads);
 }
 
-static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) {
+static int forward_chunk(bv_model *m, const chunk *ch) {
     const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
-    int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
+    int n = ch->n, dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
 
-    rope_angles(s, n, n_past, hd);
+    rope_angles(s, ch, hd);
 
     /* x = embed[tokens] */
-    for (int t = 0; t < n; t++) bv_kern.f16_to_f32(m->w.embed + (size_t)tokens[t] * dim, s->x + (size_t)t * dim, dim);
+    for (int t = 0; t < n; t++)
+        bv_kern.f16_to_f32(m->w.embed + (size_t)ch->tokens[t] * dim, s->x + (size_t)t * dim, dim);
 
     for (int l = 0; l < c->n_layers; l++) {
         if (atomic_load_explicit(&m->cancel, memory_order_relaxed)) return BV_CANCELLED;
         bv_layer *L = &m->w.layers[l];
 
         /* q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T  with h = rmsnorm(x, attn_norm) */
-        stage(m, l, n, n_past, STAGE_ATTN_IN);
+        stage(m, ch, l, STAGE_ATTN_IN);
         const bv_ternary *qkv[3] = {&L->lin[BV_Q], &L->lin[BV_K], &L->lin[BV_V]};
         float *qkv_out[3] = {s->q, s->k, s->v};
         const int qkv_ld[3] = {dim, kv_dim, kv_dim};
@@ -481,19 +502,19 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim);
         lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim);
         lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim);
-        stage(m, l, n, n_past, STAGE_ROPE);
+        stage(m, ch, l, STAGE_ROPE);
 
         /* a = softmax(q k.T / sqrt(hd) + causal) v, per head (GQA: kv head = h / group) */
-        attention(m, l, n, n_past);
+        attention(m, ch, l);
 
         /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
-        stage(m, l, n, n_past, STAGE_O_IN);
+        stage(m, ch, l, STAGE_O_IN);
         const bv_ternary *o[1] = {&L->lin[BV_O]};
         matmul(m, o, 1, n, &s->xb2, &dim);
         lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim);
 
         /* g, u = h @ Wg.T, h @ Wu.T  with h = rmsnorm(x, ffn_norm) */
-        stage(m, l, n, n_past, STAGE_FFN_IN);
+        stage(m, ch, l, STAGE_FFN_IN);
         const bv_ternary *gu[2] = {&L->lin[BV_GATE], &L->lin[BV_UP]};
         float *gu_out[2] = {s->hb, s->hb2};
         const int gu_ld[2] = {ffn, ffn};
@@ -502,55 +523,103 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn);
 
         /* x += rmsnorm(relu(g)^2 * u, ffn_sub_norm) @ Wd.T */
-        stage(m, l, n, n_past, STAGE_DOWN_IN);
+        stage(m, ch, l, STAGE_DOWN_IN);
         const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
         matmul(m, d, 1, n, &s->xb2, &dim);
         lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim);
-        stage(m, l, n, n_past, STAGE_RESIDUAL);
+        stage(m, ch, l, STAGE_RESIDUAL);
     }
     return BV_OK;
 }
 
-int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all_logits) {
+/* logits has room for `rows` rows of the vocabulary (grown, never shrunk). */
+static int reserve_logits(bv_model *m, int rows) {
     bv_state *s = &m->s;
+    if (rows <= s->logits_cap) return BV_OK;
+    float *bigger = NULL;
+    if (posix_memalign((void **)&bigger, 64, sizeof(float) * (size_t)rows * m->cfg.vocab) != 0) return BV_ERR_NOMEM;
+    free(s->logits);
+    s->logits = bigger;
+    s->logits_cap = rows;
+    return BV_OK;
+}
+
+/* logits[row] = rmsnorm(x[t], norm) @ head.T */
+static void final_logits(bv_model *m, int t, int row) {
     const bv_config *c = &m->cfg;
-    if (n <= 0 || n_past < 0 || n_past > s->n_cached || n > s->n_ctx - n_past) return BV_ERR_ARG;
+    float *xf = m->s.xb; /* scratch: free once a chunk's layers are done */
+    rmsnorm(xf, m->s.x + (size_t)t * c->dim, m->w.norm, c->dim, c->eps);
+    lm_head(m, xf, m->s.logits + (size_t)row * c->vocab);
+}
+
+static void kv_written(bv_kv *kv, int n_cached) {
+    kv->n_cached = n_cached;
+    if (n_cached > kv->n_touched) kv->n_touched = n_cached;
+}
+
+int bv_model_eval(bv_model *m, bv_kv *kv, const int32_t *tokens, int n, int n_past, int all_logits) {
+    const bv_config *c = &m->cfg;
+    if (n <= 0 || n_past < 0 || n_past > kv->n_cached || n > kv->n_ctx - n_past || kv->n_ctx != m->s.n_ctx)
+        return BV_ERR_ARG;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab) return BV_ERR_ARG;
     int rows = all_logits ? n : 1;
-    if (rows > s->logits_cap) {
-        float *bigger = NULL;
-        if (posix_memalign((void **)&bigger, 64, sizeof(float) * (size_t)rows * c->vocab) != 0) return BV_ERR_NOMEM;
-        free(s->logits);
-        s->logits = bigger;
-        s->logits_cap = rows;
-    }
+    if (reserve_logits(m, rows) != BV_OK) return BV_ERR_NOMEM;
     m->eval_calls++;
-    s->n_cached = n_past; /* truncate: what follows n_past is overwritten */
-    float *xf = s->xb; /* scratch: free once a chunk's layers are done */
+    kv->n_cached = n_past; /* truncate: what follows n_past is overwritten */
     int rc = BV_OK;
     for (int done = 0; done < n && rc == BV_OK;) {
-        int chunk = n - done < BV_MAX_BATCH ? n - done : BV_MAX_BATCH;
-        rc = forward_chunk(m, tokens + done, chunk, n_past + done);
+        chunk ch = {.n = n - done < BV_MAX_BATCH ? n - done : BV_MAX_BATCH, .tokens = tokens + done};
+        for (int t = 0; t < ch.n; t++) {
+            ch.kv[t] = kv;
+            ch.pos[t] = n_past + done + t;
+        }
+        rc = forward_chunk(m, &ch);
         if (rc != BV_OK) break;
         /* logits = rmsnorm(x, norm) @ head.T (last token, or every token) */
-        for (int t = 0; t < chunk; t++) {
+        for (int t = 0; t < ch.n; t++) {
             int index = done + t;
-            if (!all_logits && index != n - 1) continue;
-            rmsnorm(xf, s->x + (size_t)t * c->dim, m->w.norm, c->dim, c->eps);
-            lm_head(m, xf, s->logits + (size_t)(all_logits ? index : 0) * c->vocab);
+            if (all_logits || index == n - 1) final_logits(m, t, all_logits ? index : 0);
         }
-        done += chunk;
-        s->n_cached = n_past + done;
-        m->tokens_evaluated += (uint64_t)chunk;
+        done += ch.n;
+        kv_written(kv, n_past + done);
+        m->tokens_evaluated += (uint64_t)ch.n;
     }
     if (rc == BV_CANCELLED) {
         atomic_store(&m->cancel, 0);
-        s->n_cached = n_past; /* a partial chunk leaves nothing usable beyond the prefix */
+        kv->n_cached = n_past; /* a partial chunk leaves nothing usable beyond the prefix */
         return BV_CANCELLED;
     }
-    s->n_logits = rows;
+    m->s.n_logits = rows;
     return rc;
+}
+
+int bv_model_eval_batch(bv_model *m, bv_kv *const *kv, const int32_t *tokens, int n) {
+    const bv_config *c = &m->cfg;
+    if (n <= 0 || n > BV_MAX_BATCH) return BV_ERR_ARG;
+    chunk ch = {.n = n, .tokens = tokens};
+    for (int t = 0; t < n; t++) {
+        /* two tokens of one cache would both land on its next position */
+        for (int u = 0; u < t; u++)
+            if (kv[u] == kv[t]) return BV_ERR_ARG;
+        if (tokens[t] < 0 || tokens[t] >= c->vocab || kv[t]->n_cached >= kv[t]->n_ctx || kv[t]->n_ctx != m->s.n_ctx)
+            return BV_ERR_ARG;
+        ch.kv[t] = kv[t];
+        ch.pos[t] = kv[t]->n_cached;
+    }
+    if (reserve_logits(m, n) != BV_OK) return BV_ERR_NOMEM;
+    m->eval_calls++;
+    if (forward_chunk(m, &ch) == BV_CANCELLED) {
+        atomic_store(&m->cancel, 0);
+        return BV_CANCELLED; /* the positions written are beyond each n_cached: unused */
+    }
+    for (int t = 0; t < n; t++) {
+        final_logits(m, t, t);
+        kv_written(kv[t], ch.pos[t] + 1);
+    }
+    m->tokens_evaluated += (uint64_t)n;
+    m->s.n_logits = n;
+    return BV_OK;
 }
 
 /* Bytes of one factor in `quant` storage (codes or floats; steps apart). */

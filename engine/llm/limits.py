@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_KV_CACHE_BYTES",
     "DEFAULT_LOOKBACK",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_PROGRESS_TIMEOUT_S",
@@ -20,6 +21,13 @@ __all__ = [
     "SEARCH_MAX_RESPONSE_BYTES",
     "SESSION_LIFETIME_TOKENS",
 ]
+
+# The KV caches of every conversation on one LLM together (LLM(kv_cache_bytes=),
+# `bitvoice serve --kv-cache-bytes`). Past it the least recently used idle
+# conversation's cache is dropped (it re-runs its history next turn). 1 GiB
+# holds ~14,000 positions on the 2B shapes (30 layers x 5 KV heads x 128 x
+# 2 x f16 = 76.8 KB per position): a dozen 1,000-token voice conversations.
+DEFAULT_KV_CACHE_BYTES = 1 << 30
 
 # Per-turn generation cap used when neither the call nor generation_config.json
 # names one (`max_new_tokens`).
