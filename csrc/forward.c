@@ -111,6 +111,15 @@ BV_FLOAT_CLONES static void dequant(const int32_t *acc, int ldacc, const float *
 }
 
 #define MAX_FUSED 3 /* q,k,v or gate,up run as one parallel job */
+/* A batch of 2 or 3 tokens (concurrent sessions' decode steps) runs one GEMV
+ * per token over blocks of about this many bytes of weights: the first token
+ * streams a block from memory, the others find it in L2 (1 MB per core on
+ * Zen 4), so the weights stream once per step, as for a single token (the
+ * kernels' GEMMs would stream the rows once per token below 4 tokens on
+ * AVX-512, below 3 on AVX2). From 4 tokens the GEMMs, which unpack each block
+ * of weights once for all tokens, take over. Exact integer results either way. */
+#define BATCH_GEMV_MAX_TOKENS 3
+#define BATCH_GEMV_BLOCK_BYTES (256 << 10)
 
 typedef struct {
     const bv_ternary *w[MAX_FUSED];
@@ -124,6 +133,25 @@ typedef struct {
     int ldo[MAX_FUSED];
 } matmul_job;
 
+/* Y[t][r] = T[r] . X[t] for rows [r0, r1) of a few tokens: a GEMV per token
+ * over each L2-sized block of rows (see BATCH_GEMV_BLOCK_BYTES) */
+static void batch_gemv(const bv_ternary *w, const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+    int npad = w->t1 ? w->nb * BV_T1_QK : w->nb * BV_QK; /* X rows: padded columns */
+    size_t row_bytes = (size_t)w->nb * (w->t1 ? BV_T1_BLOCK_BYTES : BV_BLOCK_BYTES);
+    int block = (int)(BATCH_GEMV_BLOCK_BYTES / row_bytes) / 16 * 16;
+    if (block < 16) block = 16;
+    for (int b0 = r0; b0 < r1; b0 += block) {
+        int b1 = r1 - b0 < block ? r1 : b0 + block;
+        for (int t = 0; t < n; t++) {
+            const int8_t *x = X + (size_t)t * npad;
+            if (w->t1)
+                bv_kern.t1_gemv(w->data, w->nb, x, Y + (size_t)t * ldy, b0, b1);
+            else
+                bv_kern.ternary_gemv(w->data, w->nb, x, Y + (size_t)t * ldy, b0, b1);
+        }
+    }
+}
+
 static void matmul_task(void *ctx, int task, int n_tasks) {
     matmul_job *j = ctx;
     int lo = (int)((long)j->total_rows * task / n_tasks);
@@ -134,7 +162,9 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
-        if (r0 < r1 && w->t1) {
+        if (r0 < r1 && j->n > 1 && j->n <= BATCH_GEMV_MAX_TOKENS)
+            batch_gemv(w, j->X, j->n, j->Y + base, j->ldy, r0, r1);
+        else if (r0 < r1 && w->t1) {
             if (j->n == 1)
                 bv_kern.t1_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
             else
@@ -165,9 +195,10 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
         j.total_rows += w[i]->rows;
     }
     int threads = bv_pool_threads(m->pool);
-    /* decode is memory-bound: one contiguous slice per thread; prefill takes
-     * more, smaller tasks so an uneven split does not leave a core idle */
-    int tasks = n == 1 ? threads : threads * 4;
+    /* decode (and a batch of a few decode steps) is memory-bound: one
+     * contiguous slice per thread; prefill takes more, smaller tasks so an
+     * uneven split does not leave a core idle */
+    int tasks = n <= BATCH_GEMV_MAX_TOKENS ? threads : threads * 4;
     bv_pool_run(m->pool, matmul_task, &j, tasks);
 }
 
@@ -349,39 +380,63 @@ static void rope_angles(bv_state *s, const chunk *ch, int hd) {
 
 /* ---- LM head --------------------------------------------------------------------- */
 
+/* Head rows per block when several tokens share one pass over the head (a
+ * batch, or a prefill that keeps every token's logits): each token's GEMV
+ * over a block finds it in L2 (128 rows of 2560: 640 KB f16, 320 KB int8,
+ * 160 KB int4), so the head streams from memory once per pass, not once per
+ * token. A multiple of every GEMV's row group, so the rows are grouped as in
+ * one call over the whole range: the same bits. */
+#define HEAD_BLOCK_ROWS 128
+
 typedef struct {
     bv_model *m;
-    const float *x;   /* [dim] final-normed hidden state */
-    const int8_t *xq; /* its int8 quantization (quantized heads) */
-    float xs;
-    float *logits;
-    int32_t *acc;
+    int n;            /* tokens */
+    const float *x;   /* [n][dim] final-normed hidden states */
+    const int8_t *xq; /* [n][pad(dim)] their int8 quantization (quantized heads) */
+    const float *xs;  /* [n] its steps */
+    float *logits;    /* [n][vocab] */
 } head_job;
 
 static void head_task(void *ctx, int task, int n_tasks) {
     head_job *j = ctx;
     bv_model *m = j->m;
-    int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim);
+    int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim), pad = bv_pad_cols(dim);
     int r0 = (int)((long)vocab * task / n_tasks), r1 = (int)((long)vocab * (task + 1) / n_tasks);
-    if (m->w.head_quant == BV_HEAD_F16) {
-        bv_kern.f16_gemv(m->w.head, dim, j->x, j->logits, r0, r1);
-        return;
+    int block = j->n == 1 ? r1 - r0 : HEAD_BLOCK_ROWS; /* alone: one unbroken stream */
+    for (int b0 = r0; b0 < r1; b0 += block) {
+        int b1 = r1 - b0 < block ? r1 : b0 + block;
+        for (int t = 0; t < j->n; t++) {
+            float *logits = j->logits + (size_t)t * vocab;
+            /* int32 partials are written into the logits row then rescaled in place:
+             * same size (4 bytes), and each row is read before it is overwritten */
+            int32_t *acc = (int32_t *)logits;
+            const int8_t *xq = j->xq + (size_t)t * pad;
+            if (m->w.head_quant == BV_HEAD_F16) {
+                bv_kern.f16_gemv(m->w.head, dim, j->x + (size_t)t * dim, logits, b0, b1);
+                continue;
+            }
+            if (m->w.head_quant == BV_HEAD_INT8)
+                bv_kern.int8_gemv((const int8_t *)m->w.head_q, nb, xq, acc, b0, b1);
+            else
+                bv_kern.int4_gemv((const uint8_t *)m->w.head_q, nb, xq, acc, b0, b1);
+            for (int r = b0; r < b1; r++) logits[r] = (float)acc[r] * j->xs[t] * m->w.head_q_scale[r];
+        }
     }
-    if (m->w.head_quant == BV_HEAD_INT8)
-        bv_kern.int8_gemv((const int8_t *)m->w.head_q, nb, j->xq, j->acc, r0, r1);
-    else
-        bv_kern.int4_gemv((const uint8_t *)m->w.head_q, nb, j->xq, j->acc, r0, r1);
-    for (int r = r0; r < r1; r++) j->logits[r] = (float)j->acc[r] * j->xs * m->w.head_q_scale[r];
 }
 
-static void lm_head(bv_model *m, const float *x, float *logits) {
+/* logits[row0 + i] = rmsnorm(x[t0 + i], norm) @ head.T for i < n: the head
+ * streamed once for the n tokens */
+static void final_logits(bv_model *m, int t0, int n, int row0) {
+    const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
-    head_job j = {.m = m, .x = x, .logits = logits, .acc = (int32_t *)logits};
-    if (m->w.head_quant != BV_HEAD_F16) {
-        /* int32 partials are written into the logits row then rescaled in place:
-         * same size (4 bytes), and each row is read before it is overwritten */
-        j.xs = act_quant(x, m->cfg.dim, bv_pad_cols(m->cfg.dim), s->xq);
-        j.xq = s->xq;
+    int pad = bv_pad_cols(c->dim);
+    float *xf = s->xb; /* scratch [n][dim]: free once a chunk's layers are done */
+    head_job j = {.m = m, .n = n, .x = xf, .xq = s->xq, .xs = s->xs,
+                  .logits = s->logits + (size_t)row0 * c->vocab};
+    for (int i = 0; i < n; i++) {
+        float *o = xf + (size_t)i * c->dim;
+        rmsnorm(o, s->x + (size_t)(t0 + i) * c->dim, m->w.norm, c->dim, c->eps);
+        if (m->w.head_quant != BV_HEAD_F16) s->xs[i] = act_quant(o, c->dim, pad, s->xq + (size_t)i * pad);
     }
     bv_pool_run(m->pool, head_task, &j, bv_pool_threads(m->pool) * 4);
 }
@@ -544,14 +599,6 @@ static int reserve_logits(bv_model *m, int rows) {
     return BV_OK;
 }
 
-/* logits[row] = rmsnorm(x[t], norm) @ head.T */
-static void final_logits(bv_model *m, int t, int row) {
-    const bv_config *c = &m->cfg;
-    float *xf = m->s.xb; /* scratch: free once a chunk's layers are done */
-    rmsnorm(xf, m->s.x + (size_t)t * c->dim, m->w.norm, c->dim, c->eps);
-    lm_head(m, xf, m->s.logits + (size_t)row * c->vocab);
-}
-
 static void kv_written(bv_kv *kv, int n_cached) {
     kv->n_cached = n_cached;
     if (n_cached > kv->n_touched) kv->n_touched = n_cached;
@@ -577,10 +624,10 @@ int bv_model_eval(bv_model *m, bv_kv *kv, const int32_t *tokens, int n, int n_pa
         rc = forward_chunk(m, &ch);
         if (rc != BV_OK) break;
         /* logits = rmsnorm(x, norm) @ head.T (last token, or every token) */
-        for (int t = 0; t < ch.n; t++) {
-            int index = done + t;
-            if (all_logits || index == n - 1) final_logits(m, t, all_logits ? index : 0);
-        }
+        if (all_logits)
+            final_logits(m, 0, ch.n, done);
+        else if (done + ch.n == n)
+            final_logits(m, ch.n - 1, 1, 0);
         done += ch.n;
         kv_written(kv, n_past + done);
         m->tokens_evaluated += (uint64_t)ch.n;
@@ -613,10 +660,8 @@ int bv_model_eval_batch(bv_model *m, bv_kv *const *kv, const int32_t *tokens, in
         atomic_store(&m->cancel, 0);
         return BV_CANCELLED; /* the positions written are beyond each n_cached: unused */
     }
-    for (int t = 0; t < n; t++) {
-        final_logits(m, t, t);
-        kv_written(kv[t], ch.pos[t] + 1);
-    }
+    final_logits(m, 0, n, 0);
+    for (int t = 0; t < n; t++) kv_written(kv[t], ch.pos[t] + 1);
     m->tokens_evaluated += (uint64_t)n;
     m->s.n_logits = n;
     return BV_OK;

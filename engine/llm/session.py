@@ -35,7 +35,7 @@ from engine.llm.events import ChatDoneEvent, ChatEvent, ChatFinalTextEvent, Chat
 from engine.llm.sampling import SamplingOptions, resolve_sampling
 from engine.llm.search import SearchError, SearchTagScanner, format_results
 from engine.llm.tokenizer import IncrementalDecoder
-from engine.llm.worker import Engine
+from engine.llm.worker import Engine, SeqCache
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -105,16 +105,36 @@ class _Turn:
     forced: list[int] = field(default_factory=list)
     seed: int | None = None  # seeds the session's sampler at the turn's first step
 
-    # -- worker thread -----------------------------------------------------------
-    def step(self) -> tuple[str, str | None, str | None]:
+    # -- worker thread: worker.Step, run by Engine.submit() -------------------------
+    @property
+    def key(self) -> object:
+        return self.session._key
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def sequence(self) -> list[int]:
+        return self.prompt + self.generated
+
+    def run(self) -> tuple[str, str | None, str | None]:
         """Bring the cache up to date, sample one token. Returns (visible text,
         search query or None, finish reason or None)."""
-        seq = self.prompt + self.generated
+        seq = self.sequence()
         before = self.engine.model.tokens_evaluated
-        cache = self.engine.ensure_cache(self.session._key, seq, self, self.cancel)
+        cache = self.engine.ensure_cache(self.key, seq, self, self.cancel)
         if cache is None:
             return "", None, "cancelled"
-        ran = int(self.engine.model.tokens_evaluated - before)
+        return self._sample(cache, seq, int(self.engine.model.tokens_evaluated - before), -1)
+
+    def finish(self, cache: SeqCache, row: int) -> tuple[str, str | None, str | None]:
+        """After a batched eval ran this turn's last token into `cache`: as run()."""
+        return self._sample(cache, self.sequence(), 1, row)
+
+    def _sample(
+        self, cache: SeqCache, seq: list[int], ran: int, row: int
+    ) -> tuple[str, str | None, str | None]:
+        """Sample from row `row` of the logits (`ran` tokens just ran for `seq`)."""
         if self.seed is not None:
             cache.kv.set_seed(self.seed)
             self.seed = None
@@ -136,6 +156,7 @@ class _Turn:
                     history=history,
                     lookback=o.lookback,
                     cache=cache.kv,
+                    row=row,
                 )
             )
         if self.first_token_at is None:
@@ -188,7 +209,8 @@ class ChatStream:
         raise StopAsyncIteration
 
     def _submit(self) -> None:
-        self._next = asyncio.ensure_future(self._turn.engine.run(self._turn.step))
+        # concurrent turns' decode steps submitted together run as one batch
+        self._next = asyncio.wrap_future(self._turn.engine.submit(self._turn))
 
     async def _advance(self) -> None:
         turn = self._turn

@@ -9,6 +9,12 @@ its own KV cache (`_native.KVCache`), so sessions that take turns never re-run
 each other's history. The caches together stay under a byte cap: past it, the
 least recently used idle session's cache is dropped, and that session re-runs
 its history on its next turn.
+
+Decode steps of concurrent turns share one pass over the weights: a turn
+hands its steps to `submit()`, and the worker runs every pending decode step
+(one new token at the end of its session's cache) as one batched eval
+(`Model.eval_batch`), then lets each turn sample from its own row. Each row
+gets the bits it would get alone, so batching never changes a reply.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engine.errors import ComponentLifecycleError
+from engine.llm import limits
 from engine.llm.sampling import SamplingOptions
 from engine.llm.search import SearchProvider
 from engine.llm.tokenizer import ChatTokenizer
@@ -30,7 +37,7 @@ from engine.llm.tokenizer import ChatTokenizer
 if TYPE_CHECKING:
     from engine.llm._native import KVCache, Model
 
-__all__ = ["Engine", "SeqCache", "common_prefix"]
+__all__ = ["Engine", "SeqCache", "Step", "common_prefix"]
 
 T = TypeVar("T")
 
@@ -51,6 +58,31 @@ class SeqCache:
     kv: KVCache
     tokens: list[int] = field(default_factory=list)
     writer: object = None  # the turn (or prefill) that last extended it
+
+
+class Step(Protocol):
+    """One step of a turn, as `Engine.submit()` runs it (worker thread): the
+    engine either runs it whole (`run`), or evaluates its last token in a
+    batch and then lets it `finish` from its row of the batch's logits."""
+
+    @property
+    def key(self) -> object:
+        """The session whose cache the step extends."""
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the turn was cancelled: the step must not start."""
+
+    def sequence(self) -> list[int]:
+        """The tokens the session's cache must hold for this step (its last
+        token is the one to run)."""
+
+    def run(self) -> Any:
+        """The whole step alone: bring the cache up to date, then finish."""
+
+    def finish(self, cache: SeqCache, row: int) -> Any:
+        """After the batch ran sequence()[-1] into `cache`: sample from row
+        `row` of the logits and return the step's result."""
 
 
 @dataclass(eq=False)
@@ -82,6 +114,12 @@ class Engine:
     closed: bool = False
     running: object = None  # the key whose single-cache eval is in flight (cancel() only then)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Steps handed to submit() and not started, and whether a drain is queued
+    # on the worker; guarded by `steps_ready`.
+    pending: list[tuple[Step, concurrent.futures.Future[Any]]] = field(default_factory=list)
+    draining: bool = False
+    steps_ready: threading.Condition = field(default_factory=threading.Condition)
+    batches: int = 0  # batched evals run (eval_batch of two or more sessions)
 
     @property
     def n_ctx(self) -> int:
@@ -111,11 +149,31 @@ class Engine:
         with self.lock:
             self.caches.pop(key, None)
 
+    def submit(self, step: Step) -> concurrent.futures.Future[Any]:
+        """Thread-safe: queue one step of a turn for the worker; its future
+        holds what the step returns. Decode steps queued together run as one
+        batched eval. After close() the future fails with ComponentLifecycleError."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self.steps_ready:
+            if self.closed:
+                fut.set_exception(ComponentLifecycleError("the model was unloaded"))
+                return fut
+            self.pending.append((step, fut))
+            self.steps_ready.notify_all()
+            if not self.draining:
+                self.draining = True
+                self.executor.submit(self._drain)
+        return fut
+
     async def close(self) -> None:
         """Cancel what runs, free the model after it, and end the worker thread."""
         if self.closed:
             return
-        self.closed = True
+        with self.steps_ready:
+            self.closed = True
+            dropped, self.pending = self.pending, []
+        for _, fut in dropped:
+            fut.set_exception(ComponentLifecycleError("the model was unloaded"))
         with self.lock:
             if self.running is not None:
                 self.model.cancel()
@@ -200,8 +258,94 @@ class Engine:
         anyone reads: it only warms the cache for a later ensure_cache()."""
         cache = self.cache_of(key)
         common = common_prefix(cache.tokens, seq)
+        if key in self.live:  # the session's own turn started: its cache is the turn's now
+            return min(common, len(cache.tokens))
         todo = seq[common : common + max_new]
         if not todo or not self._eval(key, cache, todo, common):
             return min(common, len(cache.tokens))
         cache.writer = None
         return common + len(todo)
+
+    # -- batched decode (worker thread) -----------------------------------------
+    def _drain(self) -> None:
+        """Run the pending steps: decode steps together, others one by one.
+        One round per call (then it queues itself again), so work handed to
+        run() meanwhile (a prefill chunk) never waits behind a long decode."""
+        with self.steps_ready:
+            # The other live turns' next steps arrive a moment after this one
+            # (the loop hands them out one by one as the last batch's results
+            # land): wait briefly so they join this batch instead of the next.
+            self.steps_ready.wait_for(
+                lambda: len(self.pending) >= len(self.live), limits.DECODE_BATCH_GATHER_S
+            )
+            steps, self.pending = self.pending, []
+        try:
+            self._run_steps(steps)
+        finally:
+            with self.steps_ready:
+                self.draining = bool(self.pending) and not self.closed
+                if self.draining:
+                    self.executor.submit(self._drain)
+
+    def _run_steps(self, steps: list[tuple[Step, concurrent.futures.Future[Any]]]) -> None:
+        """Settle every step's future: the decode steps (their session's cache
+        holds all but the last token of their sequence, written by the same
+        turn) in batched evals, the rest (a turn's first step, a step after a
+        search or an eviction) alone."""
+        batch: list[tuple[Step, concurrent.futures.Future[Any], SeqCache, int]] = []
+        alone: list[tuple[Step, concurrent.futures.Future[Any]]] = []
+        for step, fut in steps:
+            cache = self.caches.get(step.key)
+            seq = step.sequence()
+            # a decode step: one token after what this step's turn last ran
+            if (
+                cache is not None
+                and not step.cancelled
+                and len(cache.tokens) == len(seq) - 1
+                and cache.writer is step
+                and len(cache.tokens) < self.n_ctx
+            ):
+                batch.append((step, fut, cache, seq[-1]))
+            else:
+                alone.append((step, fut))
+        if len(batch) == 1:
+            alone.append(batch.pop()[:2])
+        for i in range(0, len(batch), limits.MAX_DECODE_BATCH):
+            self._run_batch(batch[i : i + limits.MAX_DECODE_BATCH])
+        for step, fut in alone:
+            _settle(fut, step.run)
+
+    def _run_batch(
+        self, batch: list[tuple[Step, concurrent.futures.Future[Any], SeqCache, int]]
+    ) -> None:
+        """One eval_batch for every step of `batch`, then each finishes from its row.
+        Not cancellable (cancel() names one session; the others must go on): a
+        batch is one token per session, and a cancelled turn ignores its result."""
+        with self.lock:
+            self.model.clear_cancel()
+        try:
+            ok = self.model.eval_batch([c.kv for _, _, c, _ in batch], [t for _, _, _, t in batch])
+        except BaseException as exc:
+            for _, fut, _, _ in batch:
+                fut.set_exception(exc)
+            return
+        if not ok:  # cancelled after all (nothing was written): run each alone
+            for step, fut, _, _ in batch:
+                _settle(fut, step.run)
+            return
+        self.batches += 1
+        for row, (step, fut, cache, token) in enumerate(batch):
+            cache.tokens.append(token)
+            with self.lock:
+                if step.key in self.caches:
+                    self.caches.move_to_end(step.key)
+            _settle(fut, step.finish, cache, row)
+        self._evict(keep=None)
+
+
+def _settle(fut: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """fut = fn(*args), or the exception it raised."""
+    try:
+        fut.set_result(fn(*args))
+    except BaseException as exc:
+        fut.set_exception(exc)

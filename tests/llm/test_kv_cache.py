@@ -149,6 +149,7 @@ async def test_concurrent_turns_match_each_session_alone(demo: LLM) -> None:
             turn(a, QUESTIONS[0], max_tokens=24), turn(b, QUESTIONS[1], max_tokens=24)
         )
     assert [got_a, got_b] == want_a + want_b
+    assert llm.engine().batches > 0  # their decode steps ran together
 
 
 async def test_seeded_sampling_is_per_session(demo: LLM) -> None:
