@@ -111,14 +111,14 @@ BV_FLOAT_CLONES static void dequant(const int32_t *acc, int ldacc, const float *
 }
 
 #define MAX_FUSED 3 /* q,k,v or gate,up run as one parallel job */
-/* A batch of 2 or 3 tokens (concurrent sessions' decode steps) runs one GEMV
- * per token over blocks of about this many bytes of weights: the first token
- * streams a block from memory, the others find it in L2 (1 MB per core on
- * Zen 4), so the weights stream once per step, as for a single token (the
- * kernels' GEMMs would stream the rows once per token below 4 tokens on
- * AVX-512, below 3 on AVX2). From 4 tokens the GEMMs, which unpack each block
- * of weights once for all tokens, take over. Exact integer results either way. */
-#define BATCH_GEMV_MAX_TOKENS 3
+/* A batch of a few tokens (concurrent sessions' decode steps; up to the
+ * path's bv_kern.batch_gemv_max) runs one GEMV per token over blocks of about
+ * this many bytes of weights: the first token streams a block from memory,
+ * the others find it in L2 (1 MB per core on Zen 4), so the weights stream
+ * once per step, as for a single token (the kernels' own few-token fallback
+ * streams the rows once per token). From there on the GEMMs, which unpack
+ * each block of weights once for all tokens, take over. Exact integer
+ * results either way. */
 #define BATCH_GEMV_BLOCK_BYTES (256 << 10)
 
 typedef struct {
@@ -162,7 +162,7 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
-        if (r0 < r1 && j->n > 1 && j->n <= BATCH_GEMV_MAX_TOKENS)
+        if (r0 < r1 && j->n > 1 && j->n <= bv_kern.batch_gemv_max)
             batch_gemv(w, j->X, j->n, j->Y + base, j->ldy, r0, r1);
         else if (r0 < r1 && w->t1) {
             if (j->n == 1)
@@ -198,7 +198,7 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
     /* decode (and a batch of a few decode steps) is memory-bound: one
      * contiguous slice per thread; prefill takes more, smaller tasks so an
      * uneven split does not leave a core idle */
-    int tasks = n <= BATCH_GEMV_MAX_TOKENS ? threads : threads * 4;
+    int tasks = n == 1 || n <= bv_kern.batch_gemv_max ? threads : threads * 4;
     bv_pool_run(m->pool, matmul_task, &j, tasks);
 }
 
