@@ -167,13 +167,15 @@ async def test_seeded_sampling_is_per_session(demo: LLM) -> None:
 
 async def test_cancel_of_one_session_leaves_the_other_alone(demo: LLM) -> None:
     llm = demo
-    want_b = await alone(llm, QUESTIONS[:1], max_tokens=24)
+    want_b = await alone(llm, QUESTIONS[:1], max_tokens=120)
     async with llm.open_session() as a, llm.open_session() as b:
         stream_a = a.generate(QUESTIONS[1], temperature=0.0, max_tokens=200)
-        task_b = asyncio.ensure_future(turn(b, QUESTIONS[0], max_tokens=24))
-        await stream_a.__anext__()
-        await asyncio.sleep(0)
-        await stream_a.aclose()  # while b's turn is generating
+        task_b = asyncio.ensure_future(turn(b, QUESTIONS[0], max_tokens=120))
+        batches = llm.engine().batches
+        for _ in range(8):  # a few of a's steps, batched with b's
+            await stream_a.__anext__()
+        assert llm.engine().batches > batches and not task_b.done()
+        await stream_a.aclose()  # while b's turn is generating, in the same batches
         got_b, _ = await task_b
         assert [got_b] == want_b
         _, usage = await turn(a, QUESTIONS[2])  # a's cache survived its cancel
@@ -198,6 +200,7 @@ async def test_lora_applies_to_every_session_alike(home: Path, tmp_path: Path) -
                 got_a.append(ta)
                 got_b.append(tb)
         assert (got_a, got_b) == (want_a, want_b)
+        assert llm.engine().batches > 0  # the sessions' decode steps ran batched
     finally:
         await llm.stop()
 
