@@ -3,12 +3,22 @@ BitNet-b1.58-2B-4T shapes (hidden 2560, 30 layers, 20/5 heads, FFN 6912,
 vocab 128256, tied head).
 
     python -m bench.bench_llm [--threads 2] [--heads int4,int8] [--quick] [--llama-cpp]
+    python -m bench.bench_llm --sessions 4 [--threads 2] [--heads int4] [--quick]
 
 Prints a table (prefill and decode tokens/s, GB/s of weights streamed per
 decoded token and its % of the read bandwidth measured here with the same
 thread count, decode tokens/s again at a 2048-token context, resident memory,
 load time) and writes bench/results/llm.json. Each configuration runs in its own
 process so its resident memory is its own.
+
+--sessions N measures concurrent conversations instead: N sessions, each
+with its own KV cache and its own 128-token prompt, decode together
+(Model.eval_batch: one pass over the weights per step for all N), for
+1, 2, 4 ... N sessions; it prints the aggregate decode tokens/s and its ratio
+to one session (goal: >= 3x at 4 sessions), one session through the plain
+eval() as the SDK runs it alone, and the process CPU time per token (the
+ratio that stays readable on a machine shared with other jobs), and writes
+bench/results/llm-sessions.json.
 """
 
 from __future__ import annotations
@@ -54,6 +64,8 @@ LONG_DECODE_TOKENS = 32
 # decode rides on drifts by ~10% from one minute to the next
 REPEATS = 3
 TARGETS = {"decode_tok_s": 45.0, "prefill_tok_s": 190.0, "rss_gb": 1.0, "load_s": 2.0}
+SESSIONS_DECODE_TOKENS = 32  # decode steps per session count and run (--sessions)
+SESSIONS_TARGET_RATIO = 3.0  # aggregate decode at 4 sessions / one session
 
 
 def machine() -> dict[str, Any]:
@@ -223,6 +235,100 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     }
 
 
+def timed_sessions(m: Any, caches: list[Any], tokens: list[int], count: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) for `count` greedy decode steps of
+    every cache: alone through eval() (one cache), else one eval_batch per step."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(count):
+        if len(caches) == 1:
+            m.eval(tokens, caches[0].n_cached, cache=caches[0])
+        else:
+            m.eval_batch(caches, tokens)
+        tokens = [m.sample(cache=c, row=i) for i, c in enumerate(caches)]
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def session_counts(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n."""
+    counts = [1]
+    while counts[-1] * 2 < n:
+        counts.append(counts[-1] * 2)
+    return counts + ([n] if n > 1 else [])
+
+
+def run_sessions(
+    path: Path, threads: int, head: str | None, shapes: dict[str, int], n: int
+) -> dict[str, Any]:
+    """Aggregate decode rate of 1..n concurrent sessions, in this process."""
+    from engine.llm import _native
+
+    m = _native.Model(
+        str(path),
+        n_threads=threads,
+        n_ctx=PROMPT_TOKENS + (REPEATS + 1) * SESSIONS_DECODE_TOKENS + 1,
+        unembed_quant=head,
+    )
+    rng = np.random.default_rng(1)
+    caches = []
+    for _ in range(n):  # each session's own prompt, prefilled once (untimed)
+        cache = _native.KVCache(m)
+        m.eval([int(t) for t in rng.integers(0, shapes["vocab"], PROMPT_TOKENS)], 0, cache=cache)
+        caches.append(cache)
+    rows = []
+    for count in session_counts(n):
+        runs, cpu = [], []
+        for repeat in range(REPEATS + 1):  # the first run warms up; not reported
+            for cache in caches[:count]:  # every count decodes from the same positions
+                m.eval([1], PROMPT_TOKENS, cache=cache)
+            first = [m.sample(cache=c) for c in caches[:count]]
+            wall, cpu_s = timed_sessions(m, caches[:count], first, SESSIONS_DECODE_TOKENS)
+            if repeat:
+                runs.append(count * SESSIONS_DECODE_TOKENS / wall)
+                cpu.append(1000 * cpu_s / (count * SESSIONS_DECODE_TOKENS))
+        rows.append({"sessions": count, "decode_tok_s": round(statistics.median(runs), 1),
+                     "decode_tok_s_runs": [round(v, 1) for v in runs],
+                     "cpu_ms_per_token": round(statistics.median(cpu), 1)})  # fmt: skip
+    for r in rows:
+        r["vs_one"] = round(r["decode_tok_s"] / rows[0]["decode_tok_s"], 2)
+        # tokens per CPU-second against one session: steadier than the wall clock
+        # on a shared machine (it counts only this process's cores' time)
+        r["cpu_vs_one"] = round(rows[0]["cpu_ms_per_token"] / r["cpu_ms_per_token"], 2)
+    return {"threads": threads, "unembed_quant": head or "none", "kernel_path": _native.kernel_backend(),
+            "ternary_layout": m.ternary_layout, "prompt_tokens": PROMPT_TOKENS, "rows": rows}  # fmt: skip
+
+
+def sessions_main(args: argparse.Namespace, shapes: dict[str, int], path: Path) -> int:
+    """--sessions N: the concurrent-conversation table (one child process per head)."""
+    results = []
+    for head in args.heads.split(","):
+        cmd = [sys.executable, "-m", "bench.bench_llm", "--threads", str(args.threads),
+               "--sessions", str(args.sessions), "--child", head, *(["--quick"] if args.quick else [])]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    info = machine()
+    print(f"\nbitvoice LLM engine, concurrent sessions - {'quick shapes' if args.quick else 'BitNet-b1.58-2B-4T shapes'}, "
+          f"{args.threads} threads, kernel {info['kernel_path']}, {info['cpu']} ({info['logical_cpus']} CPUs)")  # fmt: skip
+    print(f"each session: its own KV cache and {PROMPT_TOKENS}-token prompt, then {SESSIONS_DECODE_TOKENS} greedy "
+          f"decode steps; one eval_batch per step for all sessions; median of {REPEATS} runs; "
+          f"goal: >= {SESSIONS_TARGET_RATIO:g}x one session at 4 sessions")  # fmt: skip
+    header = (f"{'layout':>6} {'head':>6} {'sessions':>8} {'aggregate t/s':>14} {'per session':>12} {'range':>13} "
+              f"{'vs one':>7} {'CPU ms/tok':>11} {'per CPU-s vs one':>17}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for res in results:
+        for r in res["rows"]:
+            spread = f"{min(r['decode_tok_s_runs'])}-{max(r['decode_tok_s_runs'])}"
+            print(f"{res['ternary_layout']:>6} {res['unembed_quant']:>6} {r['sessions']:>8} {r['decode_tok_s']:>14} "
+                  f"{round(r['decode_tok_s'] / r['sessions'], 1):>12} {spread:>13} {r['vs_one']:>6}x "
+                  f"{r['cpu_ms_per_token']:>11} {r['cpu_vs_one']:>16}x")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_path = RESULTS / ("llm-sessions-quick.json" if args.quick else "llm-sessions.json")
+    out_path.write_text(json.dumps({"machine": info, "shapes": shapes, "target_ratio_at_4": SESSIONS_TARGET_RATIO,
+                                    "results": results}, indent=2))  # fmt: skip
+    print(f"\nwrote {out_path}")
+    return 0
+
+
 def memory_bandwidth_gb_s(threads: int) -> float:
     """Read bandwidth with `threads` threads: numpy sums over 512 MB split
     between them (numpy releases the GIL in the reduction), best of 3: the
@@ -251,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heads", default="int4,int8", help="LM head formats: none,int8,int4")
     ap.add_argument("--quick", action="store_true", help="a small model instead of the 2B shapes")
+    ap.add_argument(
+        "--sessions",
+        type=int,
+        default=0,
+        help="measure N concurrent sessions' batched decode instead (1, 2, 4 .. N)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument(
         "--llama-cpp",
@@ -267,8 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     path = model_path(shapes)
     if args.child:
         head = None if args.child == "none" else args.child
-        print(json.dumps(run_one(path, args.threads, head, shapes)))
+        if args.sessions > 0:
+            print(json.dumps(run_sessions(path, args.threads, head, shapes, args.sessions)))
+        else:
+            print(json.dumps(run_one(path, args.threads, head, shapes)))
         return 0
+    if args.sessions > 0:
+        return sessions_main(args, shapes, path)
     rows = []
     for head in args.heads.split(","):
         cmd = [

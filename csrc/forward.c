@@ -7,6 +7,13 @@
  * activations quantized per token (absmax, as BitNet trains them) against the
  * packed ternary weights; integer results are rescaled by
  * (activation scale * weight scale). The KV cache is f16.
+ *
+ * A chunk's tokens need not share a cache: each token t carries its own cache
+ * and position (chunk.kv[t], chunk.pos[t]). Prefill puts consecutive
+ * positions of one cache in a chunk; batched decode puts one token of each of
+ * several sequences, so their decode steps share one pass over the weights.
+ * Every per-token step reads only its own row, so a row's bits never depend
+ * on the other rows of its chunk.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -104,6 +111,15 @@ BV_FLOAT_CLONES static void dequant(const int32_t *acc, int ldacc, const float *
 }
 
 #define MAX_FUSED 3 /* q,k,v or gate,up run as one parallel job */
+/* A batch of a few tokens (concurrent sessions' decode steps; up to the
+ * path's bv_kern.batch_gemv_max) runs one GEMV per token over blocks of about
+ * this many bytes of weights: the first token streams a block from memory,
+ * the others find it in L2 (1 MB per core on Zen 4), so the weights stream
+ * once per step, as for a single token (the kernels' own few-token fallback
+ * streams the rows once per token). From there on the GEMMs, which unpack
+ * each block of weights once for all tokens, take over. Exact integer
+ * results either way. */
+#define BATCH_GEMV_BLOCK_BYTES (256 << 10)
 
 typedef struct {
     const bv_ternary *w[MAX_FUSED];
@@ -117,6 +133,25 @@ typedef struct {
     int ldo[MAX_FUSED];
 } matmul_job;
 
+/* Y[t][r] = T[r] . X[t] for rows [r0, r1) of a few tokens: a GEMV per token
+ * over each L2-sized block of rows (see BATCH_GEMV_BLOCK_BYTES) */
+static void batch_gemv(const bv_ternary *w, const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+    int npad = w->t1 ? w->nb * BV_T1_QK : w->nb * BV_QK; /* X rows: padded columns */
+    size_t row_bytes = (size_t)w->nb * (w->t1 ? BV_T1_BLOCK_BYTES : BV_BLOCK_BYTES);
+    int block = (int)(BATCH_GEMV_BLOCK_BYTES / row_bytes) / 16 * 16;
+    if (block < 16) block = 16;
+    for (int b0 = r0; b0 < r1; b0 += block) {
+        int b1 = r1 - b0 < block ? r1 : b0 + block;
+        for (int t = 0; t < n; t++) {
+            const int8_t *x = X + (size_t)t * npad;
+            if (w->t1)
+                bv_kern.t1_gemv(w->data, w->nb, x, Y + (size_t)t * ldy, b0, b1);
+            else
+                bv_kern.ternary_gemv(w->data, w->nb, x, Y + (size_t)t * ldy, b0, b1);
+        }
+    }
+}
+
 static void matmul_task(void *ctx, int task, int n_tasks) {
     matmul_job *j = ctx;
     int lo = (int)((long)j->total_rows * task / n_tasks);
@@ -127,7 +162,9 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
-        if (r0 < r1 && w->t1) {
+        if (r0 < r1 && j->n > 1 && j->n <= bv_kern.batch_gemv_max)
+            batch_gemv(w, j->X, j->n, j->Y + base, j->ldy, r0, r1);
+        else if (r0 < r1 && w->t1) {
             if (j->n == 1)
                 bv_kern.t1_gemv(w->data, w->nb, j->X, j->Y + base, r0, r1);
             else
@@ -158,9 +195,10 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
         j.total_rows += w[i]->rows;
     }
     int threads = bv_pool_threads(m->pool);
-    /* decode is memory-bound: one contiguous slice per thread; prefill takes
-     * more, smaller tasks so an uneven split does not leave a core idle */
-    int tasks = n == 1 ? threads : threads * 4;
+    /* decode (and a batch of a few decode steps) is memory-bound: one
+     * contiguous slice per thread; prefill takes more, smaller tasks so an
+     * uneven split does not leave a core idle */
+    int tasks = n == 1 || n <= bv_kern.batch_gemv_max ? threads : threads * 4;
     bv_pool_run(m->pool, matmul_task, &j, tasks);
 }
 
@@ -213,6 +251,15 @@ static void norm_quant(const bv_model *m, bv_state *s, int t, const float *x, co
     s->xs[t] = act_quant(o, width, npad, s->xq + (size_t)t * npad);
 }
 
+/* The tokens of one forward pass, each with the cache it reads and extends
+ * and its position there. */
+typedef struct {
+    int n;                       /* tokens, <= BV_MAX_BATCH */
+    const int32_t *tokens;       /* [n] */
+    bv_kv *kv[BV_MAX_BATCH];     /* [n] token t's cache */
+    int pos[BV_MAX_BATCH];       /* [n] token t's position in kv[t] */
+} chunk;
+
 /* ---- attention ------------------------------------------------------------------
  * Work units are (token, KV head, span of positions). A unit runs the KV head's
  * group of query heads over its span (bv_kern.attn_span) and leaves, for each
@@ -233,7 +280,8 @@ static int attn_spans(const bv_state *s, int n_pos) {
 
 typedef struct {
     bv_model *m;
-    int layer, n, n_past;
+    const chunk *ch;
+    int layer;
     int first_unit[BV_MAX_BATCH + 1]; /* token t owns units [first_unit[t], first_unit[t + 1]) */
 } attn_job;
 
@@ -253,14 +301,15 @@ static void attn_task(void *ctx, int task, int n_tasks) {
     bv_state *s = &m->s;
     int t = 0;
     while (task >= j->first_unit[t + 1]) t++;
-    int unit = task - j->first_unit[t], n_pos = j->n_past + t + 1;
+    int unit = task - j->first_unit[t], n_pos = j->ch->pos[t] + 1;
     int spans = attn_spans(s, n_pos), kvh = unit / spans, span = unit % spans;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int p0 = (int)((long)n_pos * span / spans), p1 = (int)((long)n_pos * (span + 1) / spans);
-    size_t head_cache = ((size_t)j->layer * c->n_kv_heads + kvh) * s->n_ctx * hd;
+    const bv_kv *kv = j->ch->kv[t];
+    size_t head_cache = ((size_t)j->layer * c->n_kv_heads + kvh) * kv->n_ctx * hd;
     float *part = attn_partial(m, t, kvh, span);
     bv_kern.attn_span(s->q + (size_t)t * c->dim + (size_t)kvh * group * hd, group,
-                      s->kcache + head_cache + (size_t)p0 * hd, s->vcache + head_cache + (size_t)p0 * hd,
+                      kv->k + head_cache + (size_t)p0 * hd, kv->v + head_cache + (size_t)p0 * hd,
                       p1 - p0, hd, 1.0f / sqrtf((float)hd), part, part + group, part + 2 * group);
 }
 
@@ -269,11 +318,11 @@ static void attn_merge_task(void *ctx, int task, int n_tasks) {
     attn_job *j = ctx;
     bv_model *m = j->m;
     const bv_config *c = &m->cfg;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, pairs = j->n * c->n_heads;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, pairs = j->ch->n * c->n_heads;
     int lo = (int)((long)pairs * task / n_tasks), hi = (int)((long)pairs * (task + 1) / n_tasks);
     for (int p = lo; p < hi; p++) {
         int t = p / c->n_heads, h = p % c->n_heads, kvh = h / group, g = h % group;
-        int spans = attn_spans(&m->s, j->n_past + t + 1);
+        int spans = attn_spans(&m->s, j->ch->pos[t] + 1);
         float big = -INFINITY, sum = 0.0f;
         for (int i = 0; i < spans; i++) {
             float mi = attn_partial(m, t, kvh, i)[g];
@@ -293,11 +342,11 @@ static void attn_merge_task(void *ctx, int task, int n_tasks) {
     }
 }
 
-static void attention(bv_model *m, int layer, int n, int n_past) {
-    attn_job j = {.m = m, .layer = layer, .n = n, .n_past = n_past};
-    for (int t = 0; t < n; t++)
-        j.first_unit[t + 1] = j.first_unit[t] + m->cfg.n_kv_heads * attn_spans(&m->s, n_past + t + 1);
-    bv_pool_run(m->pool, attn_task, &j, j.first_unit[n]);
+static void attention(bv_model *m, const chunk *ch, int layer) {
+    attn_job j = {.m = m, .ch = ch, .layer = layer};
+    for (int t = 0; t < ch->n; t++)
+        j.first_unit[t + 1] = j.first_unit[t] + m->cfg.n_kv_heads * attn_spans(&m->s, ch->pos[t] + 1);
+    bv_pool_run(m->pool, attn_task, &j, j.first_unit[ch->n]);
     bv_pool_run(m->pool, attn_merge_task, &j, bv_pool_threads(m->pool));
 }
 
@@ -317,12 +366,12 @@ static void rope(float *v, int n_heads, int hd, const float *cs) {
 
 /* cos and sin of pos * inv_freq for each token of the chunk: once per token,
  * not once per layer and per q/k */
-static void rope_angles(bv_state *s, int n, int n_past, int hd) {
+static void rope_angles(bv_state *s, const chunk *ch, int hd) {
     int half = hd / 2;
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < ch->n; t++) {
         float *cs = s->rope_cs + (size_t)t * hd;
         for (int i = 0; i < half; i++) {
-            float angle = (float)(n_past + t) * s->rope_inv[i];
+            float angle = (float)ch->pos[t] * s->rope_inv[i];
             cs[i] = cosf(angle);
             cs[half + i] = sinf(angle);
         }
@@ -331,39 +380,63 @@ static void rope_angles(bv_state *s, int n, int n_past, int hd) {
 
 /* ---- LM head --------------------------------------------------------------------- */
 
+/* Head rows per block when several tokens share one pass over the head (a
+ * batch, or a prefill that keeps every token's logits): each token's GEMV
+ * over a block finds it in L2 (128 rows of 2560: 640 KB f16, 320 KB int8,
+ * 160 KB int4), so the head streams from memory once per pass, not once per
+ * token. A multiple of every GEMV's row group, so the rows are grouped as in
+ * one call over the whole range: the same bits. */
+#define HEAD_BLOCK_ROWS 128
+
 typedef struct {
     bv_model *m;
-    const float *x;   /* [dim] final-normed hidden state */
-    const int8_t *xq; /* its int8 quantization (quantized heads) */
-    float xs;
-    float *logits;
-    int32_t *acc;
+    int n;            /* tokens */
+    const float *x;   /* [n][dim] final-normed hidden states */
+    const int8_t *xq; /* [n][pad(dim)] their int8 quantization (quantized heads) */
+    const float *xs;  /* [n] its steps */
+    float *logits;    /* [n][vocab] */
 } head_job;
 
 static void head_task(void *ctx, int task, int n_tasks) {
     head_job *j = ctx;
     bv_model *m = j->m;
-    int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim);
+    int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim), pad = bv_pad_cols(dim);
     int r0 = (int)((long)vocab * task / n_tasks), r1 = (int)((long)vocab * (task + 1) / n_tasks);
-    if (m->w.head_quant == BV_HEAD_F16) {
-        bv_kern.f16_gemv(m->w.head, dim, j->x, j->logits, r0, r1);
-        return;
+    int block = j->n == 1 ? r1 - r0 : HEAD_BLOCK_ROWS; /* alone: one unbroken stream */
+    for (int b0 = r0; b0 < r1; b0 += block) {
+        int b1 = r1 - b0 < block ? r1 : b0 + block;
+        for (int t = 0; t < j->n; t++) {
+            float *logits = j->logits + (size_t)t * vocab;
+            /* int32 partials are written into the logits row then rescaled in place:
+             * same size (4 bytes), and each row is read before it is overwritten */
+            int32_t *acc = (int32_t *)logits;
+            const int8_t *xq = j->xq + (size_t)t * pad;
+            if (m->w.head_quant == BV_HEAD_F16) {
+                bv_kern.f16_gemv(m->w.head, dim, j->x + (size_t)t * dim, logits, b0, b1);
+                continue;
+            }
+            if (m->w.head_quant == BV_HEAD_INT8)
+                bv_kern.int8_gemv((const int8_t *)m->w.head_q, nb, xq, acc, b0, b1);
+            else
+                bv_kern.int4_gemv((const uint8_t *)m->w.head_q, nb, xq, acc, b0, b1);
+            for (int r = b0; r < b1; r++) logits[r] = (float)acc[r] * j->xs[t] * m->w.head_q_scale[r];
+        }
     }
-    if (m->w.head_quant == BV_HEAD_INT8)
-        bv_kern.int8_gemv((const int8_t *)m->w.head_q, nb, j->xq, j->acc, r0, r1);
-    else
-        bv_kern.int4_gemv((const uint8_t *)m->w.head_q, nb, j->xq, j->acc, r0, r1);
-    for (int r = r0; r < r1; r++) j->logits[r] = (float)j->acc[r] * j->xs * m->w.head_q_scale[r];
 }
 
-static void lm_head(bv_model *m, const float *x, float *logits) {
+/* logits[row0 + i] = rmsnorm(x[t0 + i], norm) @ head.T for i < n: the head
+ * streamed once for the n tokens */
+static void final_logits(bv_model *m, int t0, int n, int row0) {
+    const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
-    head_job j = {.m = m, .x = x, .logits = logits, .acc = (int32_t *)logits};
-    if (m->w.head_quant != BV_HEAD_F16) {
-        /* int32 partials are written into the logits row then rescaled in place:
-         * same size (4 bytes), and each row is read before it is overwritten */
-        j.xs = act_quant(x, m->cfg.dim, bv_pad_cols(m->cfg.dim), s->xq);
-        j.xq = s->xq;
+    int pad = bv_pad_cols(c->dim);
+    float *xf = s->xb; /* scratch [n][dim]: free once a chunk's layers are done */
+    head_job j = {.m = m, .n = n, .x = xf, .xq = s->xq, .xs = s->xs,
+                  .logits = s->logits + (size_t)row0 * c->vocab};
+    for (int i = 0; i < n; i++) {
+        float *o = xf + (size_t)i * c->dim;
+        rmsnorm(o, s->x + (size_t)(t0 + i) * c->dim, m->w.norm, c->dim, c->eps);
+        if (m->w.head_quant != BV_HEAD_F16) s->xs[i] = act_quant(o, c->dim, pad, s->xq + (size_t)i * pad);
     }
     bv_pool_run(m->pool, head_task, &j, bv_pool_threads(m->pool) * 4);
 }
@@ -385,7 +458,8 @@ typedef enum {
 typedef struct {
     bv_model *m;
     const bv_layer *L;
-    int layer, n, n_past;
+    const chunk *ch;
+    int layer, n;
     stage_id stage;
 } stage_job;
 
@@ -422,13 +496,13 @@ static void stage_task(void *ctx, int task, int n_tasks) {
         break;
     case STAGE_ROPE:
         for (int t = t0; t < t1; t++) {
-            int pos = j->n_past + t;
+            bv_kv *kv = j->ch->kv[t];
             rope(s->q + (size_t)t * dim, c->n_heads, hd, s->rope_cs + (size_t)t * hd);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cs + (size_t)t * hd);
-            for (int h = 0; h < c->n_kv_heads; h++) { /* cache: [layer][kv head][pos][hd] */
-                size_t at = (((size_t)j->layer * c->n_kv_heads + h) * s->n_ctx + pos) * hd;
-                bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, s->kcache + at, hd);
-                bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim + (size_t)h * hd, s->vcache + at, hd);
+            for (int h = 0; h < c->n_kv_heads; h++) { /* kv[t]: [layer][kv head][pos][hd] */
+                size_t at = (((size_t)j->layer * c->n_kv_heads + h) * kv->n_ctx + j->ch->pos[t]) * hd;
+                bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, kv->k + at, hd);
+                bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim + (size_t)h * hd, kv->v + at, hd);
             }
         }
         break;
@@ -452,28 +526,30 @@ static void stage_task(void *ctx, int task, int n_tasks) {
     }
 }
 
-static void stage(bv_model *m, int layer, int n, int n_past, stage_id id) {
-    stage_job j = {m, &m->w.layers[layer], layer, n, n_past, id};
+static void stage(bv_model *m, const chunk *ch, int layer, stage_id id) {
+    int n = ch->n;
+    stage_job j = {m, &m->w.layers[layer], ch, layer, n, id};
     int threads = bv_pool_threads(m->pool);
     bv_pool_run(m->pool, stage_task, &j, n < threads ? n : threads);
 }
 
-static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) {
+static int forward_chunk(bv_model *m, const chunk *ch) {
     const bv_config *c = &m->cfg;
     bv_state *s = &m->s;
-    int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
+    int n = ch->n, dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd, ffn = c->ffn;
 
-    rope_angles(s, n, n_past, hd);
+    rope_angles(s, ch, hd);
 
     /* x = embed[tokens] */
-    for (int t = 0; t < n; t++) bv_kern.f16_to_f32(m->w.embed + (size_t)tokens[t] * dim, s->x + (size_t)t * dim, dim);
+    for (int t = 0; t < n; t++)
+        bv_kern.f16_to_f32(m->w.embed + (size_t)ch->tokens[t] * dim, s->x + (size_t)t * dim, dim);
 
     for (int l = 0; l < c->n_layers; l++) {
         if (atomic_load_explicit(&m->cancel, memory_order_relaxed)) return BV_CANCELLED;
         bv_layer *L = &m->w.layers[l];
 
         /* q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T  with h = rmsnorm(x, attn_norm) */
-        stage(m, l, n, n_past, STAGE_ATTN_IN);
+        stage(m, ch, l, STAGE_ATTN_IN);
         const bv_ternary *qkv[3] = {&L->lin[BV_Q], &L->lin[BV_K], &L->lin[BV_V]};
         float *qkv_out[3] = {s->q, s->k, s->v};
         const int qkv_ld[3] = {dim, kv_dim, kv_dim};
@@ -481,19 +557,19 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         lora_apply(m, &L->lora[BV_Q], s->xb, dim, n, s->q, dim);
         lora_apply(m, &L->lora[BV_K], s->xb, dim, n, s->k, kv_dim);
         lora_apply(m, &L->lora[BV_V], s->xb, dim, n, s->v, kv_dim);
-        stage(m, l, n, n_past, STAGE_ROPE);
+        stage(m, ch, l, STAGE_ROPE);
 
         /* a = softmax(q k.T / sqrt(hd) + causal) v, per head (GQA: kv head = h / group) */
-        attention(m, l, n, n_past);
+        attention(m, ch, l);
 
         /* x += rmsnorm(a, attn_sub_norm) @ Wo.T */
-        stage(m, l, n, n_past, STAGE_O_IN);
+        stage(m, ch, l, STAGE_O_IN);
         const bv_ternary *o[1] = {&L->lin[BV_O]};
         matmul(m, o, 1, n, &s->xb2, &dim);
         lora_apply(m, &L->lora[BV_O], s->xb, dim, n, s->xb2, dim);
 
         /* g, u = h @ Wg.T, h @ Wu.T  with h = rmsnorm(x, ffn_norm) */
-        stage(m, l, n, n_past, STAGE_FFN_IN);
+        stage(m, ch, l, STAGE_FFN_IN);
         const bv_ternary *gu[2] = {&L->lin[BV_GATE], &L->lin[BV_UP]};
         float *gu_out[2] = {s->hb, s->hb2};
         const int gu_ld[2] = {ffn, ffn};
@@ -502,55 +578,93 @@ static int forward_chunk(bv_model *m, const int32_t *tokens, int n, int n_past) 
         lora_apply(m, &L->lora[BV_UP], s->xb, dim, n, s->hb2, ffn);
 
         /* x += rmsnorm(relu(g)^2 * u, ffn_sub_norm) @ Wd.T */
-        stage(m, l, n, n_past, STAGE_DOWN_IN);
+        stage(m, ch, l, STAGE_DOWN_IN);
         const bv_ternary *d[1] = {&L->lin[BV_DOWN]};
         matmul(m, d, 1, n, &s->xb2, &dim);
         lora_apply(m, &L->lora[BV_DOWN], s->xb, ffn, n, s->xb2, dim);
-        stage(m, l, n, n_past, STAGE_RESIDUAL);
+        stage(m, ch, l, STAGE_RESIDUAL);
     }
     return BV_OK;
 }
 
-int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all_logits) {
+/* logits has room for `rows` rows of the vocabulary (grown, never shrunk). */
+static int reserve_logits(bv_model *m, int rows) {
     bv_state *s = &m->s;
+    if (rows <= s->logits_cap) return BV_OK;
+    float *bigger = NULL;
+    if (posix_memalign((void **)&bigger, 64, sizeof(float) * (size_t)rows * m->cfg.vocab) != 0) return BV_ERR_NOMEM;
+    free(s->logits);
+    s->logits = bigger;
+    s->logits_cap = rows;
+    return BV_OK;
+}
+
+static void kv_written(bv_kv *kv, int n_cached) {
+    kv->n_cached = n_cached;
+    if (n_cached > kv->n_touched) kv->n_touched = n_cached;
+}
+
+int bv_model_eval(bv_model *m, bv_kv *kv, const int32_t *tokens, int n, int n_past, int all_logits) {
     const bv_config *c = &m->cfg;
-    if (n <= 0 || n_past < 0 || n_past > s->n_cached || n > s->n_ctx - n_past) return BV_ERR_ARG;
+    if (n <= 0 || n_past < 0 || n_past > kv->n_cached || n > kv->n_ctx - n_past || kv->n_ctx != m->s.n_ctx)
+        return BV_ERR_ARG;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab) return BV_ERR_ARG;
     int rows = all_logits ? n : 1;
-    if (rows > s->logits_cap) {
-        float *bigger = NULL;
-        if (posix_memalign((void **)&bigger, 64, sizeof(float) * (size_t)rows * c->vocab) != 0) return BV_ERR_NOMEM;
-        free(s->logits);
-        s->logits = bigger;
-        s->logits_cap = rows;
-    }
+    if (reserve_logits(m, rows) != BV_OK) return BV_ERR_NOMEM;
     m->eval_calls++;
-    s->n_cached = n_past; /* truncate: what follows n_past is overwritten */
-    float *xf = s->xb; /* scratch: free once a chunk's layers are done */
+    kv->n_cached = n_past; /* truncate: what follows n_past is overwritten */
     int rc = BV_OK;
     for (int done = 0; done < n && rc == BV_OK;) {
-        int chunk = n - done < BV_MAX_BATCH ? n - done : BV_MAX_BATCH;
-        rc = forward_chunk(m, tokens + done, chunk, n_past + done);
+        chunk ch = {.n = n - done < BV_MAX_BATCH ? n - done : BV_MAX_BATCH, .tokens = tokens + done};
+        for (int t = 0; t < ch.n; t++) {
+            ch.kv[t] = kv;
+            ch.pos[t] = n_past + done + t;
+        }
+        rc = forward_chunk(m, &ch);
         if (rc != BV_OK) break;
         /* logits = rmsnorm(x, norm) @ head.T (last token, or every token) */
-        for (int t = 0; t < chunk; t++) {
-            int index = done + t;
-            if (!all_logits && index != n - 1) continue;
-            rmsnorm(xf, s->x + (size_t)t * c->dim, m->w.norm, c->dim, c->eps);
-            lm_head(m, xf, s->logits + (size_t)(all_logits ? index : 0) * c->vocab);
-        }
-        done += chunk;
-        s->n_cached = n_past + done;
-        m->tokens_evaluated += (uint64_t)chunk;
+        if (all_logits)
+            final_logits(m, 0, ch.n, done);
+        else if (done + ch.n == n)
+            final_logits(m, ch.n - 1, 1, 0);
+        done += ch.n;
+        kv_written(kv, n_past + done);
+        m->tokens_evaluated += (uint64_t)ch.n;
     }
     if (rc == BV_CANCELLED) {
         atomic_store(&m->cancel, 0);
-        s->n_cached = n_past; /* a partial chunk leaves nothing usable beyond the prefix */
+        kv->n_cached = n_past; /* a partial chunk leaves nothing usable beyond the prefix */
         return BV_CANCELLED;
     }
-    s->n_logits = rows;
+    m->s.n_logits = rows;
     return rc;
+}
+
+int bv_model_eval_batch(bv_model *m, bv_kv *const *kv, const int32_t *tokens, int n) {
+    const bv_config *c = &m->cfg;
+    if (n <= 0 || n > BV_MAX_BATCH) return BV_ERR_ARG;
+    chunk ch = {.n = n, .tokens = tokens};
+    for (int t = 0; t < n; t++) {
+        /* two tokens of one cache would both land on its next position */
+        for (int u = 0; u < t; u++)
+            if (kv[u] == kv[t]) return BV_ERR_ARG;
+        if (tokens[t] < 0 || tokens[t] >= c->vocab || kv[t]->n_cached >= kv[t]->n_ctx || kv[t]->n_ctx != m->s.n_ctx)
+            return BV_ERR_ARG;
+        ch.kv[t] = kv[t];
+        ch.pos[t] = kv[t]->n_cached;
+    }
+    if (reserve_logits(m, n) != BV_OK) return BV_ERR_NOMEM;
+    m->eval_calls++;
+    if (forward_chunk(m, &ch) == BV_CANCELLED) {
+        atomic_store(&m->cancel, 0);
+        return BV_CANCELLED; /* the positions written are beyond each n_cached: unused */
+    }
+    final_logits(m, 0, n, 0);
+    for (int t = 0; t < n; t++) kv_written(kv[t], ch.pos[t] + 1);
+    m->tokens_evaluated += (uint64_t)n;
+    m->s.n_logits = n;
+    return BV_OK;
 }
 
 /* Bytes of one factor in `quant` storage (codes or floats; steps apart). */

@@ -369,8 +369,32 @@ static int bind_weights(bv_model *m, const bv_file_header *h, const bv_tensor_en
     return BV_OK;
 }
 
+bv_kv *bv_kv_init(const bv_model *m) {
+    const bv_config *c = &m->cfg;
+    bv_kv *kv = calloc(1, sizeof *kv);
+    if (!kv) return NULL;
+    int ok = 1;
+    size_t per_layer = (size_t)m->s.n_ctx * c->n_kv_heads * c->head_dim;
+    kv->n_ctx = m->s.n_ctx;
+    kv->pos_bytes = (size_t)c->n_layers * c->n_kv_heads * c->head_dim * 2 * sizeof(uint16_t);
+    kv->k = lazy_calloc((size_t)c->n_layers * per_layer, sizeof(uint16_t), &ok);
+    kv->v = lazy_calloc((size_t)c->n_layers * per_layer, sizeof(uint16_t), &ok);
+    if (ok) return kv;
+    bv_kv_free(kv);
+    return NULL;
+}
+
+void bv_kv_free(bv_kv *kv) {
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+size_t bv_kv_bytes(const bv_kv *kv) { return (size_t)kv->n_touched * kv->pos_bytes; }
+
 /* State allocation: the thread pool, the run state for BV_MAX_BATCH tokens
- * and the KV cache (n_ctx 0 or beyond max_ctx: max_ctx), allocated once. */
+ * and the model's own KV cache (n_ctx 0 or beyond max_ctx: max_ctx), allocated once. */
 static int alloc_state(bv_model *m, int n_threads, int n_ctx, char *err) {
     const bv_config *c = &m->cfg;
     m->pool = bv_pool_init(n_threads > 0 ? n_threads : 1);
@@ -400,9 +424,8 @@ static int alloc_state(bv_model *m, int n_threads, int n_ctx, char *err) {
     s->logits = xcalloc((size_t)c->vocab, 4, &ok);
     s->rope_inv = xcalloc((size_t)c->head_dim / 2, 4, &ok);
     s->rope_cs = xcalloc((size_t)B * c->head_dim, 4, &ok);
-    s->kcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
-    s->vcache = lazy_calloc((size_t)c->n_layers * s->n_ctx * kv_dim, 2, &ok);
-    if (!ok) ERR(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
+    m->kv = bv_kv_init(m);
+    if (!ok || !m->kv) ERR(BV_ERR_NOMEM, "out of memory for the run state and a %d-token KV cache", s->n_ctx);
     /* HF: inv_freq = 1 / theta ** (arange(0, hd, 2) / hd), in float32 */
     for (int i = 0; i < c->head_dim / 2; i++)
         s->rope_inv[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
@@ -464,9 +487,10 @@ void bv_model_free(bv_model *m) {
     if (m->pool) bv_pool_free(m->pool);
     bv_state *s = &m->s;
     void *bufs[] = {s->x, s->xb, s->xb2, s->xq, s->xs, s->acc, s->q, s->k, s->v, s->hb, s->hb2,
-                    s->attn_part, s->logits, s->rope_inv, s->rope_cs, s->kcache, s->vcache, s->lora_tmp, s->sample_scratch,
+                    s->attn_part, s->logits, s->rope_inv, s->rope_cs, s->lora_tmp, s->sample_scratch,
                     m->w.head_q, m->w.head_q_scale};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    bv_kv_free(m->kv);
     if (m->w.layers) {
         bv_model_clear_lora(m);
         for (int l = 0; l < m->cfg.n_layers; l++)

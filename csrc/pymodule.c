@@ -69,6 +69,111 @@ static int model_ready(ModelObject *self) {
     return 1;
 }
 
+/* ---- KVCache: one sequence's cache (bitvoice.h bv_kv) ------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    ModelObject *model; /* strong reference: the model it was made for */
+    bv_kv *kv;          /* owned; independent memory, so it may outlive the model's close() */
+} KVCacheObject;
+
+static PyTypeObject KVCacheType;
+static PyTypeObject ModelType;
+
+static int KVCache_init(KVCacheObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"model", NULL};
+    PyObject *model;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &model)) return -1;
+    if (!PyObject_TypeCheck(model, &ModelType)) {
+        PyErr_SetString(PyExc_TypeError, "KVCache(model) needs an engine.llm._native.Model");
+        return -1;
+    }
+    ModelObject *mo = (ModelObject *)model;
+    if (!mo->m) { PyErr_SetString(PyExc_RuntimeError, "model is closed"); return -1; }
+    bv_kv *kv = bv_kv_init(mo->m);
+    if (!kv) { PyErr_NoMemory(); return -1; }
+    bv_kv_free(self->kv);
+    Py_XDECREF(self->model);
+    self->kv = kv;
+    Py_INCREF(model);
+    self->model = mo;
+    return 0;
+}
+
+static void KVCache_dealloc(KVCacheObject *self) {
+    bv_kv_free(self->kv);
+    Py_XDECREF(self->model);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int kv_ready(KVCacheObject *self) {
+    if (!self->kv) { PyErr_SetString(PyExc_RuntimeError, "KVCache was not initialized"); return 0; }
+    return 1;
+}
+
+/* splitmix64 of the seed, so seeds 0, 1, 2 give unrelated streams */
+static uint64_t seed_state(unsigned long long seed) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (z ^ (z >> 31)) | 1;
+}
+
+static PyObject *KVCache_set_seed(KVCacheObject *self, PyObject *arg) {
+    if (!kv_ready(self)) return NULL;
+    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
+    if (PyErr_Occurred()) return NULL;
+    self->kv->rng = seed_state(seed);
+    Py_RETURN_NONE;
+}
+
+#define KV_GETTER(fname, expr) \
+    static PyObject *fname(KVCacheObject *self, void *c) { \
+        if (!kv_ready(self)) return NULL; \
+        return PyLong_FromUnsignedLongLong((unsigned long long)(expr)); }
+KV_GETTER(kv_get_n_cached, self->kv->n_cached)
+KV_GETTER(kv_get_n_ctx, self->kv->n_ctx)
+KV_GETTER(kv_get_nbytes, bv_kv_bytes(self->kv))
+
+static PyGetSetDef KVCache_getset[] = {
+    {"n_cached", (getter)kv_get_n_cached, NULL, "positions valid in this cache", NULL},
+    {"n_ctx", (getter)kv_get_n_ctx, NULL, "positions it can hold", NULL},
+    {"nbytes", (getter)kv_get_nbytes, NULL, "bytes it holds (every position ever written, keys and values)", NULL},
+    {NULL}};
+
+static PyMethodDef KVCache_methods[] = {
+    {"set_seed", (PyCFunction)KVCache_set_seed, METH_O, "seed this sequence's sampler"},
+    {NULL}};
+
+static PyTypeObject KVCacheType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "engine.llm._native.KVCache",
+    .tp_basicsize = sizeof(KVCacheObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One sequence's KV cache and sampler state, for a Model.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)KVCache_init,
+    .tp_dealloc = (destructor)KVCache_dealloc,
+    .tp_methods = KVCache_methods,
+    .tp_getset = KVCache_getset,
+};
+
+/* The cache a call names (None: the model's own); NULL with an exception set
+ * when it is not a KVCache of this model. */
+static bv_kv *cache_of(ModelObject *self, PyObject *cache) {
+    if (!cache || cache == Py_None) return self->m->kv;
+    if (!PyObject_TypeCheck(cache, &KVCacheType)) {
+        PyErr_SetString(PyExc_TypeError, "cache must be a KVCache or None");
+        return NULL;
+    }
+    KVCacheObject *c = (KVCacheObject *)cache;
+    if (!kv_ready(c)) return NULL;
+    if (c->model != self) {
+        PyErr_SetString(PyExc_ValueError, "this KVCache belongs to another model");
+        return NULL;
+    }
+    return c->kv;
+}
+
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "n_threads", "n_ctx", "unembed_quant", "ternary_layout", NULL};
     const char *path, *quant = NULL, *layout_name = NULL;
@@ -110,19 +215,21 @@ static void Model_dealloc(ModelObject *self) {
 }
 
 static PyObject *Model_eval(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"tokens", "n_past", "all_logits", NULL};
-    PyObject *seq;
+    static char *kwlist[] = {"tokens", "n_past", "all_logits", "cache", NULL};
+    PyObject *seq, *cache = NULL;
     int n_past, all_logits = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|p", kwlist, &seq, &n_past, &all_logits)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|p$O", kwlist, &seq, &n_past, &all_logits, &cache)) return NULL;
     if (!model_ready(self)) return NULL;
+    bv_kv *kv = cache_of(self, cache);
+    if (!kv) return NULL;
     Py_ssize_t n;
     int32_t *tokens = int_array(seq, &n, "tokens");
     if (!tokens) return NULL;
     bv_model *m = self->m;
     if (n == 0) { PyMem_Free(tokens); PyErr_SetString(PyExc_ValueError, "tokens is empty"); return NULL; }
-    if (n_past < 0 || n_past > m->s.n_cached) {
+    if (n_past < 0 || n_past > kv->n_cached) {
         PyMem_Free(tokens);
-        PyErr_Format(PyExc_ValueError, "n_past=%d but the cache holds %d tokens", n_past, m->s.n_cached);
+        PyErr_Format(PyExc_ValueError, "n_past=%d but the cache holds %d tokens", n_past, kv->n_cached);
         return NULL;
     }
     if (n > m->s.n_ctx - n_past) {
@@ -140,7 +247,7 @@ static PyObject *Model_eval(ModelObject *self, PyObject *args, PyObject *kw) {
     int rc;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    rc = bv_model_eval(m, tokens, (int)n, n_past, all_logits);
+    rc = bv_model_eval(m, kv, tokens, (int)n, n_past, all_logits);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     PyMem_Free(tokens);
@@ -148,6 +255,51 @@ static PyObject *Model_eval(ModelObject *self, PyObject *args, PyObject *kw) {
     if (rc == BV_ERR_NOMEM) return PyErr_NoMemory();
     if (rc != BV_OK) { PyErr_Format(PyExc_ValueError, "eval failed (code %d)", rc); return NULL; }
     Py_RETURN_TRUE;
+}
+
+static PyObject *Model_eval_batch(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"caches", "tokens", NULL};
+    PyObject *cache_seq, *seq;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &cache_seq, &seq)) return NULL;
+    if (!model_ready(self)) return NULL;
+    PyObject *caches = PySequence_Fast(cache_seq, "caches must be a sequence of KVCache");
+    if (!caches) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = 0, nc = PySequence_Fast_GET_SIZE(caches);
+    int32_t *tokens = int_array(seq, &n, "tokens");
+    bv_kv *kv[BV_MAX_BATCH];
+    if (!tokens) goto done;
+    if (n == 0 || n != nc || n > BV_MAX_BATCH) {
+        PyErr_Format(PyExc_ValueError, "eval_batch needs 1..%d tokens, one per cache (got %zd tokens, %zd caches)",
+                     BV_MAX_BATCH, n, nc);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PySequence_Fast_GET_ITEM(caches, i);
+        if (c == Py_None) { PyErr_SetString(PyExc_TypeError, "eval_batch needs a KVCache per token"); goto done; }
+        if (!(kv[i] = cache_of(self, c))) goto done;
+        for (Py_ssize_t u = 0; u < i; u++)
+            if (kv[u] == kv[i]) { PyErr_SetString(PyExc_ValueError, "a cache appears twice in one batch"); goto done; }
+        if (tokens[i] < 0 || tokens[i] >= self->m->cfg.vocab || kv[i]->n_cached >= kv[i]->n_ctx) {
+            PyErr_Format(PyExc_ValueError, "token %d outside the vocabulary, or its cache is full", tokens[i]);
+            goto done;
+        }
+    }
+    int rc;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = bv_model_eval_batch(self->m, kv, tokens, (int)n);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc == BV_CANCELLED) result = Py_False;
+    else if (rc == BV_ERR_NOMEM) PyErr_NoMemory();
+    else if (rc != BV_OK) PyErr_Format(PyExc_ValueError, "eval_batch failed (code %d)", rc);
+    else result = Py_True;
+    Py_XINCREF(result);
+done:
+    Py_DECREF(caches);
+    if (tokens) PyMem_Free(tokens);
+    return result;
 }
 
 static PyObject *Model_logits(ModelObject *self, PyObject *unused) {
@@ -167,13 +319,17 @@ static PyObject *Model_logits(ModelObject *self, PyObject *unused) {
 }
 
 static PyObject *Model_sample(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"temperature", "top_k", "top_p", "repetition_penalty", "history", "lookback", NULL};
+    static char *kwlist[] = {"temperature", "top_k", "top_p", "repetition_penalty", "history", "lookback",
+                             "cache", "row", NULL};
     bv_sampling p = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .repetition_penalty = 1.0f, .lookback = 64};
-    PyObject *hist = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|fiffOi", kwlist, &p.temperature, &p.top_k, &p.top_p,
-                                     &p.repetition_penalty, &hist, &p.lookback))
+    PyObject *hist = NULL, *cache = NULL;
+    int row_index = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|fiffOi$Oi", kwlist, &p.temperature, &p.top_k, &p.top_p,
+                                     &p.repetition_penalty, &hist, &p.lookback, &cache, &row_index))
         return NULL;
     if (!model_ready(self)) return NULL;
+    bv_kv *kv = cache_of(self, cache);
+    if (!kv) return NULL;
     if (!(p.temperature >= 0) || p.top_k < 0 || !(p.top_p > 0 && p.top_p <= 1) ||
         !(p.repetition_penalty > 0) || p.lookback < 0) {
         PyErr_SetString(PyExc_ValueError, "bad sampling parameters (temperature >= 0, top_k >= 0, "
@@ -182,6 +338,11 @@ static PyObject *Model_sample(ModelObject *self, PyObject *args, PyObject *kw) {
     }
     bv_model *m = self->m;
     if (m->s.n_logits == 0) { PyErr_SetString(PyExc_RuntimeError, "no logits yet: call eval() first"); return NULL; }
+    if (row_index < 0) row_index = m->s.n_logits - 1;
+    if (row_index >= m->s.n_logits) {
+        PyErr_Format(PyExc_ValueError, "row %d, but the last eval kept %d rows of logits", row_index, m->s.n_logits);
+        return NULL;
+    }
     Py_ssize_t nh = 0;
     int32_t *h = NULL;
     if (hist && hist != Py_None) {
@@ -193,7 +354,7 @@ static PyObject *Model_sample(ModelObject *self, PyObject *args, PyObject *kw) {
     /* the repetition penalty rewrites logits: it works on a copy of the last
      * row, so logits() stays the raw model output; without it the sampler
      * only reads the row (no 0.5 MB copy per decoded token) */
-    float *last = m->s.logits + (size_t)(m->s.n_logits - 1) * m->cfg.vocab, *row = last;
+    float *last = m->s.logits + (size_t)row_index * m->cfg.vocab, *row = last;
     if (p.repetition_penalty != 1.0f && h) {
         row = PyMem_Malloc(sizeof(float) * (size_t)m->cfg.vocab);
         if (!row) { PyMem_Free(h); return PyErr_NoMemory(); }
@@ -202,7 +363,7 @@ static PyObject *Model_sample(ModelObject *self, PyObject *args, PyObject *kw) {
     int tok;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    tok = bv_sample(m, row, &p);
+    tok = bv_sample(m, row, &p, &kv->rng);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (row != last) PyMem_Free(row);
@@ -214,11 +375,7 @@ static PyObject *Model_set_seed(ModelObject *self, PyObject *arg) {
     if (!model_ready(self)) return NULL;
     unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
     if (PyErr_Occurred()) return NULL;
-    /* splitmix64 of the seed, so seeds 0, 1, 2 give unrelated streams */
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    self->m->rng = (z ^ (z >> 31)) | 1;
+    self->m->kv->rng = seed_state(seed);
     Py_RETURN_NONE;
 }
 
@@ -321,8 +478,9 @@ static PyObject *Model_close(ModelObject *self, PyObject *unused) {
         return PyLong_FromUnsignedLongLong((unsigned long long)(expr)); }
 INT_GETTER(get_n_vocab, self->m->cfg.vocab)
 INT_GETTER(get_n_ctx, self->m->s.n_ctx)
+INT_GETTER(get_kv_bytes_per_token, self->m->kv->pos_bytes)
 INT_GETTER(get_n_threads, bv_pool_threads(self->m->pool))
-INT_GETTER(get_n_cached, self->m->s.n_cached)
+INT_GETTER(get_n_cached, self->m->kv->n_cached)
 INT_GETTER(get_tokens_evaluated, self->m->tokens_evaluated)
 INT_GETTER(get_eval_calls, self->m->eval_calls)
 INT_GETTER(get_lora_bytes, bv_model_lora_bytes(self->m))
@@ -336,7 +494,8 @@ static PyGetSetDef Model_getset[] = {
     {"n_vocab", (getter)get_n_vocab, NULL, "vocabulary size", NULL},
     {"n_ctx", (getter)get_n_ctx, NULL, "KV cache length", NULL},
     {"n_threads", (getter)get_n_threads, NULL, "threads in the pool (caller included)", NULL},
-    {"n_cached", (getter)get_n_cached, NULL, "tokens valid in the KV cache", NULL},
+    {"n_cached", (getter)get_n_cached, NULL, "tokens valid in the model's own KV cache", NULL},
+    {"kv_bytes_per_token", (getter)get_kv_bytes_per_token, NULL, "bytes one position takes in a KV cache", NULL},
     {"tokens_evaluated", (getter)get_tokens_evaluated, NULL, "tokens run through forward since load", NULL},
     {"eval_calls", (getter)get_eval_calls, NULL, "eval() calls since load", NULL},
     {"lora_bytes", (getter)get_lora_bytes, NULL, "bytes the attached LoRA factors hold", NULL},
@@ -345,6 +504,8 @@ static PyGetSetDef Model_getset[] = {
 
 static PyMethodDef Model_methods[] = {
     {"eval", (PyCFunction)(void (*)(void))Model_eval, METH_VARARGS | METH_KEYWORDS, "run tokens after n_past cached ones"},
+    {"eval_batch", (PyCFunction)(void (*)(void))Model_eval_batch, METH_VARARGS | METH_KEYWORDS,
+     "one decode step for several caches in one pass"},
     {"logits", (PyCFunction)Model_logits, METH_NOARGS, "float32 logits of the last eval"},
     {"sample", (PyCFunction)(void (*)(void))Model_sample, METH_VARARGS | METH_KEYWORDS, "pick the next token"},
     {"set_seed", (PyCFunction)Model_set_seed, METH_O, "seed the sampler"},
@@ -503,14 +664,15 @@ PyMODINIT_FUNC PyInit__native(void) {
                      getenv("BITVOICE_KERNEL"));
         return NULL;
     }
-    if (PyType_Ready(&ModelType) < 0) return NULL;
+    if (PyType_Ready(&ModelType) < 0 || PyType_Ready(&KVCacheType) < 0) return NULL;
     PyObject *mod = PyModule_Create(&moduledef);
     if (!mod) return NULL;
     BundleError = PyErr_NewExceptionWithDoc("engine.llm._native.BundleError",
                                             "A bundle file is truncated, corrupt, or has unsupported shapes.",
                                             PyExc_ValueError, NULL);
     if (!BundleError || PyModule_AddObjectRef(mod, "BundleError", BundleError) < 0 ||
-        PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0) {
+        PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0 ||
+        PyModule_AddObjectRef(mod, "KVCache", (PyObject *)&KVCacheType) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

@@ -1,6 +1,6 @@
 /* sampler.c - next-token selection: repetition penalty over a lookback
  * window, then greedy, or temperature + top-k + top-p sampling from the
- * model's own xorshift64* generator (seeded through the Python API, so a
+ * sequence's own xorshift64* generator (seeded through the Python API, so a
  * seed reproduces a generation exactly). */
 #include <math.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ static int by_logit_desc(const void *a, const void *b) {
     return ((const cand *)a)->id - ((const cand *)b)->id; /* stable tie order */
 }
 
-int bv_sample(bv_model *m, float *logits, const bv_sampling *p) {
+int bv_sample(bv_model *m, float *logits, const bv_sampling *p, uint64_t *rng) {
     int vocab = m->cfg.vocab;
     /* scratch kept on the model: no allocation per decoded token */
     if (!m->s.sample_scratch) m->s.sample_scratch = calloc((size_t)vocab, sizeof(cand) + 1);
@@ -80,7 +80,7 @@ int bv_sample(bv_model *m, float *logits, const bv_sampling *p) {
         sum = 0.0;
         for (int i = 0; i < keep; i++) sum += c[i].logit;
     }
-    double r = next_unit(&m->rng) * sum, acc = 0.0;
+    double r = next_unit(rng) * sum, acc = 0.0;
     int pick = c[keep - 1].id;
     for (int i = 0; i < keep; i++) {
         acc += c[i].logit;

@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from engine.errors import AdmissionRejectedError, BitvoiceError, InvalidRequestError
+from engine.llm.limits import DEFAULT_KV_CACHE_BYTES
 from realtime import limits
 from realtime import messages as m
 from realtime.admission import AdmissionConfig, AdmissionPolicy
@@ -108,6 +109,7 @@ class ServerConfig:
     # here, int8 ~45, int4 ~48 (bench_llm --heads); int8 is the server's default because it
     # is near-lossless, and the voice loop's first words wait for every decoded token.
     unembed_quant: str | None = "int8"
+    kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES  # the LLM's KV caches, all conversations together
     trace: bool = False  # keep a per-conversation send trace (tests, benchmarks)
 
     def check(self) -> None:
@@ -120,6 +122,8 @@ class ServerConfig:
             raise InvalidRequestError("--max-conversations must be at least 1")
         if self.max_handshakes < 1:
             raise InvalidRequestError("--max-handshakes must be at least 1")
+        if self.kv_cache_bytes < 0:
+            raise InvalidRequestError("--kv-cache-bytes must be at least 0")
         if self.first_audio_budget_s is not None and not self.first_audio_budget_s > 0:
             raise InvalidRequestError("--first-audio-budget must be positive (0 turns it off)")
 
@@ -152,7 +156,12 @@ async def load_engines(config: ServerConfig) -> Engines:
     from engine.tts import TTS
 
     model_id, notice = await asyncio.to_thread(resolve_llm_model, config.model)
-    llm = LLM(model_id, num_threads=config.llm_threads, unembed_quant=config.unembed_quant)
+    llm = LLM(
+        model_id,
+        num_threads=config.llm_threads,
+        unembed_quant=config.unembed_quant,
+        kv_cache_bytes=config.kv_cache_bytes,
+    )
     stt = STT(config.stt_model) if config.stt_model else STT()
     tts = TTS()
     started: list[Any] = []
@@ -706,6 +715,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="int8",
         help="quantize the LLM's LM head at load (default int8; none = as stored)",
     )
+    p.add_argument(
+        "--kv-cache-bytes",
+        type=int,
+        default=DEFAULT_KV_CACHE_BYTES,
+        help="bytes the conversations' KV caches may hold together; past it the least "
+        "recently used idle one is dropped (default %(default)s)",
+    )
     return p
 
 
@@ -728,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         web_dir=args.web_dir,
         llm_threads=args.threads,
         unembed_quant=None if args.unembed_quant == "none" else args.unembed_quant,
+        kv_cache_bytes=args.kv_cache_bytes,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # uvicorn logs every accepted WebSocket and refused request at INFO: per-connection noise

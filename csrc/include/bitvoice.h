@@ -105,25 +105,37 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
     int n_logits;    /* rows valid in logits */
     float *rope_inv; /* [head_dim/2] inverse frequencies */
     float *rope_cs;  /* [B][head_dim] cos, then sin, of each chunk token's position angles */
-    uint16_t *kcache;/* [n_layers][n_kv_heads][n_ctx][head_dim] f16: a KV head's rows are contiguous */
-    uint16_t *vcache;/* [n_layers][n_kv_heads][n_ctx][head_dim] f16 */
-    int n_ctx;       /* cache length */
-    int n_cached;    /* positions valid in the cache */
+    int n_ctx;       /* context length: positions a KV cache of this model holds */
     int logits_cap;  /* rows allocated in logits */
     void *sample_scratch; /* sampler.c's per-call buffers ([vocab] candidates + [vocab] flags), made on first use */
 } bv_state;
+
+/* One sequence's KV cache (one conversation's): the keys and values of the
+ * positions it has run, and its sampler state, so that sequences sharing a
+ * model never disturb each other. Sized for the model's whole context but
+ * allocated lazily (fresh zero pages from the kernel), so memory counts only
+ * for positions written: n_touched positions, bv_kv_bytes() bytes. */
+typedef struct {
+    uint16_t *k;    /* [n_layers][n_kv_heads][n_ctx][head_dim] f16: a KV head's rows are contiguous */
+    uint16_t *v;    /* [n_layers][n_kv_heads][n_ctx][head_dim] f16 */
+    int n_ctx;      /* positions it can hold (the model's n_ctx) */
+    int n_cached;   /* positions valid */
+    int n_touched;  /* positions ever written (high-water mark): the pages it holds */
+    size_t pos_bytes; /* bytes one position takes in k and v together */
+    uint64_t rng;   /* sampler state (xorshift64*) of this sequence */
+} bv_kv;
 
 typedef struct {
     bv_config cfg;
     bv_weights w;
     bv_state s;
+    bv_kv *kv;           /* the model's own cache: used when a call names none */
     bv_pool *pool;
     const uint8_t *map;  /* the mmapped model.bvm */
     size_t map_size;
     atomic_int cancel;
     uint64_t tokens_evaluated;
     uint64_t eval_calls;
-    uint64_t rng;        /* sampler state (xorshift64*) */
     int t1;              /* the layer matrices are in the T1 layout */
 } bv_model;
 
@@ -133,10 +145,24 @@ bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_qua
                         char err[BV_ERR_LEN]);
 void bv_model_free(bv_model *m);
 
-/* Run `n` tokens at positions n_past.. (the cache is first truncated to
+/* A new, empty KV cache for sequences of model m (its own memory: it may
+ * outlive m). NULL when out of memory. */
+bv_kv *bv_kv_init(const bv_model *m);
+void bv_kv_free(bv_kv *kv);
+/* Bytes the cache holds: every position ever written (n_touched), k and v. */
+size_t bv_kv_bytes(const bv_kv *kv);
+
+/* Run `n` tokens at positions n_past.. of cache kv (first truncated to
  * n_past). Keeps logits of the last token, or of all tokens if all_logits.
- * Returns BV_OK, BV_CANCELLED (cache holds n_past tokens) or BV_ERR_ARG. */
-int bv_model_eval(bv_model *m, const int32_t *tokens, int n, int n_past, int all_logits);
+ * Returns BV_OK, BV_CANCELLED (kv holds n_past tokens) or BV_ERR_ARG. */
+int bv_model_eval(bv_model *m, bv_kv *kv, const int32_t *tokens, int n, int n_past, int all_logits);
+
+/* Batched decode: token i runs at the end of cache kv[i] (position
+ * kv[i]->n_cached), all n (<= BV_MAX_BATCH, distinct caches) in one pass over
+ * the weights. Logits: one row per token, in order. Each row's result has the
+ * same bits as bv_model_eval of that token alone on its cache. Returns BV_OK,
+ * BV_CANCELLED (no cache changed) or BV_ERR_ARG. */
+int bv_model_eval_batch(bv_model *m, bv_kv *const *kv, const int32_t *tokens, int n);
 
 /* Attach a LoRA delta to layer `layer`, linear `which` (BV_Q..BV_DOWN), replacing
  * any there: y += scale * B (A x), A [rank][in], B [out][rank]. `quant` (enum
@@ -159,7 +185,8 @@ typedef struct {
     int lookback;             /* penalise the last `lookback` tokens of history */
 } bv_sampling;
 
-/* Pick the next token from logits[vocab] (modified in place by the penalty). */
-int bv_sample(bv_model *m, float *logits, const bv_sampling *p);
+/* Pick the next token from logits[vocab] (modified in place by the penalty),
+ * drawing from the generator state *rng (a bv_kv's: one stream per sequence). */
+int bv_sample(bv_model *m, float *logits, const bv_sampling *p, uint64_t *rng);
 
 #endif

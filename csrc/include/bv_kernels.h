@@ -37,6 +37,11 @@ typedef struct {
     /* 1 if this path runs T1 faster than the 2-bit layout: the loader then
      * repacks the model into T1. A table that sets it must set t1_gemv/gemm. */
     int prefer_t1;
+    /* Products of 2..batch_gemv_max tokens (a batch of concurrent sessions'
+     * decode steps) run one GEMV per token over L2-sized blocks of rows
+     * (forward.c batch_gemv) instead of the GEMM: up to there that costs less
+     * than the GEMM's unpacking, and the rows still stream once. 0: none. */
+    int batch_gemv_max;
 
     /* Float kernels (results within a named tolerance of ref, not bit-exact). */
     /* f16 LM head: y[r] = sum_k W[r][k] * x[k], W f16 rows of `cols` halves. */

@@ -190,6 +190,7 @@ const bv_kernels bv_kernels_ref = {
     .t1_gemv = ref_t1_gemv,
     .t1_gemm = ref_t1_gemm,
     .prefer_t1 = 0, /* the scalar path reads the 2-bit layout just as fast */
+    .batch_gemv_max = 3, /* as avx512 (the scalar GEMM is no faster per token) */
     .f16_gemv = ref_f16_gemv,
     .attn_span = ref_attn_span,
     .f16_to_f32 = ref_f16_to_f32,

@@ -190,6 +190,7 @@ const bv_kernels bv_kernels_amx = {
     .ternary_gemm = amx_ternary_gemm,
     .t1_gemm = amx_t1_gemm,
     .prefer_t1 = 1, /* as avx512: the decode GEMVs are the same */
+    .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* as avx512 */
 };
 
 #endif /* x86-64 */

@@ -804,6 +804,7 @@ const bv_kernels bv_kernels_avx512 = {
     .t1_gemv = bv_avx512_t1_gemv,
     .t1_gemm = bv_avx512_t1_gemm,
     .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */
+    .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* where the GEMM itself falls back to GEMVs */
     .f16_gemv = avx512_f16_gemv,
     .attn_span = avx512_attn_span,
     .f16_to_f32 = avx512_f16_to_f32,

@@ -30,8 +30,24 @@ def lora_kernel_run(
     """Test hook: y[r] = step[r] * (Q[r] . x) for every row, by one path's quantized-LoRA
     kernel ('int8' codes, or 'int4' packed); float32 results."""
 
+class KVCache:
+    """One sequence's KV cache and sampler state, for the model it was made for.
+
+    Empty when made; memory grows as positions are written (nbytes). Independent
+    of the model's own cache and of every other KVCache: evals on one never
+    change another. Freed when dropped (it may outlive Model.close()).
+    """
+
+    n_cached: int  # positions valid
+    n_ctx: int  # positions it can hold (the model's n_ctx)
+    nbytes: int  # bytes it holds: every position ever written, keys and values
+
+    def __init__(self, model: Model) -> None: ...
+    def set_seed(self, seed: int) -> None:
+        """Seed this sequence's sampler (Model.sample(cache=this))."""
+
 class Model:
-    """One loaded bundle with its KV cache (one cache per model).
+    """One loaded bundle with its own KV cache (used when a call names no KVCache).
 
     path: the model.bvm file of a bundle (config.json sits beside it).
     n_threads: worker threads, 0 = physical cores.
@@ -47,6 +63,7 @@ class Model:
     eval_calls: int
     ternary_layout: str  # in-memory layout of the layer matrices: "t1" or "2bit"
     lora_bytes: int  # bytes the attached LoRA factors hold (codes or floats, and steps)
+    kv_bytes_per_token: int  # bytes one position takes in a KV cache (keys and values)
 
     def __init__(
         self,
@@ -57,15 +74,32 @@ class Model:
         ternary_layout: str | None = None,
     ) -> None:
         """ternary_layout: None/'auto' (the kernel path's preference), '2bit' or 't1'."""
-    def eval(self, tokens: Sequence[int], n_past: int, all_logits: bool = False) -> bool:
-        """Truncate the cache to n_past, run tokens at positions n_past.., keep logits.
+    def eval(
+        self,
+        tokens: Sequence[int],
+        n_past: int,
+        all_logits: bool = False,
+        *,
+        cache: KVCache | None = None,
+    ) -> bool:
+        """Truncate the cache (this model's own when None) to n_past, run tokens
+        at positions n_past.., keep logits.
 
-        Raises ValueError when n_past > n_cached or n_past + len(tokens) > n_ctx.
+        Raises ValueError when n_past > n_cached or n_past + len(tokens) > n_ctx,
+        or when the cache belongs to another model.
         Returns False if cancel() was called while it ran.
         """
+    def eval_batch(self, caches: Sequence[KVCache], tokens: Sequence[int]) -> bool:
+        """Batched decode: tokens[i] runs at the end of caches[i] (position
+        caches[i].n_cached), every row in one pass over the weights; logits()
+        then holds one row per token. Each row gets the same bits as eval() of
+        that token alone on its cache. 1..64 tokens, distinct caches, none full
+        (ValueError). Returns False if cancel() was called while it ran (no
+        cache changed)."""
     def logits(self) -> memoryview:
         """float32 logits of the last evaluated token ([n_vocab]), or of every
-        token of the last eval with all_logits=True ([n_tokens * n_vocab])."""
+        token of the last eval with all_logits=True, or of eval_batch
+        ([n_rows * n_vocab])."""
     def sample(
         self,
         temperature: float = 0.0,
@@ -74,11 +108,17 @@ class Model:
         repetition_penalty: float = 1.0,
         history: Sequence[int] = (),
         lookback: int = 64,
+        *,
+        cache: KVCache | None = None,
+        row: int = -1,
     ) -> int:
-        """Sample the next token from the current logits (greedy when temperature == 0).
+        """Sample the next token from row `row` of the current logits (-1: the
+        last row; greedy when temperature == 0), with the sampler state of
+        `cache` (this model's own when None).
 
         repetition_penalty applies to the last `lookback` tokens of `history`."""
-    def set_seed(self, seed: int) -> None: ...
+    def set_seed(self, seed: int) -> None:
+        """Seed the sampler of the model's own cache (KVCache.set_seed for others)."""
     def clear_cancel(self) -> None:
         """Drop a pending cancel request (one that no eval() has consumed)."""
     def cancel(self) -> None:

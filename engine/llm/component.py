@@ -53,6 +53,7 @@ class LLMOptions:
     harness_name: str = "default"
     search_provider: str | SearchProvider = "ddgs"
     search_token_budget: int | None = None
+    kv_cache_bytes: int = limits.DEFAULT_KV_CACHE_BYTES
 
     def __post_init__(self) -> None:
         store.validate_store_id(self.model_id)
@@ -82,6 +83,9 @@ class LLMOptions:
             isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
         ):
             raise InvalidRequestError(f"search_token_budget must be a positive int, got {budget!r}")
+        cap = self.kv_cache_bytes
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise InvalidRequestError(f"kv_cache_bytes must be an int >= 0, got {cap!r}")
 
 
 def _check_known(model_id: str) -> None:
@@ -143,7 +147,9 @@ def _load_engine(opts: LLMOptions, bundle_dir: Path, adapter_dir: Path | None) -
     budget = opts.search_token_budget or limits.DEFAULT_SEARCH_TOKEN_BUDGET
     budget = max(1, min(budget, int(model.n_ctx * limits.SEARCH_BUDGET_CONTEXT_FRACTION)))
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bitvoice-llm")
-    return Engine(model, executor, tokenizer, defaults, bundle_dir, provider, budget)
+    return Engine(
+        model, executor, tokenizer, defaults, bundle_dir, provider, budget, opts.kv_cache_bytes
+    )
 
 
 class LLM(Component):
@@ -151,9 +157,16 @@ class LLM(Component):
 
     LLM(model_id, *, num_threads=0, lora_dir=None, lora_quant=None,
         unembed_quant=None, trust_remote_code=False, harness_name="default",
-        search_provider="ddgs", search_token_budget=None)
+        search_provider="ddgs", search_token_budget=None,
+        kv_cache_bytes=limits.DEFAULT_KV_CACHE_BYTES)
 
-    model_id and lora_dir are store IDs (`org/name`). Options are validated
+    model_id and lora_dir are store IDs (`org/name`). Each session keeps its
+    own KV cache, so sessions that take turns only run their new tokens;
+    kv_cache_bytes caps those caches together: past it, the least recently
+    used idle session's cache is dropped and that session re-runs its history
+    on its next turn (Usage.cached_tokens shows the reuse). Caches of turns
+    generating at that moment are never dropped, so they alone may exceed it
+    (with 0, a session's cache lasts until another session runs). Options are validated
     here (InvalidRequestError); the store is read at `start()`, which raises
     InvalidRequestError for an unknown ID, saying how to pull or import it.
     """
@@ -172,6 +185,7 @@ class LLM(Component):
         harness_name: str = "default",
         search_provider: str | SearchProvider = "ddgs",
         search_token_budget: int | None = None,
+        kv_cache_bytes: int = limits.DEFAULT_KV_CACHE_BYTES,
     ) -> None:
         super().__init__()
         self._options = LLMOptions(
@@ -184,6 +198,7 @@ class LLM(Component):
             harness_name=harness_name,
             search_provider=search_provider,
             search_token_budget=search_token_budget,
+            kv_cache_bytes=kv_cache_bytes,
         )
         self._engine: Engine | None = None
         self._lock = asyncio.Lock()
@@ -267,6 +282,7 @@ class LLM(Component):
         harness_name: str = "default",
         search_provider: str | SearchProvider = "ddgs",
         search_token_budget: int | None = None,
+        kv_cache_bytes: int = limits.DEFAULT_KV_CACHE_BYTES,
     ) -> None:
         """Replace the running model. Options not given take their defaults (they
         are not inherited from the current model).
@@ -288,6 +304,7 @@ class LLM(Component):
             harness_name=harness_name,
             search_provider=search_provider,
             search_token_budget=search_token_budget,
+            kv_cache_bytes=kv_cache_bytes,
         )
         _check_known(opts.model_id)
         if opts.lora_dir:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "DECODE_BATCH_GATHER_S",
+    "DEFAULT_KV_CACHE_BYTES",
     "DEFAULT_LOOKBACK",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_PROGRESS_TIMEOUT_S",
     "DEFAULT_SEARCH_TOKEN_BUDGET",
+    "MAX_DECODE_BATCH",
     "MAX_LOOKBACK",
     "MAX_MESSAGE_CHARS",
     "MAX_SEARCH_QUERY_CHARS",
@@ -20,6 +23,22 @@ __all__ = [
     "SEARCH_MAX_RESPONSE_BYTES",
     "SESSION_LIFETIME_TOKENS",
 ]
+
+# The KV caches of every conversation on one LLM together (LLM(kv_cache_bytes=),
+# `bitvoice serve --kv-cache-bytes`). Past it the least recently used idle
+# conversation's cache is dropped (it re-runs its history next turn). 1 GiB
+# holds ~14,000 positions on the 2B shapes (30 layers x 5 KV heads x 128 x
+# 2 x f16 = 76.8 KB per position): a dozen 1,000-token voice conversations.
+DEFAULT_KV_CACHE_BYTES = 1 << 30
+# Concurrent turns' decode steps run as one batched eval of at most this many
+# sessions (BV_MAX_BATCH in csrc/include/bitvoice.h: the run state's rows).
+MAX_DECODE_BATCH = 64
+# Before a batch, the worker waits at most this long for the other generating
+# turns' next steps (the loop hands them out one by one as the last batch's
+# results land; they usually arrive within a fraction of a millisecond). Costs
+# nothing to a turn generating alone; bounds the wait on a turn whose consumer
+# is slow to ask for its next token.
+DECODE_BATCH_GATHER_S = 0.002
 
 # Per-turn generation cap used when neither the call nor generation_config.json
 # names one (`max_new_tokens`).

@@ -1,9 +1,11 @@
 """`ChatSession`: one multi-turn conversation on an LLM, and its token stream.
 
-The session keeps its history as tokens (exactly what the model saw). Each
-turn makes the KV cache hold `history + new message + generation prompt`,
-reusing the longest prefix the cache already has, so a follow-up turn only
-runs its new tokens. Every engine call runs on the model's worker thread,
+The session keeps its history as tokens (exactly what the model saw) and its
+own KV cache on the engine (worker.Engine, keyed by the session). Each turn
+makes that cache hold `history + new message + generation prompt`, reusing
+the longest prefix it already has, so a follow-up turn only runs its new
+tokens, whatever other sessions ran in between (unless the engine evicted
+the cache to stay under its byte cap: then the turn re-runs the history). Every engine call runs on the model's worker thread,
 one step (prefill, or one token) at a time; the stream computes the next
 token while the consumer handles the current one.
 """
@@ -33,7 +35,7 @@ from engine.llm.events import ChatDoneEvent, ChatEvent, ChatFinalTextEvent, Chat
 from engine.llm.sampling import SamplingOptions, resolve_sampling
 from engine.llm.search import SearchError, SearchTagScanner, format_results
 from engine.llm.tokenizer import IncrementalDecoder
-from engine.llm.worker import Engine
+from engine.llm.worker import Engine, SeqCache
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -101,16 +103,41 @@ class _Turn:
     # ChatSession._force_reply) to make a random tiny model write a search tag;
     # they still run through the engine like sampled tokens.
     forced: list[int] = field(default_factory=list)
+    seed: int | None = None  # seeds the session's sampler at the turn's first step
 
-    # -- worker thread -----------------------------------------------------------
-    def step(self) -> tuple[str, str | None, str | None]:
+    # -- worker thread: worker.Step, run by Engine.submit() -------------------------
+    @property
+    def key(self) -> object:
+        return self.session._key
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def sequence(self) -> list[int]:
+        return self.prompt + self.generated
+
+    def run(self) -> tuple[str, str | None, str | None]:
         """Bring the cache up to date, sample one token. Returns (visible text,
         search query or None, finish reason or None)."""
-        seq = self.prompt + self.generated
+        seq = self.sequence()
         before = self.engine.model.tokens_evaluated
-        if not self.engine.ensure_cache(seq, self, self.cancel):
+        cache = self.engine.ensure_cache(self.key, seq, self, self.cancel)
+        if cache is None:
             return "", None, "cancelled"
-        ran = int(self.engine.model.tokens_evaluated - before)
+        return self._sample(cache, seq, int(self.engine.model.tokens_evaluated - before), -1)
+
+    def finish(self, cache: SeqCache, row: int) -> tuple[str, str | None, str | None]:
+        """After a batched eval ran this turn's last token into `cache`: as run()."""
+        return self._sample(cache, self.sequence(), 1, row)
+
+    def _sample(
+        self, cache: SeqCache, seq: list[int], ran: int, row: int
+    ) -> tuple[str, str | None, str | None]:
+        """Sample from row `row` of the logits (`ran` tokens just ran for `seq`)."""
+        if self.seed is not None:
+            cache.kv.set_seed(self.seed)
+            self.seed = None
         if self.cached < 0:
             self.cached = len(seq) - ran
         if not self.generated:
@@ -128,6 +155,8 @@ class _Turn:
                     repetition_penalty=o.repetition_penalty,
                     history=history,
                     lookback=o.lookback,
+                    cache=cache.kv,
+                    row=row,
                 )
             )
         if self.first_token_at is None:
@@ -180,7 +209,8 @@ class ChatStream:
         raise StopAsyncIteration
 
     def _submit(self) -> None:
-        self._next = asyncio.ensure_future(self._turn.engine.run(self._turn.step))
+        # concurrent turns' decode steps submitted together run as one batch
+        self._next = asyncio.wrap_future(self._turn.engine.submit(self._turn))
 
     async def _advance(self) -> None:
         turn = self._turn
@@ -263,7 +293,7 @@ class ChatStream:
         self._done = True
         turn = self._turn
         turn.cancel.set()
-        turn.engine.cancel()
+        turn.engine.cancel(turn.session._key)
         fut, self._next = self._next, None
         try:
             if fut is not None:
@@ -287,7 +317,7 @@ class ChatStream:
             self._done = True
             turn = self._turn
             turn.cancel.set()
-            turn.engine.cancel()
+            turn.engine.cancel(turn.session._key)
             if self._next is not None:
                 self._next.add_done_callback(_retrieve)
             turn.finish_reason = "cancelled"
@@ -329,6 +359,8 @@ class ChatSession:
         self._closed = False
         self._prefilling = False
         self._forced: list[int] = []
+        # Names this conversation's KV cache on the engine (worker.Engine.caches).
+        self._key = object()
 
     def _force_reply(self, text: str) -> None:
         """Test seam: the next turn starts with these tokens instead of sampled ones."""
@@ -468,9 +500,9 @@ class ChatSession:
         prefix at a word boundary only the rest of it is run. Runs in chunks of
         limits.PREFILL_CHUNK_TOKENS, so the engine is never held longer than one
         chunk: a generate() started meanwhile (on this session) ends the prefill
-        at the next chunk boundary. It never evicts the cache of a turn that is
-        generating (on any session of this LLM): it then stops and returns what
-        is cached. Cancelling the caller stops it at once.
+        at the next chunk boundary. It runs into this session's own cache, so
+        it never touches another session's. Cancelling the caller stops it at
+        once.
 
         Returns how many tokens of history + prefix the cache now holds.
         Raises SessionBusyError while a turn or another prefill runs,
@@ -491,18 +523,19 @@ class ChatSession:
             self._prefilling = False
 
     async def _prefill_chunks(self, engine: Engine, seq: list[int]) -> int:
-        owner = object()  # a cache writer of its own: the next turn takes the prefix path
+        cached = -1
         while True:
             fut = asyncio.ensure_future(
-                engine.run(engine.extend_cache, seq, limits.PREFILL_CHUNK_TOKENS, owner)
+                engine.run(engine.extend_cache, self._key, seq, limits.PREFILL_CHUNK_TOKENS)
             )
             try:
-                cached, go_on = await asyncio.shield(fut)
+                before, cached = cached, await asyncio.shield(fut)
             except asyncio.CancelledError:
-                engine.cancel()  # the chunk stops at a layer boundary; the cache stays valid
+                # the chunk stops at a layer boundary; the cache stays valid
+                engine.cancel(self._key)
                 fut.add_done_callback(_retrieve)
                 raise
-            if cached >= len(seq) or not go_on or self._busy():
+            if cached >= len(seq) or cached <= before or self._busy():
                 return cached
             self._check_usable()
 
@@ -548,8 +581,6 @@ class ChatSession:
         user = tok.message("user", user_message)
         prompt = self._history_tokens(engine) + user + tok.generation_prompt()
         self._turn_check_fits(prompt)
-        if options.seed is not None:
-            engine.model.set_seed(options.seed)  # no step runs now: the session is idle
         turn = _Turn(
             session=self,
             engine=engine,
@@ -562,8 +593,9 @@ class ChatSession:
         )
         turn.segments.append(_Message("user", user_message, tuple(user)))
         turn.forced, self._forced = self._forced, []
+        turn.seed = options.seed
         self._turn = turn
-        engine.live_turns.add(turn)
+        engine.live.add(self._key)
         stream = ChatStream(turn, self._timeout)
         self._stream = weakref.ref(stream)
         return stream
@@ -583,6 +615,10 @@ class ChatSession:
         if stream is not None:
             await stream.aclose()
         self._closed = True
+        try:
+            self._host.engine().release(self._key)
+        except ComponentLifecycleError:
+            pass  # no model loaded: no cache to free
 
     async def __aenter__(self) -> ChatSession:
         return self
@@ -598,7 +634,7 @@ class ChatSession:
         if turn.finished:
             return _usage(turn)
         turn.finished = True
-        turn.engine.live_turns.discard(turn)
+        turn.engine.live.discard(self._key)
         reply = _reply_message(turn, turn.engine.tokenizer.decode(turn.generated))
         self._history.extend([*turn.segments, reply])
         self._lifetime += turn.prefilled + turn.completion + len(turn.generated)

@@ -71,9 +71,7 @@ async def engine_logits(llm: LLM) -> np.ndarray:
     eng = llm.engine()
 
     def run() -> np.ndarray:
-        eng.model.eval(TOKENS, 0, all_logits=True)
-        eng.cache.clear()
-        eng.owner = None
+        eng.model.eval(TOKENS, 0, all_logits=True)  # the model's own cache: no session's
         return np.array(eng.model.logits(), dtype=np.float32).reshape(len(TOKENS), -1)
 
     return await eng.run(run)

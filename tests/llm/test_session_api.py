@@ -13,8 +13,7 @@ from engine.errors import (
     SessionBusyError,
     SessionClosedError,
 )
-from engine.llm import LLM, ChatDoneEvent, ChatSession, ChatTokenEvent, limits
-from engine.llm.worker import common_prefix
+from engine.llm import LLM, ChatDoneEvent, ChatFinalTextEvent, ChatSession, ChatTokenEvent, limits
 
 GREEDY = {"temperature": 0.0, "max_tokens": 8}
 LONG = "word " * 60  # several prefill chunks, within the tiny model's 256-token window
@@ -270,25 +269,29 @@ async def test_new_work_during_stop_is_rejected_as_draining(llm: LLM) -> None:
     assert llm.state.value == "stopped"
 
 
-async def test_prefill_never_evicts_a_generating_turn(llm: LLM) -> None:
-    # One LLM serves several conversations: a prefill for one of them while
-    # another generates must not take the KV cache from under that turn (it
-    # would rebuild its whole prompt at its next token).
+async def test_prefill_beside_a_generating_turn_keeps_both_caches(llm: LLM) -> None:
+    # One LLM serves several conversations, each with its own KV cache: a
+    # prefill for one of them while another generates runs whole into its own
+    # cache, and the generating turn never rebuilds its prompt.
     model = llm.native_model
     assert model is not None
     async with llm.open_session() as a, llm.open_session() as b:
+        alone = await b.collect("Count to one hundred", temperature=0.0, max_tokens=30)
+        b.new_chat()
         start = model.tokens_evaluated
         stream = b.generate("Count to one hundred", temperature=0.0, max_tokens=30)
         events = [await stream.__anext__()]
         cached = await a.prefill(LONG)
         tok = llm.engine().tokenizer
-        b_prompt = tok.render([("user", "Count to one hundred")], add_generation_prompt=True)
-        a_seq = tok.begin() + tok.message_prefix("user", LONG)
-        assert cached == common_prefix(b_prompt, a_seq)  # what b's cache shares; nothing run
+        assert cached == len(tok.begin() + tok.message_prefix("user", LONG))
         events += [e async for e in stream]
         done = events[-1]
         assert isinstance(done, ChatDoneEvent)
         u = done.usage
-        # b ran its prompt once and one token per step after; the prefill nothing
-        assert model.tokens_evaluated - start == u.prompt_tokens + u.completion_tokens - 1
-        assert await a.prefill(LONG) > 2 * limits.PREFILL_CHUNK_TOKENS  # idle again: it runs
+        assert isinstance(events[-2], ChatFinalTextEvent) and events[-2].text == alone
+        # b ran its prompt once (its first step) and one token per step after:
+        # the prefill between its steps took nothing from its cache
+        assert u.prefill_tokens == u.prompt_tokens - u.cached_tokens
+        ran = u.prefill_tokens + u.completion_tokens - 1 + cached  # cached: all of a
+        assert model.tokens_evaluated - start == ran
+        assert await a.prefill(LONG) == cached  # and stayed: nothing more to run
