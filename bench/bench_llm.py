@@ -83,7 +83,8 @@ def bitnet_shapes(s: dict[str, int]) -> BitNetShapes:
         {"hidden_size": s["hidden"], "num_hidden_layers": s["n_layers"],
          "num_attention_heads": s["n_heads"], "num_key_value_heads": s["n_kv_heads"],
          "intermediate_size": s["ffn"], "vocab_size": s["vocab"],
-         "max_position_embeddings": s["max_ctx"], "rope_theta": 500000.0, "rms_norm_eps": 1e-5}
+         "max_position_embeddings": s["max_ctx"], "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+         "tie_word_embeddings": True}
     )  # fmt: skip
 
 
