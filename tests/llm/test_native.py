@@ -103,8 +103,10 @@ def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path) -> None:
 
 
 # (heads, KV heads, hidden): group sizes 1, 3 and 8 (one tile, a partial tile,
-# two tiles of the SIMD attention), head dims 16, 12 (a masked tail) and 8
-ATTENTION_SHAPES = [(4, 4, 64), (6, 2, 72), (8, 1, 64)]
+# two tiles of the SIMD attention), head dims 16, 12 (a masked tail) and 8;
+# hidden 76 gives the f16 LM head GEMV its 16-column steps, an 8-column step
+# and a 4-column masked tail
+ATTENTION_SHAPES = [(4, 4, 64), (6, 2, 72), (8, 1, 64), (2, 2, 76)]
 
 
 @pytest.fixture(
