@@ -187,7 +187,7 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
     bv_state *s = &m->s;
     const bv_config *c = &m->cfg;
     matmul_job j = {.n_mats = n_mats, .X = s->xq, .n = n, .Y = s->acc, .xs = s->xs};
-    j.ldy = 2 * c->ffn > c->dim ? 2 * c->ffn : c->dim;
+    j.ldy = bv_acc_width(c);
     for (int i = 0; i < n_mats; i++) {
         j.w[i] = w[i];
         j.out[i] = out[i];

@@ -410,7 +410,7 @@ static int alloc_state(bv_model *m, int n_threads, int n_ctx, char *err) {
     int pad_wide = bv_t1_pad_cols(wide) > bv_pad_cols(wide) ? bv_t1_pad_cols(wide) : bv_pad_cols(wide);
     s->xq = xcalloc((size_t)B * pad_wide, 1, &ok);
     s->xs = xcalloc(B, 4, &ok);
-    s->acc = xcalloc((size_t)B * (2 * c->ffn > c->dim ? 2 * c->ffn : c->dim), 4, &ok);
+    s->acc = xcalloc((size_t)B * bv_acc_width(c), 4, &ok);
     s->q = xcalloc((size_t)B * c->dim, 4, &ok);
     s->k = xcalloc((size_t)B * kv_dim, 4, &ok);
     s->v = xcalloc((size_t)B * kv_dim, 4, &ok);

@@ -37,6 +37,13 @@ typedef struct {
     float rope_theta;
 } bv_config;
 
+/* Row width of the int32 matmul scratch (bv_state.acc): the widest fused
+ * matmul, gate+up (2 * ffn) or q+k+v (dim + 2 * kv_dim), or o/down (dim). */
+static inline int bv_acc_width(const bv_config *c) {
+    int qkv = c->dim + 2 * c->n_kv_heads * c->head_dim, gu = 2 * c->ffn;
+    return qkv > gu ? qkv : gu;
+}
+
 typedef struct {
     const uint8_t *data; /* 2-bit: [rows][nb * BV_BLOCK_BYTES]; T1: [rows][nb * BV_T1_BLOCK_BYTES] */
     uint8_t *owned;      /* the T1 copy (malloc'd) when repacked, else NULL (data is in the map) */
@@ -92,7 +99,7 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
     float *xb2;      /* [B][max(q_dim, dim)] attention output */
     int8_t *xq;      /* [B][pad(max(dim, ffn))] int8 activations */
     float *xs;       /* [B] activation scale: x ~ xq * xs */
-    int32_t *acc;    /* [B][max(q_dim, 2*ffn)] int32 matmul results */
+    int32_t *acc;    /* [B][bv_acc_width] int32 matmul results */
     float *q;        /* [B][q_dim] */
     float *k;        /* [B][kv_dim] */
     float *v;        /* [B][kv_dim] */

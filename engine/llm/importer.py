@@ -75,22 +75,67 @@ MAX_LAYERS = 512
 MAX_CTX = 1 << 20
 
 
+# transformers' BitNetConfig defaults for keys a config.json leaves out
+# (transformers 5.x, models/bitnet/configuration_bitnet.py): a checkpoint means
+# what transformers computes from it, so a missing key must mean the same here.
+HF_DEFAULTS: dict[str, Any] = {
+    "num_key_value_heads": 5,  # a missing key is 5; an explicit null means num_attention_heads
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
+    "rope_theta": 500000.0,  # BitNetConfig.default_theta
+}
+# RoPE variants transformers knows; only "default" is what the C engine computes.
+ROPE_KEYS = ("rope_scaling", "rope_parameters")
+
+
+def _rope(cfg: dict[str, Any]) -> tuple[str, float]:
+    """(rope_type, rope_theta) as transformers resolves them: the legacy
+    `rope_scaling` replaces `rope_parameters`; a theta inside the dict wins over
+    the top-level `rope_theta`, which wins over the model's default."""
+    for key in ROPE_KEYS:
+        rope = cfg.get(key)
+        if rope:
+            break
+    else:
+        key, rope = "rope_parameters", {}
+    if not isinstance(rope, dict):
+        raise InvalidRequestError(f"{key} must be an object, got {rope!r}")
+    rope_type = str(rope.get("rope_type", rope.get("type", "default")))
+    if rope_type != "default":
+        raise InvalidRequestError(
+            f"{key}.rope_type={rope_type!r} is not supported: the bitvoice engine computes "
+            "only the default RoPE (no position scaling)"
+        )
+    if rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0)) != 1.0:
+        raise InvalidRequestError("partial_rotary_factor is not supported: RoPE covers every dim")
+    theta = rope.get("rope_theta", cfg.get("rope_theta", HF_DEFAULTS["rope_theta"]))
+    try:
+        return rope_type, float(theta)
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"rope_theta={theta!r} is not a number") from None
+
+
 class BitNetShapes:
-    """The sizes the engine needs, read from a validated config.json."""
+    """The sizes the engine needs, read from a validated config.json.
+
+    A key the config leaves out takes transformers' BitNetConfig default (HF_DEFAULTS)."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.hidden = int(cfg["hidden_size"])
         self.n_layers = int(cfg["num_hidden_layers"])
         self.n_heads = int(cfg["num_attention_heads"])
-        self.n_kv_heads = int(cfg.get("num_key_value_heads") or self.n_heads)
+        kv = cfg.get("num_key_value_heads", HF_DEFAULTS["num_key_value_heads"])
+        self.n_kv_heads = int(self.n_heads if kv is None else kv)
         self.ffn = int(cfg["intermediate_size"])
         self.vocab = int(cfg["vocab_size"])
-        self.max_ctx = int(cfg.get("max_position_embeddings") or 2048)
+        self.max_ctx = int(
+            cfg.get("max_position_embeddings", HF_DEFAULTS["max_position_embeddings"])
+        )
         self.head_dim = int(cfg.get("head_dim") or self.hidden // self.n_heads)
-        self.tied = bool(cfg.get("tie_word_embeddings", True))
-        rope = cfg.get("rope_parameters") or {}
-        self.rope_theta = float(cfg.get("rope_theta") or rope.get("rope_theta") or 10000.0)
-        self.eps = float(cfg.get("rms_norm_eps") or 1e-6)
+        self.tied = bool(cfg.get("tie_word_embeddings", HF_DEFAULTS["tie_word_embeddings"]))
+        self.rope_theta = _rope(cfg)[1]
+        self.eps = float(cfg.get("rms_norm_eps", HF_DEFAULTS["rms_norm_eps"]))
 
     @property
     def n_tensors(self) -> int:
@@ -110,6 +155,53 @@ class BitNetShapes:
         }[suffix]
 
 
+def _quantization(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The BitNet quantization_config with transformers' defaults filled in;
+    refuses (naming the key) what the engine would compute differently."""
+    qc = cfg.get("quantization_config")
+    if not isinstance(qc, dict):
+        # without it transformers runs every linear in full precision, not ternary
+        raise InvalidRequestError(
+            "quantization_config is missing: transformers would run this model's linears in "
+            "full precision; bitvoice runs BitNet b1.58 (quant_method 'bitnet') only"
+        )
+    q = {
+        "linear_class": "bitlinear",
+        "quantization_mode": "offline",
+        "use_rms_norm": False,
+        "modules_to_not_convert": None,
+        **qc,
+    }
+    if q.get("quant_method") != "bitnet":
+        raise InvalidRequestError(
+            f"quantization_config.quant_method={q.get('quant_method')!r}: expected 'bitnet'"
+        )
+    if q["linear_class"] not in ("bitlinear", "autobitlinear"):
+        raise InvalidRequestError(
+            f"quantization_config.linear_class={q['linear_class']!r}: expected "
+            "'bitlinear' or 'autobitlinear'"
+        )
+    if q["quantization_mode"] not in ("online", "offline"):
+        raise InvalidRequestError(
+            f"quantization_config.quantization_mode={q['quantization_mode']!r}: expected "
+            "'online' or 'offline'"
+        )
+    if q["use_rms_norm"]:
+        raise InvalidRequestError(
+            "quantization_config.use_rms_norm=true is not supported: the engine has no "
+            "RMSNorm inside each linear"
+        )
+    skip = q["modules_to_not_convert"]
+    # transformers adds its default skip (lm_head) only when the list is absent:
+    # a list without lm_head quantizes the head, one with more keeps linears in float
+    if skip is not None and sorted(set(skip)) != ["lm_head"]:
+        raise InvalidRequestError(
+            f"quantization_config.modules_to_not_convert={skip!r} is not supported: "
+            "bitvoice keeps exactly lm_head unquantized"
+        )
+    return q
+
+
 def validate_config(cfg: dict[str, Any]) -> BitNetShapes:
     """Check that a config.json describes a BitNet b1.58 model we can run."""
     archs = cfg.get("architectures") or []
@@ -122,8 +214,8 @@ def validate_config(cfg: dict[str, Any]) -> BitNetShapes:
         raise InvalidRequestError(
             f"unsupported hidden_act {cfg.get('hidden_act')!r}; expected relu2"
         )
-    if cfg.get("rope_scaling"):
-        raise InvalidRequestError("rope_scaling is not supported by the bitvoice engine yet")
+    _rope(cfg)
+    _quantization(cfg)
     if cfg.get("attention_bias"):
         raise InvalidRequestError("attention_bias=true is not supported (BitNet has no biases)")
     try:
@@ -345,12 +437,61 @@ class BvmWriter:
         self.fh.write(b"".join(self.entries))
 
 
+def _weight_scale(ck: _Checkpoint, name: str) -> float:
+    ws = float(np.asarray(ck.get(name + ".weight_scale"), dtype=np.float32).reshape(-1)[0])
+    if not np.isfinite(ws) or ws <= 0:
+        raise InvalidRequestError(f"{name}.weight_scale = {ws} is not a positive number")
+    return ws
+
+
+def _ternary_linear(
+    ck: _Checkpoint, name: str, rows: int, cols: int, q: dict[str, Any]
+) -> tuple[np.ndarray, float]:
+    """One linear as (int8 ternary [rows, cols], scale) with W = T * scale, the
+    way transformers computes it for the quantization_config `q`:
+    - BitLinear (packed uint8 only): y = x.T / weight_scale;
+    - AutoBitLinear online: the absmean rule on whatever is stored (packed
+      weights are unpacked to ternary first, and weight_scale is unused);
+    - AutoBitLinear offline: W as stored (ternary, packed or float) times weight_scale."""
+    w = ck.get(name + ".weight")
+    if w.dtype == np.uint8:
+        if w.shape != (rows // 4, cols):
+            raise InvalidRequestError(
+                f"{name}: packed shape {w.shape}, expected {(rows // 4, cols)}"
+            )
+        t = unpack_hf_ternary(w)
+        if q["linear_class"] == "bitlinear":
+            return t, 1.0 / _weight_scale(ck, name)
+        if q["quantization_mode"] == "online":
+            return quantize_absmean(t)
+        return t, _weight_scale(ck, name)
+    if w.shape != (rows, cols):
+        raise InvalidRequestError(f"{name}: shape {w.shape}, expected {(rows, cols)}")
+    if q["linear_class"] == "bitlinear":
+        raise InvalidRequestError(
+            f"{name} holds float weights, but quantization_config.linear_class='bitlinear' "
+            "reads packed uint8 ternary weights only"
+        )
+    if q["quantization_mode"] == "online":
+        return quantize_absmean(w)
+    # offline: transformers multiplies the stored float weights as they are, so
+    # they must be one magnitude times a ternary pattern for the engine to match
+    w = np.asarray(w, dtype=np.float32)
+    mags = np.unique(np.abs(w[w != 0]))
+    if mags.size > 1:
+        raise InvalidRequestError(
+            f"{name} holds float weights that are not ternary ({mags.size} magnitudes), but "
+            "quantization_config.quantization_mode='offline' uses them unquantized"
+        )
+    magnitude = float(mags[0]) if mags.size else 1.0
+    return np.sign(w).astype(np.int8), magnitude * _weight_scale(ck, name)
+
+
 def _iter_tensors(
     ck: _Checkpoint, cfg: dict[str, Any], s: BitNetShapes
 ) -> Iterator[tuple[str, int, int, int, float, np.ndarray]]:
     """Yield (name, dtype, rows, cols, scale, data) in the order the C loader reads."""
-    qc = cfg.get("quantization_config") or {}
-    divide_scale = qc.get("linear_class", "bitlinear") == "bitlinear"  # BitLinear: y / weight_scale
+    q = _quantization(cfg)
 
     def f32_vector(hf_name: str, n: int) -> np.ndarray:
         v = np.asarray(ck.get(hf_name), dtype=np.float32).reshape(-1)
@@ -372,27 +513,15 @@ def _iter_tensors(
             yield f"layers.{layer}.{ours}", DTYPE_F32, 1, n, 1.0, f32_vector(p + hf + ".weight", n)
         for hf, ours in LINEARS.items():
             rows, cols = s.linear_shape(ours)
-            w = ck.get(p + hf + ".weight")
-            if w.dtype == np.uint8:
-                if w.shape != (rows // 4, cols):
-                    raise InvalidRequestError(
-                        f"{p + hf}: packed shape {w.shape}, expected {(rows // 4, cols)}"
-                    )
-                t = unpack_hf_ternary(w)
-                ws = float(
-                    np.asarray(ck.get(p + hf + ".weight_scale"), dtype=np.float32).reshape(-1)[0]
-                )
-                if not np.isfinite(ws) or ws <= 0:
-                    raise InvalidRequestError(
-                        f"{p + hf}.weight_scale = {ws} is not a positive number"
-                    )
-                scale = 1.0 / ws if divide_scale else ws
-            else:
-                if w.shape != (rows, cols):
-                    raise InvalidRequestError(f"{p + hf}: shape {w.shape}, expected {(rows, cols)}")
-                t, scale = quantize_absmean(w)
+            t, scale = _ternary_linear(ck, p + hf, rows, cols, q)
             yield f"layers.{layer}.{ours}", DTYPE_TERNARY, rows, cols, scale, pack_ternary(t)
     if not s.tied:
+        if not ck.has("lm_head.weight"):
+            raise InvalidRequestError(
+                "the checkpoint has no lm_head.weight but tie_word_embeddings is false "
+                "(transformers' default when the key is missing): set it to true if the head "
+                "is the embedding"
+            )
         head = ck.get("lm_head.weight")
         if head.shape != (s.vocab, s.hidden):
             raise InvalidRequestError(

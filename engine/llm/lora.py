@@ -32,6 +32,7 @@ from safetensors.numpy import load_file, save_file
 
 from engine.errors import InvalidRequestError
 from engine.llm import bundle
+from engine.llm.importer import BitNetShapes
 
 if TYPE_CHECKING:
     from engine.llm._native import Model
@@ -80,18 +81,9 @@ def base_config_hash(bundle_dir: Path) -> str:
 
 
 def _linear_shape(cfg: dict[str, Any], target: str) -> tuple[int, int]:
-    h, f = int(cfg["hidden_size"]), int(cfg["intermediate_size"])
-    hd = int(cfg.get("head_dim") or h // int(cfg["num_attention_heads"]))
-    q, kv = int(cfg["num_attention_heads"]) * hd, int(cfg["num_key_value_heads"]) * hd
-    return {
-        "q_proj": (q, h),
-        "k_proj": (kv, h),
-        "v_proj": (kv, h),
-        "o_proj": (h, q),
-        "gate_proj": (f, h),
-        "up_proj": (f, h),
-        "down_proj": (h, f),
-    }[target]
+    # the importer's reading of the config, defaults included (a missing
+    # num_key_value_heads is transformers' 5, not num_attention_heads)
+    return BitNetShapes(cfg).linear_shape(target)
 
 
 def _read_safetensors(path: Path) -> dict[str, F32]:

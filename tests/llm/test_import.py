@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors.numpy import load_file, save_file
 
 from engine.errors import InvalidRequestError
 from engine.llm import _native
@@ -23,6 +24,7 @@ from engine.llm.importer import (
     import_hf_model,
     pack_ternary,
     quantize_absmean,
+    unpack_hf_ternary,
 )  # fmt: skip
 from engine.llm.reference import unpack_ternary
 from engine.llm.tiny import write_tiny_hf_model
@@ -202,3 +204,66 @@ def test_import_streams_tensor_by_tensor(tmp_path: Path) -> None:
     grew_mb = float(out.stdout.strip())
     assert grew_mb < size_mb / 4, f"peak RSS grew {grew_mb:.0f} MB importing {size_mb:.0f} MB"
     assert (tmp_path / "b" / "model.bvm").stat().st_size < size_mb * 1e6 / 8
+
+
+def _edit_config(
+    src: Path, drop: str = "", quant: dict[str, object] | None = None, **changes: object
+) -> None:
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.pop(drop, None)
+    cfg.update(changes)
+    if quant is None:
+        del cfg["quantization_config"]
+    else:
+        cfg["quantization_config"].update(quant)
+    (src / "config.json").write_text(json.dumps(cfg))
+
+
+def _float_linears(src: Path) -> None:
+    """Packed linears -> float32 ternary, one of them no longer ternary."""
+    tensors = load_file(str(src / "model.safetensors"))
+    for name in [n for n, t in tensors.items() if t.dtype == np.uint8]:
+        tensors[name] = unpack_hf_ternary(tensors[name]).astype(np.float32)
+    up = tensors["model.layers.1.mlp.up_proj.weight"]
+    up *= np.linspace(1, 2, up.shape[1], dtype=np.float32)
+    save_file(tensors, str(src / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize(
+    ("form", "key"),
+    [
+        ("rope-linear", "rope_parameters.rope_type"),
+        ("rope-scaling-linear", "rope_scaling.rope_type"),
+        ("use-rms-norm", "quantization_config.use_rms_norm"),
+        ("offline-float-not-ternary", "quantization_config.quantization_mode"),
+        ("no-quantization-config", "quantization_config"),
+        ("lm-head-quantized", "quantization_config.modules_to_not_convert"),
+        ("no-tie-key-no-head", "tie_word_embeddings"),
+    ],
+)
+def test_refuses_what_it_cannot_honour(tmp_path: Path, form: str, key: str) -> None:
+    """Configs transformers computes in a way the engine cannot are refused before
+    anything is written, with an error that names the key (tests/llm/
+    test_reference_hf.py checks the forms that are honoured against transformers)."""
+    src = hf(tmp_path, packed=form.startswith("offline"))
+    linear = {"rope_type": "linear", "factor": 2.0}
+    quant: dict[str, object] | None = {}
+    changes: dict[str, object] = {}
+    if form == "rope-linear":
+        changes["rope_parameters"] = linear
+    elif form == "rope-scaling-linear":
+        changes["rope_scaling"] = linear
+    elif form == "use-rms-norm":
+        quant = {"use_rms_norm": True}
+    elif form == "offline-float-not-ternary":
+        _float_linears(src)
+    elif form == "no-quantization-config":
+        quant = None
+    elif form == "lm-head-quantized":  # an explicit list drops transformers' default skip
+        quant = {"modules_to_not_convert": []}
+    _edit_config(src, "tie_word_embeddings" if form == "no-tie-key-no-head" else "", quant,
+                 **changes)  # fmt: skip
+    with pytest.raises(InvalidRequestError) as err:
+        import_hf_model(src, tmp_path / "out")
+    assert key in str(err.value)
+    assert not (tmp_path / "out").exists()

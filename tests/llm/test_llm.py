@@ -266,10 +266,11 @@ async def test_swap_during_generation_stales_the_stream(llm: LLM, second_model: 
 
 
 async def test_swap_options_reset_to_defaults(home: Path, second_model: str) -> None:
-    llm = LLM("local/tiny", unembed_quant="int8", num_threads=1)
+    llm = LLM("local/tiny", unembed_quant="none", num_threads=1)
+    assert llm.options.unembed_quant is None
     await llm.start()
     await llm.swap_model(second_model)
-    assert llm.options.unembed_quant is None and llm.options.num_threads == 0
+    assert llm.options.unembed_quant == "int8" and llm.options.num_threads == 0
     await llm.stop()
 
 

@@ -78,7 +78,8 @@ async def engine_logits(llm: LLM) -> np.ndarray:
 
 
 def reference_logits(home: Path, adapter_id: str | None, quant: str | None = None) -> np.ndarray:
-    ref = ReferenceModel(store.resolve("local/tiny") / "model.bvm")
+    # the LLM's default LM head (int8), which the reference computes too
+    ref = ReferenceModel(store.resolve("local/tiny") / "model.bvm", unembed_quant="int8")
     if adapter_id is not None:
         meta, pairs = load_adapter(store.resolve(adapter_id, kind="adapter"))
         for name, (a, b) in pairs.items():

@@ -103,8 +103,11 @@ def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path) -> None:
 
 
 # (heads, KV heads, hidden): group sizes 1, 3 and 8 (one tile, a partial tile,
-# two tiles of the SIMD attention), head dims 16, 12 (a masked tail) and 8
-ATTENTION_SHAPES = [(4, 4, 64), (6, 2, 72), (8, 1, 64)]
+# two tiles of the SIMD attention), head dims 16, 12 (a masked tail) and 8;
+# hidden 76 gives the f16 LM head GEMV its 16-column steps, an 8-column step
+# and a 4-column masked tail; groups of 4 with head dims 32 and 16 take the
+# register-tiled attention of the AVX2 path (the 2B shapes' case)
+ATTENTION_SHAPES = [(4, 4, 64), (6, 2, 72), (8, 1, 64), (2, 2, 76), (8, 2, 128), (4, 1, 128)]
 
 
 @pytest.fixture(
@@ -130,6 +133,19 @@ def test_attention_spans_and_groups_match_reference(kernel: str, shaped_bundle: 
     tokens = [int(t) for t in np.random.default_rng(5).integers(0, 384, size=150)]
     c = c_logits(shaped_bundle, tokens, n_threads=2)
     r = ReferenceModel(shaped_bundle / "model.bvm").forward(tokens)
+    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+
+
+def test_ffn_narrower_than_qkv_matches_reference(kernel: str, tmp_path: Path) -> None:
+    """The int32 matmul scratch holds the fused q+k+v rows too: with an FFN
+    narrower than them (2 * 48 < 128 + 2 * 32) it once overflowed the heap."""
+    src = write_tiny_hf_model(
+        tmp_path / "hf", seed=4, hidden_size=128, intermediate_size=48, num_key_value_heads=1
+    )
+    import_hf_model(src, tmp_path / "b")
+    tokens = [int(t) for t in np.random.default_rng(6).integers(0, 384, size=130)]
+    c = c_logits(tmp_path / "b", tokens, n_threads=2)
+    r = ReferenceModel(tmp_path / "b" / "model.bvm").forward(tokens)
     np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
 
 
