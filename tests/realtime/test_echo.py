@@ -33,7 +33,9 @@ def test_echo_alone_never_cancels_the_reply(reply: bytes) -> None:
     assert all(r.finished and not r.cancelled for r in runs)
     # a hold (the reply stops until the item reads as nothing) is rare: in the loudest
     # reverberant rooms, before the canceller has converged
-    assert sum(r.holds for r in runs) <= 2, [(room, r.hold_times) for room, r in zip(ROOMS, runs)]
+    assert sum(r.holds for r in runs) <= 2, [
+        (room, r.hold_times) for room, r in zip(ROOMS, runs, strict=True)
+    ]
 
 
 def test_without_echo_cancellation_the_echo_interrupts(reply: bytes) -> None:
