@@ -349,9 +349,11 @@ async def test_partials_while_speaking_and_the_final_never_waits_behind_one(
 
 
 @pytest.mark.parametrize("when", ["before_it_starts", "during_stt"])
-async def test_a_turn_cancelled_before_its_reply_leaves_the_history_alone(
+async def test_a_turn_cancelled_before_its_reply_keeps_the_words_and_adds_no_reply(
     rt_server: RealtimeServer, when: str
 ) -> None:
+    # Esc right after speaking stops the reply, not what the user said (issue 14, bug 4):
+    # the words are still transcribed, sent and kept in the history; no reply is added.
     async with connect(ws_url(rt_server)) as ws:
         sid = await start_session(ws, session(4, turn_detection=None))
         await text_turn(ws, "Hello there.")
@@ -371,6 +373,8 @@ async def test_a_turn_cancelled_before_its_reply_leaves_the_history_alone(
     done = got[-1]
     assert (done.response.status, done.response.reason) == ("cancelled", "client_cancelled")
     assert not frames_of(got) and done.response.output_text == ""
-    # the earlier reply stays whole; the cancelled turn added nothing
-    assert after == before and before[-1][0] == "assistant"
+    (heard,) = [x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionCompleted)]
+    assert "time" in heard.transcript.lower(), heard.transcript
+    # the earlier reply stays whole; the cancelled turn added the user's words, no reply
+    assert after == [*before, ("user", heard.transcript)] and before[-1][0] == "assistant"
     assert before[-1][1].split() == first.response.output_text.split()
