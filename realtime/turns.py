@@ -40,9 +40,17 @@ if TYPE_CHECKING:
     from engine.llm.session import ChatSession
     from engine.tts import TTSSession
 
-__all__ = ["Outbox", "TurnHost", "TurnOutcome", "TurnRunner"]
+__all__ = ["Outbox", "TurnHost", "TurnOutcome", "TurnRunner", "said"]
 
 log = logging.getLogger("bitvoice.realtime")
+
+
+def said(transcript: str) -> str:
+    """The words of a transcript, stripped; "" when it has none. Whisper writes "." (or
+    "...") for silence: a turn of push-to-talk held in silence said nothing, so it gets no
+    reply (`empty_transcript`), not a reply to a full stop."""
+    text = transcript.strip()
+    return text if any(c.isalnum() for c in text) else ""
 
 
 class TurnHost(Protocol):
@@ -234,7 +242,7 @@ class TurnRunner:
             if self.outbox.turn is None:  # a dropped speculation: nobody wants these words
                 task.cancel()
             raise
-        text = text.strip()
+        text = said(text)
         self.outbox.transcript(text, audio_s, self.clock())
         self._transcript_reported = True
         if self.speculative:
@@ -250,7 +258,7 @@ class TurnRunner:
         if self._text is not None or self._transcript_reported:
             return None
         text, audio_s = await self._start_transcription(final=True)
-        return text.strip(), audio_s
+        return said(text), audio_s
 
     async def _pace(self, items: AsyncIterator[SegmentStart | AudioFrame]) -> None:
         """Send each frame when the modelled client has less than PLAYBACK_LEAD_MS queued,

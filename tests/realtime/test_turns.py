@@ -31,6 +31,7 @@ from realtime import limits
 from realtime import messages as m
 from realtime.pipeline import TraceEvent
 from realtime.server import RealtimeServer
+from realtime.turns import said
 
 GREEDY = {"temperature": 0.0}
 FRAME_20MS = 640  # bytes of 16 kHz PCM16
@@ -378,3 +379,12 @@ async def test_a_turn_cancelled_before_its_reply_keeps_the_words_and_adds_no_rep
     # the earlier reply stays whole; the cancelled turn added the user's words, no reply
     assert after == [*before, ("user", heard.transcript)] and before[-1][0] == "assistant"
     assert before[-1][1].split() == first.response.output_text.split()
+
+
+@pytest.mark.parametrize(
+    ("transcript", "words"),
+    [(".", ""), (" ... ", ""), ("", ""), ("?!", ""), (" Hi. ", "Hi."), ("42", "42")],
+)
+def test_a_transcript_of_only_punctuation_said_nothing(transcript: str, words: str) -> None:
+    # Whisper tiny.en writes "." for push-to-talk held in silence (issue 14, bug 5)
+    assert said(transcript) == words
