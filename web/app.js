@@ -23,6 +23,8 @@ const MAX_ERRORS_SHOWN = 3;
 const TICK_MS = 100;
 /** Reply samples per millisecond (24 kHz): moves the heard position between worklet stats. */
 const OUTPUT_SAMPLES_PER_MS = P.OUTPUT_RATE / 1000;
+/** The playback worklet reports about every 64 render quanta (341 ms at 24 kHz). */
+const STATS_GAP_MS = 400;
 /** Entries kept in the developer event log view. */
 const DEVLOG_LIMIT = 200;
 /** Error codes about getting a connection at all: shown once, gone once a session starts. */
@@ -1032,13 +1034,15 @@ function followPlayback() {
   if (!item || item.kind !== "assistant") return;
   let played = st.turnPlayed;
   if (st.playing && !st.paused) {
-    // The worklet reports a few times a second; the audio moves on in between.
-    played += (performance.now() - S.playStatsAt) * OUTPUT_SAMPLES_PER_MS;
-    played = Math.min(played, st.turnPlayed + st.queuedSamples);
+    // The worklet reports a few times a second; the audio moves on in between (by at
+    // most one report's worth: a stalled context must not run the mark ahead).
+    const ms = Math.min(performance.now() - S.playStatsAt, STATS_GAP_MS);
+    played = Math.min(played + ms * OUTPUT_SAMPLES_PER_MS, st.turnPlayed + st.queuedSamples);
   }
   const total = Math.max(item.audioSamples, st.turnPlayed + st.queuedSamples);
   const done = item.status !== "in_progress" && !st.playing && st.queuedSamples === 0;
-  const pos = done ? item.text.length : heardChars(item, played, total);
+  // Never backwards: a report that lands behind the estimate leaves the mark where it is.
+  const pos = done ? item.text.length : Math.max(heardPos.get(id) ?? 0, heardChars(item, played, total));
   if (heardPos.get(id) === pos) return;
   if (done) heardPos.delete(id);
   else heardPos.set(id, pos);

@@ -259,7 +259,7 @@ export function reasonInWords(status, reason) {
  * How many characters of a reply's text the person has heard, from the samples
  * played so far: every TTS segment that started playing counts in proportion to
  * how much of it played (a segment ends where the next starts, the last at the
- * reply's end), rounded to a whole word. The segments' texts are the reply text
+ * reply's end), rounded up to the end of the word being spoken. The segments' texts are the reply text
  * cut into sentences, so their lengths add up along it.
  * @param {AssistantItem} item
  * @param {number} played samples of this reply played so far
@@ -275,12 +275,14 @@ export function heardChars(item, played, total) {
     if (played <= start) break;
     const end = i + 1 < segs.length ? segs[i + 1].offset : Math.max(total, start + 1);
     const frac = Math.min(1, (played - start) / Math.max(1, end - start));
-    const len = segs[i].text.length + 1; // the space joining it to the next sentence
-    chars += frac >= 1 ? len : Math.round(len * frac);
+    const len = segs[i].text.length;
+    // a whole sentence also takes the space that joins it to the next one
+    chars += frac >= 1 ? len + 1 : Math.round(len * frac);
     if (frac < 1) break;
   }
   const text = item.text;
   if (chars >= text.length) return text.length;
+  if (text[chars - 1] === " ") return chars - 1; // a sentence played, the next not begun
   const space = text.indexOf(" ", chars);
   return space < 0 ? text.length : space;
 }
