@@ -56,6 +56,7 @@ const el = {
   conn: $("conn"),
   connText: $("conn-text"),
   connRtt: $("conn-rtt"),
+  connDetail: $("conn-detail"),
   talk: $("talk"),
   agent: $("agent"),
   agentText: $("agent-text"),
@@ -211,6 +212,7 @@ function onConnState(state, detail) {
   S.connState = state;
   el.conn.dataset.state = state;
   el.retry.hidden = state !== "waiting";
+  if (state !== "waiting") setText(el.connDetail, "");
   if (state === "connecting") {
     setText(el.connText, detail.attempt > 0 ? "Reconnecting…" : "Connecting…");
   } else if (state === "open") {
@@ -231,9 +233,14 @@ let retryAt = 0;
 let retryWhy = "";
 
 function showRetryCountdown() {
-  if (S.connState !== "waiting") return;
+  if (S.connState !== "waiting") {
+    setText(el.connDetail, "");
+    return;
+  }
   const secs = Math.max(1, Math.ceil((retryAt - performance.now()) / 1000));
-  setText(el.connText, `${retryWhy} Retrying in ${secs} s.`);
+  // The status region announces why; the countdown ticks beside it, unannounced.
+  setText(el.connText, retryWhy);
+  setText(el.connDetail, `Retrying in ${secs} s.`);
 }
 setInterval(showRetryCountdown, 500);
 

@@ -508,12 +508,14 @@ def test_phone_first_screen_has_the_main_action_stop_and_the_conversation(
         assert axe_violations(pg) == []
 
 
+@pytest.mark.parametrize("view", ["desktop", "phone"])
 def test_kiosk_listens_at_once_captions_both_sides_and_recovers_alone(
-    pw: Any, outage: Outage, wavs: dict[str, Path]
+    pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
+    viewport = PHONE if view == "phone" else DESKTOP
     with (
         browser(pw, mic=wavs["question"]) as b,
-        page_on(b, outage.url + "?kiosk", allowed=(OUTAGE_CONSOLE,)) as pg,
+        page_on(b, outage.url + "?kiosk", viewport=viewport, allowed=(OUTAGE_CONSOLE,)) as pg,
     ):
         short_replies(pg)
         watch(pg)
@@ -524,7 +526,8 @@ def test_kiosk_listens_at_once_captions_both_sides_and_recovers_alone(
         assert not pg.locator("#controls").is_visible()
         talk = pg.locator("#talk")
         box = talk.bounding_box()
-        assert box is not None and box["width"] >= 250 and box["height"] >= 120, box
+        assert box is not None and box["width"] >= 150 and box["height"] >= 75, box
+        assert in_view(pg, talk, viewport)
         pg.wait_for_function(
             "document.getElementById('caption-user').textContent.length > 3"
             " && document.getElementById('caption-assistant').textContent.length > 3"
@@ -532,7 +535,8 @@ def test_kiosk_listens_at_once_captions_both_sides_and_recovers_alone(
             timeout=TURN_TIMEOUT_MS,
         )
         assert talk.inner_text() == "Stop"
-        screenshot(pg, "web_kiosk.png")
+        assert in_view(pg, pg.locator("#caption-assistant"), viewport)
+        screenshot(pg, f"web_kiosk_{view}.png")
         assert axe_violations(pg) == []
         wait_done(pg, 0)
         seen = js(pg, "window.__seen")

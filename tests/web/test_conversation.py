@@ -148,8 +148,11 @@ def test_ids_stay_unique_across_connections(run_node: Any) -> None:
     # issue 14, bug 1: the server's ids restart with each connection
     out = _fold(
         run_node,
-        [*_turn("item_1", "resp_1", "Hello", "Hi."), "reconnect"]
-        + _turn("item_1", "resp_1", "Hello again", "Hi again."),
+        [
+            *_turn("item_1", "resp_1", "Hello", "Hi."),
+            "reconnect",
+            *_turn("item_1", "resp_1", "Hello again", "Hi again."),
+        ],
     )
     items = out["items"]
     assert [i["id"] for i in items] == ["c1:item_1", "c1:resp_1", "c2:item_1", "c2:resp_1"]
@@ -208,7 +211,10 @@ console.log(JSON.stringify(played.map((p) => heardChars(item, p, total))));
 
 def test_heard_words_follow_the_played_samples(run_node: Any) -> None:
     text = "Paris is the capital. It is big."
-    segments = [{"offset": 0, "text": "Paris is the capital."}, {"offset": 2400, "text": "It is big."}]
+    segments = [
+        {"offset": 0, "text": "Paris is the capital."},
+        {"offset": 2400, "text": "It is big."},
+    ]
     played = [0, 10, 1200, 2399, 2400, 3600, 4800, 9000]
     heard = run_node(HEARD_JS, json.dumps([text, segments, 4800, *played]))
     prefixes = [text[:n] for n in heard]
