@@ -41,6 +41,7 @@ TURN_TIMEOUT_MS = 120_000
 SHORT_REPLY_TOKENS = 12
 QUESTION = "What is the capital of France?"
 LONG_SPEECH = "The quick brown fox jumps over the lazy dog, and then it runs far away."
+VIEWS = {"desktop": DESKTOP, "phone": PHONE}
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +207,13 @@ def in_view(pg: Any, locator: Any, viewport: dict[str, int]) -> bool:
 # ---- the seven state bugs --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("view", VIEWS)
 def test_bug1_a_reply_after_a_reconnect_gets_its_own_bubble(
-    pw: Any, outage: Outage, wavs: dict[str, Path]
+    pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
     with (
         browser(pw, mic=wavs["silence"]) as b,
-        page_on(b, outage.url, allowed=(OUTAGE_CONSOLE,)) as pg,
+        page_on(b, outage.url, viewport=VIEWS[view], allowed=(OUTAGE_CONSOLE,)) as pg,
     ):
         short_replies(pg)
         ask(pg, "Hello")
@@ -232,12 +234,13 @@ def test_bug1_a_reply_after_a_reconnect_gets_its_own_bubble(
         assert kinds == ["user", "assistant", "divider", "user", "assistant"]
 
 
+@pytest.mark.parametrize("view", VIEWS)
 def test_bug2_a_disconnect_leaves_no_reply_streaming_or_speaking(
-    pw: Any, outage: Outage, wavs: dict[str, Path]
+    pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
     with (
         browser(pw, mic=wavs["silence"]) as b,
-        page_on(b, outage.url, allowed=(OUTAGE_CONSOLE,)) as pg,
+        page_on(b, outage.url, viewport=VIEWS[view], allowed=(OUTAGE_CONSOLE,)) as pg,
     ):
         pg.get_by_label("Type a message").fill("Tell me a long story about the sea.")
         pg.get_by_role("button", name="Send").click()
@@ -260,12 +263,13 @@ def test_bug2_a_disconnect_leaves_no_reply_streaming_or_speaking(
         nothing_stale()
 
 
+@pytest.mark.parametrize("view", VIEWS)
 def test_bug3_send_is_off_while_disconnected_and_nothing_is_lost(
-    pw: Any, outage: Outage, wavs: dict[str, Path]
+    pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
     with (
         browser(pw, mic=wavs["silence"]) as b,
-        page_on(b, outage.url, allowed=(OUTAGE_CONSOLE,)) as pg,
+        page_on(b, outage.url, viewport=VIEWS[view], allowed=(OUTAGE_CONSOLE,)) as pg,
     ):
         short_replies(pg)
         go_down(pg, outage)
@@ -313,10 +317,11 @@ def test_bug4_esc_while_the_words_are_transcribed_keeps_them(
         assert "capital" in words or "france" in words, words
 
 
+@pytest.mark.parametrize("view", VIEWS)
 def test_bug5_push_to_talk_held_in_silence_leaves_no_bubble(
-    pw: Any, url: str, wavs: dict[str, Path]
+    pw: Any, url: str, wavs: dict[str, Path], view: str
 ) -> None:
-    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url) as pg:
+    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url, viewport=VIEWS[view]) as pg:
         hold_to_talk(pg, 1200)
         done = wait_done(pg, 0)
         heard = js(
@@ -359,8 +364,11 @@ def test_bug6_errors_show_once_and_go_when_their_cause_does(
         assert pg.locator("#errors .error").count() == 1
 
 
-def test_bug7_pause_is_off_while_nothing_plays(pw: Any, url: str, wavs: dict[str, Path]) -> None:
-    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url) as pg:
+@pytest.mark.parametrize("view", VIEWS)
+def test_bug7_pause_is_off_while_nothing_plays(
+    pw: Any, url: str, wavs: dict[str, Path], view: str
+) -> None:
+    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url, viewport=VIEWS[view]) as pg:
         short_replies(pg, 24)
         pause = pg.get_by_role("button", name="Pause")
         assert pause.is_disabled()
