@@ -259,7 +259,6 @@ def page_on(
     errors.allowed = list(allowed)
     pg.on("pageerror", lambda exc: errors.seen.append(f"uncaught: {exc}"))
     pg.on("console", errors.console)
-    pg.bitvoice_errors = errors
     pg.goto(url)
     if wait_started:
         pg.wait_for_function("window.bitvoice && window.bitvoice.state.started", timeout=60_000)
