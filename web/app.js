@@ -663,10 +663,12 @@ async function loadVoices(session) {
     .filter((v) => typeof v === "string" && P.VOICE_NAME_RE.test(v));
   S.voices = names;
   for (const name of names) ensureVoiceOption(name, false);
-  // The remembered voice, now that the server says it has it.
-  if (saved.voice && names.includes(saved.voice) && session.voice !== saved.voice) {
-    ensureVoiceOption(saved.voice, true);
-    send(P.sessionUpdate({ voice: saved.voice }));
+  // The remembered voice (as saved now: it may have changed since the page loaded),
+  // now that the server says it has it.
+  const want = loadSettings(storage).voice;
+  if (want && names.includes(want) && session.voice !== want) {
+    ensureVoiceOption(want, true);
+    send(P.sessionUpdate({ voice: want }));
   } else if (session.voice) {
     ensureVoiceOption(session.voice, el.voice.value === "");
   }

@@ -110,8 +110,18 @@ export class AudioEngine {
       autoGainControl: true,
       channelCount: 1,
     };
-    if (this.micDeviceId) audio.deviceId = { exact: this.micDeviceId };
-    const stream = await navigator.mediaDevices.getUserMedia({ audio });
+    let stream;
+    try {
+      const chosen = this.micDeviceId ? { deviceId: { exact: this.micDeviceId } } : {};
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { ...audio, ...chosen } });
+    } catch (err) {
+      // A remembered device that is gone (unplugged): the default one, not no microphone.
+      if (!this.micDeviceId || !["OverconstrainedError", "NotFoundError"].includes(err.name)) {
+        throw err;
+      }
+      this.micDeviceId = "";
+      stream = await navigator.mediaDevices.getUserMedia({ audio });
+    }
     const ctx = new AudioContext({ latencyHint: "interactive" });
     try {
       await ctx.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));

@@ -471,6 +471,22 @@ def test_settings_and_devices_survive_a_reload(pw: Any, url: str, wavs: dict[str
         assert pg.get_by_label("Voice", exact=True).input_value() == voices[-1]
 
 
+def test_a_remembered_microphone_that_is_gone_falls_back_to_the_default(
+    pw: Any, url: str, wavs: dict[str, Path]
+) -> None:
+    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url) as pg:
+        gone = {"micDevice": "a-microphone-unplugged-since"}
+        js(pg, f"localStorage.setItem('bitvoice.settings', {json.dumps(json.dumps(gone))})")
+        pg.reload()
+        pg.wait_for_function("window.bitvoice && window.bitvoice.state.started", timeout=60_000)
+        assert js(pg, "window.bitvoice.audio.micDeviceId") == gone["micDevice"]
+        pg.get_by_role("button", name="Start microphone").click()
+        pg.get_by_role("button", name="Mute").wait_for()
+        assert pg.locator("#mic-state").inner_text() == "Listening"
+        assert pg.locator("#errors .error").count() == 0
+        assert js(pg, "window.bitvoice.audio.micDeviceId") == ""
+
+
 def test_event_log_clear_and_export(pw: Any, url: str, wavs: dict[str, Path]) -> None:
     with browser(pw, mic=wavs["silence"]) as b, page_on(b, url) as pg:
         short_replies(pg)
