@@ -762,10 +762,11 @@ function renderAssistant(li, item) {
   const streaming = item.status === "in_progress";
   li.className = `msg assistant${streaming ? " streaming" : ""}`;
   li.dataset.status = item.status;
-  // Screen readers announce the reply once it is complete, not every streamed word.
-  li.setAttribute("aria-busy", String(streaming));
-  const body = span("body", "");
+  // Screen readers announce the reply once it is complete, not every streamed word,
+  // nor every move of the heard-words mark while its audio still plays.
   const heard = heardPos.get(item.id);
+  li.setAttribute("aria-busy", String(streaming || heard !== undefined));
+  const body = span("body", "");
   if (heard !== undefined && item.heardText === null && heard < item.text.length) {
     // Playing: the words heard so far are marked, the rest follows the audio.
     body.append(span("heard", item.text.slice(0, heard)), item.text.slice(heard));
@@ -1037,8 +1038,17 @@ function drawVoice(db) {
 /** Move the heard-words mark of the playing reply along with the audio. */
 function followPlayback() {
   const st = playStats;
-  if (!st || st.turn === null || st.turn === undefined || S.flushed.has(st.turn)) return;
+  if (!st || st.turn === null || st.turn === undefined) return;
   const id = itemOfTurn(st.turn);
+  // Only the reply playing now carries a mark: a stopped one, or one the player moved
+  // on from, goes back to plain text (and stops being busy for screen readers).
+  for (const other of [...heardPos.keys()]) {
+    if (other !== id || S.flushed.has(st.turn)) {
+      heardPos.delete(other);
+      renderItem(other);
+    }
+  }
+  if (S.flushed.has(st.turn)) return;
   const item = conversation.byId.get(id);
   if (!item || item.kind !== "assistant") return;
   let played = st.turnPlayed;
@@ -1049,12 +1059,15 @@ function followPlayback() {
     played = Math.min(played + ms * OUTPUT_SAMPLES_PER_MS, st.turnPlayed + st.queuedSamples);
   }
   const total = Math.max(item.audioSamples, st.turnPlayed + st.queuedSamples);
-  const done = item.status !== "in_progress" && !st.playing && st.queuedSamples === 0;
+  if (item.status !== "in_progress" && !st.playing && st.queuedSamples === 0) {
+    // All of it played: plain text again.
+    if (heardPos.delete(id)) renderItem(id);
+    return;
+  }
   // Never backwards: a report that lands behind the estimate leaves the mark where it is.
-  const pos = done ? item.text.length : Math.max(heardPos.get(id) ?? 0, heardChars(item, played, total));
+  const pos = Math.max(heardPos.get(id) ?? 0, heardChars(item, played, total));
   if (heardPos.get(id) === pos) return;
-  if (done) heardPos.delete(id);
-  else heardPos.set(id, pos);
+  heardPos.set(id, pos);
   renderItem(id);
 }
 

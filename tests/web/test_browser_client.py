@@ -175,13 +175,14 @@ def watch(pg: Any) -> None:
     js(
         pg,
         """(() => {
-        const seen = {partials: [], heard: [], states: [], maxVoiceDb: -100};
+        const seen = {partials: [], heard: [], heardBusy: [], states: [], maxVoiceDb: -100};
         window.__seen = seen;
         new MutationObserver(() => {
           const p = document.querySelector('li.msg.user.partial .body');
           if (p && p.textContent && p.textContent !== '…') seen.partials.push(p.textContent);
           const h = document.querySelector('li.msg.assistant .heard');
           if (h) seen.heard.push(h.textContent.length);
+          if (h) seen.heardBusy.push(h.closest('li').getAttribute('aria-busy'));
         }).observe(document.getElementById('conversation'),
                    {subtree: true, childList: true, characterData: true});
         setInterval(() => {
@@ -417,6 +418,9 @@ def test_voice_turn_shows_partials_agent_states_voice_level_and_heard_words(
         heard = seen["heard"]
         assert len(set(heard)) >= 3 and heard == sorted(heard), heard
         assert pg.locator("li.msg.assistant .heard").count() == 0
+        # a screen reader hears the reply once, not every move of the mark
+        assert set(seen["heardBusy"]) == {"true"}, seen["heardBusy"]
+        assert pg.locator("li.msg.assistant").get_attribute("aria-busy") == "false"
 
 
 def test_settings_and_devices_survive_a_reload(pw: Any, url: str, wavs: dict[str, Path]) -> None:
