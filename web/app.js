@@ -266,8 +266,8 @@ function onDisconnected() {
   el.connRtt.textContent = "";
   // Nothing in flight will finish: the cut-off reply stops streaming, the user's
   // half-transcribed words keep what was heard, and the reply state says so.
-  for (const id of conversation.disconnected()) renderItem(id);
   heardPos.clear();
+  for (const id of conversation.disconnected()) renderItem(id);
   setReplyState(S.paused ? "Paused" : "Idle");
   updateReplyControls();
 }
@@ -907,8 +907,8 @@ el.typed.addEventListener("submit", (e) => {
   const text = el.typedText.value.trim();
   if (!text || !S.started) return; // Send is disabled then; Enter must not lose the text
 
-  audio.unlock();
   el.typedText.value = "";
+  audio.unlock();
   const go = () => {
     const id = conversation.addTyped(text);
     renderItem(id);
@@ -933,6 +933,10 @@ document.addEventListener("pointerdown", () => audio.unlock(), { once: true });
 document.addEventListener("keydown", () => audio.unlock(), { once: true });
 
 restoreSettings();
+// Load the player's worklet now, while the server that serves it is surely there: a
+// first gesture during an outage then still finds a player to resume. (Until a
+// gesture, the browser keeps the context suspended; that is fine.)
+audio.ensurePlayback().catch(() => undefined);
 setupKiosk();
 updateReplyControls();
 updateTyping();
@@ -1039,7 +1043,8 @@ function drawVoice(db) {
 function followPlayback() {
   const st = playStats;
   if (!st || st.turn === null || st.turn === undefined) return;
-  const id = itemOfTurn(st.turn);
+  // Offline, nothing plays on: the player's last report may still say it does.
+  const id = S.started ? itemOfTurn(st.turn) : null;
   // Only the reply playing now carries a mark: a stopped one, or one the player moved
   // on from, goes back to plain text (and stops being busy for screen readers).
   for (const other of [...heardPos.keys()]) {
@@ -1048,7 +1053,7 @@ function followPlayback() {
       renderItem(other);
     }
   }
-  if (S.flushed.has(st.turn)) return;
+  if (id === null || S.flushed.has(st.turn)) return;
   const item = conversation.byId.get(id);
   if (!item || item.kind !== "assistant") return;
   let played = st.turnPlayed;

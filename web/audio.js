@@ -68,8 +68,8 @@ export class AudioEngine {
   async setSpeaker(deviceId) {
     this.sinkId = deviceId;
     if (!AudioEngine.canChooseSpeaker) return false;
-    await this.ensurePlayback();
     try {
+      await this.ensurePlayback();
       await this.playCtx.setSinkId(deviceId);
       return true;
     } catch {
@@ -180,7 +180,7 @@ export class AudioEngine {
    */
   ensurePlayback() {
     if (!this.playReady) {
-      this.playReady = (async () => {
+      const ready = (async () => {
         const ctx = new AudioContext({ sampleRate: OUTPUT_RATE, latencyHint: "interactive" });
         await ctx.audioWorklet.addModule(new URL("./playback-worklet.js", import.meta.url));
         const node = new AudioWorkletNode(ctx, "bitvoice-playback", {
@@ -201,6 +201,12 @@ export class AudioEngine {
         this.playNode = node;
         return node;
       })();
+      // The worklet comes from the server: while it is unreachable the load fails. The
+      // next call tries again instead of keeping a player that can never start.
+      ready.catch(() => {
+        if (this.playReady === ready) this.playReady = null;
+      });
+      this.playReady = ready;
     }
     if (this.playCtx && this.playCtx.state === "suspended") this.playCtx.resume();
     return this.playReady;
@@ -209,10 +215,12 @@ export class AudioEngine {
   /** Resume the playback context after a user gesture (autoplay rules). */
   unlock() {
     if (this.captureCtx && this.captureCtx.state === "suspended") this.captureCtx.resume();
-    this.ensurePlayback().then(() => {
-      if (this.playCtx && this.playCtx.state !== "running") return this.playCtx.resume();
-      return undefined;
-    });
+    this.ensurePlayback()
+      .then(() => {
+        if (this.playCtx && this.playCtx.state !== "running") return this.playCtx.resume();
+        return undefined;
+      })
+      .catch(() => undefined); // no player yet (server unreachable): the next gesture retries
   }
 
   onPlaybackMessage(msg) {
@@ -231,7 +239,12 @@ export class AudioEngine {
 
   post(msg, transfer) {
     if (this.playNode) this.playNode.port.postMessage(msg, transfer || []);
-    else this.ensurePlayback().then((node) => node.port.postMessage(msg, transfer || []));
+    // With no player (its worklet could not load) there is nothing to play or flush.
+    else {
+      this.ensurePlayback()
+        .then((node) => node.port.postMessage(msg, transfer || []))
+        .catch(() => undefined);
+    }
   }
 
   /** Queue reply PCM (16-bit LE, 24 kHz) of response number `turn`. */
