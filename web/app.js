@@ -707,6 +707,7 @@ function updateReplyControls() {
   el.pause.disabled = !S.paused && !S.responseRunning && !playing;
   setText(el.pause, S.paused ? "Resume" : "Pause");
   updateTalk();
+  updateAgent();
 }
 
 /** Send is on only while a session runs: a message typed meanwhile would be lost. */
@@ -1008,14 +1009,20 @@ function agentState() {
   return "idle";
 }
 
-function tick() {
+/** Show the agent's state; called on every message and control change, and each tick
+ * (the player's state changes between them). */
+function updateAgent() {
   const state = agentState();
-  if (state !== S.agent) {
-    S.agent = state;
-    el.agent.dataset.state = state;
-    setText(el.agentText, AGENT_WORDS[state]);
-    updateTalk();
-  }
+  if (state === S.agent) return;
+  S.agent = state;
+  el.agent.dataset.state = state;
+  setText(el.agentText, AGENT_WORDS[state]);
+  updateTalk();
+}
+
+function tick() {
+  updateAgent();
+  const state = S.agent;
   S.voiceDb = state === "speaking" ? audio.voiceLevel() : -100;
   drawVoice(state === "listening" ? micDb : S.voiceDb);
   followPlayback();

@@ -194,10 +194,12 @@ def watch(pg: Any) -> None:
           if (h) seen.heardBusy.push(h.closest('li').getAttribute('aria-busy'));
         }).observe(document.getElementById('conversation'),
                    {subtree: true, childList: true, characterData: true});
+        const agent = document.getElementById('agent');
+        new MutationObserver(() => {
+          if (seen.states.at(-1) !== agent.dataset.state) seen.states.push(agent.dataset.state);
+        }).observe(agent, {attributes: true, attributeFilter: ['data-state']});
         setInterval(() => {
-          const s = window.bitvoice.state;
-          if (seen.states.at(-1) !== s.agent) seen.states.push(s.agent);
-          seen.maxVoiceDb = Math.max(seen.maxVoiceDb, s.voiceDb);
+          seen.maxVoiceDb = Math.max(seen.maxVoiceDb, window.bitvoice.state.voiceDb);
         }, 20);
       })()""",
     )
