@@ -146,6 +146,7 @@ const audio = new AudioEngine({
     playStats = stats;
     S.playStatsAt = performance.now();
     updateReplyControls();
+    followPlayback();
   },
 });
 
