@@ -12,10 +12,11 @@ install: ## install bitvoice in place with every extra (voice engines, registry 
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[all]'
 
-system-deps: ## Debian packages the tests use (espeak-ng, chromium, node), installed if missing
-	@if ! command -v espeak-ng >/dev/null || ! test -x /usr/bin/chromium || ! command -v node >/dev/null; then \
+system-deps: ## Debian packages the tests use (espeak-ng, chromium, node, npm), installed if missing
+	@if ! command -v espeak-ng >/dev/null || ! test -x /usr/bin/chromium || ! command -v node >/dev/null \
+			|| ! command -v npm >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng chromium \
-			$$(command -v node >/dev/null || echo nodejs) >/dev/null; \
+			$$(command -v node >/dev/null || echo nodejs) $$(command -v npm >/dev/null || echo npm) >/dev/null; \
 	fi
 
 run: install ## install, then start the voice server on http://127.0.0.1:8765
