@@ -309,11 +309,15 @@ def test_bug3_send_is_off_while_disconnected_and_nothing_is_lost(
         assert pg.locator("li.msg.user .body").inner_text() == "Are you there?"
 
 
+@pytest.mark.parametrize("view", VIEWS)
 def test_bug4_esc_while_the_words_are_transcribed_keeps_them(
-    pw: Any, url: str, wavs: dict[str, Path]
+    pw: Any, url: str, wavs: dict[str, Path], view: str
 ) -> None:
     # looping speech is harmless: with push to talk only held audio is sent
-    with browser(pw, mic=wavs["question"], loop=True) as b, page_on(b, url) as pg:
+    with (
+        browser(pw, mic=wavs["question"], loop=True) as b,
+        page_on(b, url, viewport=VIEWS[view]) as pg,
+    ):
         hold_to_talk(pg, 3800)
         pg.wait_for_function(
             "window.bitvoice.received.some(r => r.type === 'response.created')",
@@ -451,8 +455,11 @@ def test_voice_turn_shows_partials_agent_states_voice_level_and_heard_words(
         )
 
 
-def test_settings_and_devices_survive_a_reload(pw: Any, url: str, wavs: dict[str, Path]) -> None:
-    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url) as pg:
+@pytest.mark.parametrize("view", VIEWS)
+def test_settings_and_devices_survive_a_reload(
+    pw: Any, url: str, wavs: dict[str, Path], view: str
+) -> None:
+    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url, viewport=VIEWS[view]) as pg:
         pg.get_by_label("Speaking speed").focus()
         for _ in range(4):
             pg.keyboard.press("ArrowRight")  # 1.00 -> 1.20
@@ -519,8 +526,9 @@ def test_a_remembered_microphone_that_is_gone_falls_back_to_the_default(
         assert js(pg, "window.bitvoice.audio.micDeviceId") == ""
 
 
-def test_event_log_clear_and_export(pw: Any, url: str, wavs: dict[str, Path]) -> None:
-    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url) as pg:
+@pytest.mark.parametrize("view", VIEWS)
+def test_event_log_clear_and_export(pw: Any, url: str, wavs: dict[str, Path], view: str) -> None:
+    with browser(pw, mic=wavs["silence"]) as b, page_on(b, url, viewport=VIEWS[view]) as pg:
         short_replies(pg)
         log = pg.locator("#devlog")
         assert not log.is_visible()  # hidden by default
