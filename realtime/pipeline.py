@@ -577,6 +577,8 @@ class Conversation:
             if not work.task.done():
                 work.task.cancel()
                 await asyncio.wait({work.task}, timeout=limits.TURN_CANCEL_TIMEOUT_S)
+            if not self.closed.is_set():
+                await self._keep_cancelled_words(turn, work.runner)
             outcome = work.runner.outcome
             if outcome.llm_ran:
                 self._keep_heard_reply(turn)
@@ -590,6 +592,25 @@ class Conversation:
             )
             self.emit(out)
             self._report_metrics(out)
+
+    async def _keep_cancelled_words(self, turn: int, runner: TurnRunner) -> None:
+        """A reply cancelled while the user's words were still being transcribed (Esc right
+        after speaking): only the reply was stopped, so the words are still transcribed,
+        sent (`...transcription.completed`) and kept in the history as a user message."""
+        r = self.core.response
+        if r is None or r.turn != turn or r.cancel_reason is None:
+            return
+        try:
+            words = await runner.unreported_transcript()
+        except BitvoiceError:
+            return
+        if words is None:
+            return
+        text, audio_s = words
+        self.emit(self.core.transcript_final(turn, text, audio_s, self.clock()))
+        if text and self._chat is not None:
+            with contextlib.suppress(BitvoiceError):  # closed meanwhile: nothing to keep
+                self._chat.append_message("user", text)
 
     def _report_metrics(self, outputs: list[Output]) -> None:
         if self._on_turn_done is None:

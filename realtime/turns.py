@@ -40,9 +40,17 @@ if TYPE_CHECKING:
     from engine.llm.session import ChatSession
     from engine.tts import TTSSession
 
-__all__ = ["Outbox", "TurnHost", "TurnOutcome", "TurnRunner"]
+__all__ = ["Outbox", "TurnHost", "TurnOutcome", "TurnRunner", "said"]
 
 log = logging.getLogger("bitvoice.realtime")
+
+
+def said(transcript: str) -> str:
+    """The words of a transcript, stripped; "" when it has none. Whisper writes "." (or
+    "...") for silence: a turn of push-to-talk held in silence said nothing, so it gets no
+    reply (`empty_transcript`), not a reply to a full stop."""
+    text = transcript.strip()
+    return text if any(c.isalnum() for c in text) else ""
 
 
 class TurnHost(Protocol):
@@ -144,6 +152,10 @@ class TurnRunner:
         self.outbox = Outbox(host)
         self.outcome = TurnOutcome()
         self.clock = host.clock
+        # The user's words outlive a cancelled reply (see `unreported_transcript`), so the
+        # decode runs in a task of its own that cancelling the runner does not stop.
+        self._transcription: asyncio.Task[tuple[str, float]] | None = None
+        self._transcript_reported = False
 
     async def run(self) -> None:
         """The turn's work. Errors end up in `outcome.error`; cancellation propagates."""
@@ -214,17 +226,39 @@ class TurnRunner:
     def _on_usage(self, usage: Usage) -> None:
         self.outcome.usage = usage
 
+    def _start_transcription(self, *, final: bool) -> asyncio.Task[tuple[str, float]]:
+        if self._transcription is None:
+            coro = self._host.transcribe(
+                self.item_id, self._audio, self._session.language, final=final
+            )
+            self._transcription = asyncio.ensure_future(coro)
+        return self._transcription
+
     async def _transcribe(self) -> str:
-        language = self._session.language
-        text, audio_s = await self._host.transcribe(
-            self.item_id, self._audio, language, final=not self.speculative
-        )
-        text = text.strip()
+        task = self._start_transcription(final=not self.speculative)
+        try:
+            text, audio_s = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self.outbox.turn is None:  # a dropped speculation: nobody wants these words
+                task.cancel()
+            raise
+        text = said(text)
         self.outbox.transcript(text, audio_s, self.clock())
+        self._transcript_reported = True
         if self.speculative:
             # may end the user's turn at once, and so adopt this very runner
             self._host.emit(self._host.core.transcript_ready(self.item_id, text, self.clock()))
         return text
+
+    async def unreported_transcript(self) -> tuple[str, float] | None:
+        """(text, audio seconds) of the user's words when the turn was cancelled before it
+        reported them: the decode it had started (cancelling the runner does not stop it) or,
+        if it never got that far, a new one. None for a typed turn or one that reported its
+        transcript. Call once `run()` has ended; raises what the transcriber raises."""
+        if self._text is not None or self._transcript_reported:
+            return None
+        text, audio_s = await self._start_transcription(final=True)
+        return said(text), audio_s
 
     async def _pace(self, items: AsyncIterator[SegmentStart | AudioFrame]) -> None:
         """Send each frame when the modelled client has less than PLAYBACK_LEAD_MS queued,

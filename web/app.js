@@ -3,8 +3,9 @@
 
 import { AudioEngine } from "./audio.js";
 import { ReconnectingSocket, realtimeUrl } from "./connection.js";
-import { Conversation, metricsInWords, reasonInWords } from "./conversation.js";
+import { Conversation, heardChars, metricsInWords, reasonInWords } from "./conversation.js";
 import * as P from "./protocol.js";
+import { loadSettings, saveSettings } from "./settings.js";
 
 /** Keep at most this many JSON messages in the test/debug logs on `window.bitvoice`. */
 const LOG_LIMIT = 500;
@@ -18,12 +19,60 @@ const PTT_TAIL_MS = 80;
 const SPEED_DEBOUNCE_MS = 120;
 /** Errors shown at once; older ones scroll away. */
 const MAX_ERRORS_SHOWN = 3;
+/** How often the agent state, the voice visual and the heard-words highlight refresh. */
+const TICK_MS = 100;
+/** Reply samples per millisecond (24 kHz): moves the heard position between worklet stats. */
+const OUTPUT_SAMPLES_PER_MS = P.OUTPUT_RATE / 1000;
+/** The playback worklet reports about every 64 render quanta (341 ms at 24 kHz). */
+const STATS_GAP_MS = 400;
+/** Entries kept in the developer event log view. */
+const DEVLOG_LIMIT = 200;
+/** Error codes about getting a connection at all: shown once, gone once a session starts. */
+const CONNECTION_ERRORS = new Set(["admission_rejected", "unauthorized", "origin_forbidden"]);
+/** Agent states in words (the indicator's text; its data-state drives the visual). */
+const AGENT_WORDS = {
+  offline: "Offline",
+  idle: "Ready",
+  listening: "Listening",
+  thinking: "Thinking…",
+  speaking: "Speaking",
+  paused: "Paused",
+};
+
+const params = new URLSearchParams(window.location.search);
+/** `?kiosk`: full screen, one big control, captions; `&settings` shows the settings too. */
+const KIOSK = params.has("kiosk");
+const storage = (() => {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // storage blocked: settings last for this page only
+  }
+})();
 
 const $ = (id) => document.getElementById(id);
 
 const el = {
   conn: $("conn"),
   connText: $("conn-text"),
+  connRtt: $("conn-rtt"),
+  connDetail: $("conn-detail"),
+  talk: $("talk"),
+  agent: $("agent"),
+  agentText: $("agent-text"),
+  viz: $("voice-viz"),
+  captionUser: $("caption-user"),
+  captionAssistant: $("caption-assistant"),
+  send: $("send"),
+  typedState: $("typed-state"),
+  micDevice: $("mic-device"),
+  speakerDevice: $("speaker-device"),
+  speakerNote: $("speaker-note"),
+  clear: $("clear"),
+  exportBtn: $("export"),
+  devlogToggle: $("devlog-toggle"),
+  devlog: $("devlog"),
+  devlogList: $("devlog-list"),
   retry: $("retry"),
   notice: $("notice"),
   errors: $("errors"),
@@ -67,6 +116,12 @@ const S = {
   rttMs: null,
   voices: [],
   afterDone: [], // actions waiting for the running response to end
+  userSpeaking: false, // between speech_started and speech_stopped
+  transcribing: false, // between speech_stopped (or commit) and the final transcript
+  agent: "offline",
+  voiceDb: -100, // the assistant's voice level now (what the visual draws)
+  playStatsAt: 0, // performance.now() of the last playback stats
+  kiosk: KIOSK,
 };
 
 const conversation = new Conversation();
@@ -74,6 +129,10 @@ const sentLog = [];
 const receivedLog = [];
 let playStats = null;
 let lastStop = null;
+/** Characters of each assistant item heard so far (only while its audio plays). */
+const heardPos = new Map();
+const saved = loadSettings(storage);
+let micDb = -100; // the microphone's level now (the visual draws it while listening)
 
 function logPush(log, entry) {
   log.push(entry);
@@ -85,7 +144,9 @@ const audio = new AudioEngine({
   onLevel: (dbfs) => showLevel(dbfs),
   onStats: (stats) => {
     playStats = stats;
+    S.playStatsAt = performance.now();
     updateReplyControls();
+    followPlayback();
   },
 });
 
@@ -110,13 +171,17 @@ window.bitvoice = {
   audio,
   socket,
   captureTap: null,
+  settings: () => loadSettings(storage),
 };
 
 // --- sending ---------------------------------------------------------------------------------
 
 function send(msg) {
   const ok = socket.send(msg);
-  if (ok) logPush(sentLog, { ...msg, t: performance.now() });
+  if (ok) {
+    logPush(sentLog, { ...msg, t: performance.now() });
+    devlogAdd("sent", msg);
+  }
   return ok;
 }
 
@@ -134,7 +199,9 @@ function sendMicFrame(pcm) {
 
 function sessionSettings() {
   const opts = { vad: S.mode === "vad", speed: Number(el.speed.value), partialTranscripts: true };
-  if (el.voice.value) opts.voice = el.voice.value;
+  // A remembered voice goes only once the server lists it (loadVoices): an unknown one
+  // would make the server refuse the session.update that starts the session.
+  if (el.voice.value && S.voices.includes(el.voice.value)) opts.voice = el.voice.value;
   const instructions = el.instructions.value.trim();
   if (instructions) opts.instructions = instructions;
   return opts;
@@ -146,28 +213,35 @@ function onConnState(state, detail) {
   S.connState = state;
   el.conn.dataset.state = state;
   el.retry.hidden = state !== "waiting";
+  if (state !== "waiting") setText(el.connDetail, "");
   if (state === "connecting") {
-    el.connText.textContent = detail.attempt > 0 ? "Reconnecting…" : "Connecting…";
+    setText(el.connText, detail.attempt > 0 ? "Reconnecting…" : "Connecting…");
   } else if (state === "open") {
-    el.connText.textContent = "Connected, starting session…";
+    setText(el.connText, "Connected, starting session…");
   } else if (state === "waiting") {
     retryAt = performance.now() + detail.delayMs;
     retryWhy = closeInWords(detail.code, detail.reason);
     showRetryCountdown();
     onDisconnected();
   } else {
-    el.connText.textContent = "Disconnected.";
+    setText(el.connText, "Disconnected.");
     onDisconnected();
   }
+  updateTyping();
 }
 
 let retryAt = 0;
 let retryWhy = "";
 
 function showRetryCountdown() {
-  if (S.connState !== "waiting") return;
+  if (S.connState !== "waiting") {
+    setText(el.connDetail, "");
+    return;
+  }
   const secs = Math.max(1, Math.ceil((retryAt - performance.now()) / 1000));
-  el.connText.textContent = `${retryWhy} Retrying in ${secs} s.`;
+  // The status region announces why; the countdown ticks beside it, unannounced.
+  setText(el.connText, retryWhy);
+  setText(el.connDetail, `Retrying in ${secs} s.`);
 }
 setInterval(showRetryCountdown, 500);
 
@@ -188,6 +262,14 @@ function onDisconnected() {
   S.currentTurn = null;
   S.flushed.clear();
   S.afterDone = [];
+  S.userSpeaking = false;
+  S.transcribing = false;
+  el.connRtt.textContent = "";
+  // Nothing in flight will finish: the cut-off reply stops streaming, the user's
+  // half-transcribed words keep what was heard, and the reply state says so.
+  heardPos.clear();
+  for (const id of conversation.disconnected()) renderItem(id);
+  setReplyState(S.paused ? "Paused" : "Idle");
   updateReplyControls();
 }
 
@@ -195,6 +277,7 @@ function onDisconnected() {
 
 function onServerMessage(msg) {
   logPush(receivedLog, { type: msg.type, t: performance.now(), msg });
+  if (msg.type !== "bitvoice.pong") devlogAdd("received", msg);
   switch (msg.type) {
     case "session.created":
       onSessionCreated(msg.session);
@@ -206,10 +289,19 @@ function onServerMessage(msg) {
       showError(P.errorInWords(msg.error), msg.error.code);
       return;
     case "input_audio_buffer.speech_started":
+      S.userSpeaking = true;
       setReplyState("Listening…");
       break;
     case "input_audio_buffer.speech_stopped":
+      S.userSpeaking = false;
+      S.transcribing = true;
       setReplyState("Transcribing…");
+      break;
+    case "input_audio_buffer.committed":
+      S.transcribing = true;
+      break;
+    case "conversation.item.input_audio_transcription.completed":
+      S.transcribing = false;
       break;
     case "response.created": {
       const turn = P.turnOfResponseId(msg.response.id);
@@ -247,12 +339,9 @@ function onServerMessage(msg) {
         audio.flush(turn);
       }
       if (turn !== null && turn === S.currentTurn) S.responseRunning = false;
+      S.transcribing = false;
       if (msg.metrics) showLastMetrics(msg.metrics);
-      setReplyState(
-        msg.response.status === "completed"
-          ? "Idle"
-          : `Reply ${reasonInWords(msg.response.status, msg.response.reason)}.`,
-      );
+      setReplyState(replyDoneInWords(msg.response));
       const waiting = S.afterDone;
       S.afterDone = [];
       for (const fn of waiting) fn();
@@ -291,7 +380,8 @@ function onSessionCreated(session) {
   S.flushed.clear();
   audio.reset();
   if (reconnected && conversation.items.length > 0) addDivider("Reconnected: a new session starts here.");
-  conversation.clear();
+  // The new session's ids restart at resp_1: a new prefix keeps the old bubbles apart.
+  conversation.newConnection();
   // The first session.update starts the session; it carries every setting shown.
   send(P.sessionUpdate(sessionSettings()));
   loadVoices(session);
@@ -304,6 +394,8 @@ function onSessionUpdated(session) {
     S.started = true;
     socket.markHealthy();
     showConnected();
+    clearErrors((code) => CONNECTION_ERRORS.has(code));
+    updateTyping();
   }
   if (session.notice) {
     el.notice.textContent = `Note: ${session.notice}.`;
@@ -321,8 +413,16 @@ function onSessionUpdated(session) {
 function showConnected() {
   if (S.connState !== "open") return;
   const model = S.session && S.session.model ? ` to ${S.session.model}` : "";
-  const rtt = S.rttMs !== null ? ` · ${Math.round(S.rttMs)} ms round trip` : "";
-  el.connText.textContent = S.started ? `Connected${model}${rtt}` : "Connected, starting session…";
+  // The round trip changes on every ping: it sits outside the status region, which
+  // announces only the connection's changes.
+  el.connRtt.textContent = S.rttMs !== null ? `${Math.round(S.rttMs)} ms round trip` : "";
+  setText(el.connText, S.started ? `Connected${model}` : "Connected, starting session…");
+}
+
+function replyDoneInWords(r) {
+  if (r.status === "completed") return "Idle";
+  if (r.reason === "empty_transcript") return "Nothing was heard.";
+  return `Reply ${reasonInWords(r.status, r.reason)}.`;
 }
 
 // --- reply audio -----------------------------------------------------------------------------
@@ -347,6 +447,11 @@ function playFrame(turn, pcm) {
   S.framesReceived += 1;
   audio.push(turn, pcm);
   if (!S.paused) setReplyState("Speaking");
+}
+
+/** The page-wide id of the assistant item of response number `turn`. */
+function itemOfTurn(turn) {
+  return conversation.key(P.responseIdFor(turn));
 }
 
 /** Stop the reply now: silence locally first, then tell the server. */
@@ -408,10 +513,13 @@ async function toggleMic() {
       el.mic.disabled = false;
       el.micState.textContent = "Off";
       showError(micErrorInWords(err), "microphone");
+      updateTalk();
       return;
     }
     el.mic.disabled = false;
+    clearErrors((code) => code === "microphone");
     setMicLive(S.mode === "vad");
+    listDevices();
     return;
   }
   if (S.mode === "ptt") {
@@ -426,8 +534,9 @@ async function toggleMic() {
 function setMicLive(live) {
   S.micLive = live && audio.micOn;
   audio.setMuted(!(S.micLive || S.pttHeld));
-  el.mic.setAttribute("aria-pressed", String(S.micLive));
+  // The label says what a press does; no aria-pressed on top of a changing label.
   el.mic.classList.toggle("primary", !audio.micOn);
+  el.mic.classList.toggle("on", S.micLive);
   if (!audio.micOn) {
     el.mic.textContent = "Start microphone";
     el.micState.textContent = "Off";
@@ -438,6 +547,7 @@ function setMicLive(live) {
     el.mic.textContent = S.micLive ? "Mute" : "Unmute";
     el.micState.textContent = S.micLive ? "Listening" : "Muted";
   }
+  updateTalk();
 }
 
 function micErrorInWords(err) {
@@ -485,19 +595,24 @@ function pttUp() {
   }, PTT_TAIL_MS);
 }
 
-function setMode(mode) {
+function setMode(mode, { tell = true } = {}) {
   if (mode === S.mode) return;
   S.mode = mode;
   const ptt = mode === "ptt";
   el.ptt.hidden = !ptt;
   el.pttHelp.hidden = !ptt;
+  for (const radio of document.querySelectorAll('input[name="mode"]')) {
+    radio.checked = radio.value === mode;
+  }
   if (ptt) S.micLive = false;
   else if (audio.micOn) S.micLive = true;
   setMicLive(S.micLive);
-  send(P.sessionUpdate({ vad: !ptt }));
+  saveSettings(storage, { mode });
+  if (tell) send(P.sessionUpdate({ vad: !ptt }));
 }
 
 function showLevel(dbfs) {
+  micDb = dbfs;
   const clamped = Math.max(-60, Math.min(0, dbfs));
   const pct = ((clamped + 60) / 60) * 100;
   el.levelBar.style.width = `${pct.toFixed(0)}%`;
@@ -513,6 +628,7 @@ let pendingInstructions = null;
 function onSpeedInput() {
   const v = Number(el.speed.value);
   el.speedOut.textContent = `${v.toFixed(2)}×`;
+  saveSettings(storage, { speed: v });
   if (speedTimer !== null) clearTimeout(speedTimer);
   speedTimer = setTimeout(() => {
     speedTimer = null;
@@ -523,6 +639,7 @@ function onSpeedInput() {
 function applyInstructions() {
   const text = el.instructions.value.trim();
   pendingInstructions = text;
+  saveSettings(storage, { instructions: text });
   el.instructionsState.textContent = S.started ? "Applying…" : "Will apply when connected.";
   send(P.sessionUpdate({ instructions: text }));
 }
@@ -547,7 +664,15 @@ async function loadVoices(session) {
     .filter((v) => typeof v === "string" && P.VOICE_NAME_RE.test(v));
   S.voices = names;
   for (const name of names) ensureVoiceOption(name, false);
-  if (session.voice) ensureVoiceOption(session.voice, el.voice.value === "");
+  // The remembered voice (as saved now: it may have changed since the page loaded),
+  // now that the server says it has it.
+  const want = loadSettings(storage).voice;
+  if (want && names.includes(want) && session.voice !== want) {
+    ensureVoiceOption(want, true);
+    send(P.sessionUpdate({ voice: want }));
+  } else if (session.voice) {
+    ensureVoiceOption(session.voice, el.voice.value === "");
+  }
 }
 
 function ensureVoiceOption(name, select) {
@@ -561,16 +686,36 @@ function ensureVoiceOption(name, select) {
 
 // --- rendering -------------------------------------------------------------------------------
 
+/** Write `text` only when it changed: a live region announces every write. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 function setReplyState(text) {
-  el.replyState.textContent = text;
+  setText(el.replyState, text);
+}
+
+function replyPlaying() {
+  return playStats !== null && (playStats.queuedSamples > 0 || playStats.playing);
 }
 
 function updateReplyControls() {
-  const playing = playStats !== null && (playStats.queuedSamples > 0 || playStats.playing);
+  const playing = replyPlaying();
   const canStop = S.responseRunning || (playing && S.currentTurn !== null && !S.flushed.has(S.currentTurn));
   el.stop.disabled = !canStop;
-  el.pause.setAttribute("aria-pressed", String(S.paused));
-  el.pause.textContent = S.paused ? "Resume" : "Pause";
+  // Pause holds a reply; with none running or playing there is nothing to hold (a
+  // pause pressed while idle would silently hold the next reply). Resume stays on.
+  el.pause.disabled = !S.paused && !S.responseRunning && !playing;
+  setText(el.pause, S.paused ? "Resume" : "Pause");
+  updateTalk();
+  updateAgent();
+}
+
+/** Send is on only while a session runs: a message typed meanwhile would be lost. */
+function updateTyping() {
+  const off = !S.started;
+  el.send.disabled = off;
+  setText(el.typedState, off ? "Not connected: sending is off until the connection is back." : "");
 }
 
 function nearBottom() {
@@ -587,10 +732,12 @@ function addDivider(text) {
 
 function renderItem(id) {
   const stick = nearBottom();
+  showCaption(conversation.byId.get(id));
   const item = conversation.byId.get(id);
   let li = el.conversation.querySelector(`li[data-id="${CSS.escape(id)}"]`);
   if (!item) {
     if (li) li.remove();
+    el.empty.hidden = el.conversation.children.length > 0;
     return;
   }
   if (!li) {
@@ -617,10 +764,15 @@ function renderAssistant(li, item) {
   const streaming = item.status === "in_progress";
   li.className = `msg assistant${streaming ? " streaming" : ""}`;
   li.dataset.status = item.status;
-  // Screen readers announce the reply once it is complete, not every streamed word.
-  li.setAttribute("aria-busy", String(streaming));
+  // Screen readers announce the reply once it is complete, not every streamed word,
+  // nor every move of the heard-words mark while its audio still plays.
+  const heard = heardPos.get(item.id);
+  li.setAttribute("aria-busy", String(streaming || heard !== undefined));
   const body = span("body", "");
-  if (item.heardText !== null && item.text.startsWith(item.heardText)) {
+  if (heard !== undefined && item.heardText === null && heard < item.text.length) {
+    // Playing: the words heard so far are marked, the rest follows the audio.
+    body.append(span("heard", item.text.slice(0, heard)), item.text.slice(heard));
+  } else if (item.heardText !== null && item.text.startsWith(item.heardText)) {
     // Interrupted: what the person heard, then the part they did not hear, struck through.
     body.append(item.heardText);
     const rest = item.text.slice(item.heardText.length);
@@ -677,9 +829,18 @@ function showLastMetrics(metrics) {
 }
 
 function showError(text, code) {
+  // The same error again (a refused retry, a second denied click) is not news: one box.
+  for (const old of el.errors.children) {
+    if (old.dataset.code === (code || "") && old.dataset.text === text) return;
+  }
+  // A newer error of the same kind replaces the older one.
+  for (const old of [...el.errors.children]) {
+    if (code && old.dataset.code === code) old.remove();
+  }
   const box = document.createElement("div");
   box.className = "error";
   box.dataset.code = code || "";
+  box.dataset.text = text;
   const p = document.createElement("p");
   p.textContent = text;
   const close = document.createElement("button");
@@ -690,6 +851,11 @@ function showError(text, code) {
   box.append(p, close);
   el.errors.append(box);
   while (el.errors.children.length > MAX_ERRORS_SHOWN) el.errors.firstElementChild.remove();
+}
+
+/** Remove the error boxes whose code `which(code)` accepts (their cause is gone). */
+function clearErrors(which) {
+  for (const box of [...el.errors.children]) if (which(box.dataset.code)) box.remove();
 }
 
 // --- wiring ----------------------------------------------------------------------------------
@@ -708,6 +874,7 @@ el.pause.addEventListener("click", () => togglePause());
 el.retry.addEventListener("click", () => socket.retryNow());
 el.speed.addEventListener("input", () => onSpeedInput());
 el.voice.addEventListener("change", () => {
+  saveSettings(storage, { voice: el.voice.value });
   if (el.voice.value) send(P.sessionUpdate({ voice: el.voice.value }));
 });
 el.applyInstructions.addEventListener("click", () => applyInstructions());
@@ -740,9 +907,10 @@ el.ptt.addEventListener("blur", () => pttUp());
 el.typed.addEventListener("submit", (e) => {
   e.preventDefault();
   const text = el.typedText.value.trim();
-  if (!text) return;
-  audio.unlock();
+  if (!text || !S.started) return; // Send is disabled then; Enter must not lose the text
+
   el.typedText.value = "";
+  audio.unlock();
   const go = () => {
     const id = conversation.addTyped(text);
     renderItem(id);
@@ -766,5 +934,239 @@ document.addEventListener("keydown", (e) => {
 document.addEventListener("pointerdown", () => audio.unlock(), { once: true });
 document.addEventListener("keydown", () => audio.unlock(), { once: true });
 
+restoreSettings();
+// Load the player's worklet now, while the server that serves it is surely there: a
+// first gesture during an outage then still finds a player to resume. (Until a
+// gesture, the browser keeps the context suspended; that is fine.)
+audio.ensurePlayback().catch(() => undefined);
+setupKiosk();
 updateReplyControls();
+updateTyping();
+setInterval(tick, TICK_MS);
 socket.start();
+
+// --- settings that survive a reload ----------------------------------------------------------
+
+function restoreSettings() {
+  el.speed.value = String(saved.speed);
+  el.speedOut.textContent = `${saved.speed.toFixed(2)}×`;
+  el.instructions.value = saved.instructions;
+  if (saved.voice) ensureVoiceOption(saved.voice, true);
+  audio.micDeviceId = saved.micDevice;
+  audio.sinkId = saved.speakerDevice;
+  // Before the socket opens: the first session.update then carries the mode.
+  setMode(saved.mode, { tell: false });
+  el.speakerDevice.disabled = !AudioEngine.canChooseSpeaker;
+  el.speakerNote.hidden = AudioEngine.canChooseSpeaker;
+}
+
+// --- microphone and speaker choice -----------------------------------------------------------
+
+function fillDevices(select, devices, chosen, fallback) {
+  const options = [new Option("Browser default", "")];
+  devices.forEach((d, i) => options.push(new Option(d.label || `${fallback} ${i + 1}`, d.deviceId)));
+  select.replaceChildren(...options);
+  select.value = devices.some((d) => d.deviceId === chosen) ? chosen : "";
+}
+
+/** List microphones and speakers (their names appear once the microphone is allowed). */
+async function listDevices() {
+  const { inputs, outputs } = await AudioEngine.devices();
+  fillDevices(el.micDevice, inputs, audio.micDeviceId, "Microphone");
+  fillDevices(el.speakerDevice, outputs, audio.sinkId, "Speaker");
+}
+
+async function chooseMic() {
+  audio.micDeviceId = el.micDevice.value;
+  saveSettings(storage, { micDevice: audio.micDeviceId });
+  if (!audio.micOn) return;
+  // A running microphone moves to the new device at once, keeping its mute state.
+  const live = S.micLive;
+  await audio.stopMic();
+  try {
+    await audio.startMic();
+  } catch (err) {
+    showError(micErrorInWords(err), "microphone");
+  }
+  setMicLive(live);
+}
+
+async function chooseSpeaker() {
+  const id = el.speakerDevice.value;
+  saveSettings(storage, { speakerDevice: id });
+  if (!(await audio.setSpeaker(id))) showError("The browser refused that speaker.", "speaker");
+  else clearErrors((code) => code === "speaker");
+}
+
+// --- agent state, voice visual, heard words --------------------------------------------------
+
+function agentState() {
+  if (!S.started) return "offline";
+  const playing = replyPlaying() && S.currentTurn !== null && !S.flushed.has(S.currentTurn);
+  if (S.paused && (S.responseRunning || playing)) return "paused";
+  if (playing) return "speaking";
+  if (S.responseRunning || S.transcribing) return "thinking";
+  if (S.userSpeaking || S.micLive || S.pttHeld) return "listening";
+  return "idle";
+}
+
+/** Show the agent's state; called on every message and control change, and each tick
+ * (the player's state changes between them). */
+function updateAgent() {
+  const state = agentState();
+  if (state === S.agent) return;
+  S.agent = state;
+  el.agent.dataset.state = state;
+  setText(el.agentText, AGENT_WORDS[state]);
+  updateTalk();
+}
+
+function tick() {
+  updateAgent();
+  const state = S.agent;
+  S.voiceDb = state === "speaking" ? audio.voiceLevel() : -100;
+  drawVoice(state === "listening" ? micDb : S.voiceDb);
+  followPlayback();
+}
+
+/** Bars whose height follows the level: the assistant's voice, or the microphone's. */
+function drawVoice(db) {
+  const c = el.viz;
+  const g = c.getContext("2d");
+  if (!g) return;
+  g.clearRect(0, 0, c.width, c.height);
+  const level = Math.max(0, Math.min(1, (db + 60) / 60));
+  const bars = 7;
+  const w = c.width / bars;
+  g.fillStyle = getComputedStyle(el.agent).color;
+  for (let i = 0; i < bars; i++) {
+    // Middle bars tallest: reads as a voice, not a meter.
+    const shape = 1 - Math.abs(i - (bars - 1) / 2) / bars;
+    const h = Math.max(2, c.height * level * shape);
+    g.fillRect(i * w + 2, (c.height - h) / 2, w - 4, h);
+  }
+}
+
+/** Move the heard-words mark of the playing reply along with the audio. */
+function followPlayback() {
+  const st = playStats;
+  if (!st || st.turn === null || st.turn === undefined) return;
+  // Offline, nothing plays on: the player's last report may still say it does.
+  const id = S.started ? itemOfTurn(st.turn) : null;
+  // Only the reply playing now carries a mark: a stopped one, or one the player moved
+  // on from, goes back to plain text (and stops being busy for screen readers).
+  for (const other of [...heardPos.keys()]) {
+    if (other !== id || S.flushed.has(st.turn)) {
+      heardPos.delete(other);
+      renderItem(other);
+    }
+  }
+  if (id === null || S.flushed.has(st.turn)) return;
+  const item = conversation.byId.get(id);
+  if (!item || item.kind !== "assistant") return;
+  let played = st.turnPlayed;
+  if (st.playing && !st.paused) {
+    // The worklet reports a few times a second; the audio moves on in between (by at
+    // most one report's worth: a stalled context must not run the mark ahead).
+    const ms = Math.min(performance.now() - S.playStatsAt, STATS_GAP_MS);
+    played = Math.min(played + ms * OUTPUT_SAMPLES_PER_MS, st.turnPlayed + st.queuedSamples);
+  }
+  const total = Math.max(item.audioSamples, st.turnPlayed + st.queuedSamples);
+  if (item.status !== "in_progress" && !st.playing && st.queuedSamples === 0) {
+    // All of it played: plain text again.
+    if (heardPos.delete(id)) renderItem(id);
+    return;
+  }
+  // Never backwards: a report that lands behind the estimate leaves the mark where it is.
+  const pos = Math.max(heardPos.get(id) ?? 0, heardChars(item, played, total));
+  if (heardPos.get(id) === pos) return;
+  heardPos.set(id, pos);
+  renderItem(id);
+}
+
+// --- kiosk -----------------------------------------------------------------------------------
+
+function showCaption(item) {
+  if (!KIOSK || !item) return;
+  const node = item.kind === "user" ? el.captionUser : el.captionAssistant;
+  setText(node, item.text || (item.kind === "user" && item.partial ? "…" : ""));
+}
+
+/** The kiosk's one control: stop the reply while there is one, else start or stop listening. */
+function updateTalk() {
+  if (!KIOSK) return;
+  let label = "Start listening";
+  if (!el.stop.disabled) label = "Stop";
+  else if (audio.micOn && S.micLive) label = "Stop listening";
+  setText(el.talk, label);
+  el.talk.dataset.state = S.agent;
+}
+
+function onTalk() {
+  audio.unlock();
+  if (!el.stop.disabled) stopReply();
+  else toggleMic();
+}
+
+function setupKiosk() {
+  if (!KIOSK) return;
+  document.body.classList.add("kiosk");
+  if (params.has("settings")) document.body.classList.add("kiosk-settings");
+  el.talk.hidden = false;
+  el.captionUser.parentElement.removeAttribute("aria-hidden");
+  // Listen at once where the browser allows it (a kiosk's Chromium is started with
+  // its autoplay and microphone allowed); elsewhere the big button is the one tap.
+  if (S.mode === "vad") toggleMic();
+  updateTalk();
+}
+
+// --- developer log, clear, export ------------------------------------------------------------
+
+function devlogAdd(direction, msg) {
+  if (el.devlog.hidden) return; // hidden by default: costs nothing until shown
+  const li = document.createElement("li");
+  li.className = direction;
+  li.textContent = `${direction === "sent" ? "→" : "←"} ${msg.type}`;
+  li.title = JSON.stringify(msg).slice(0, 2000);
+  el.devlogList.append(li);
+  while (el.devlogList.children.length > DEVLOG_LIMIT) el.devlogList.firstElementChild.remove();
+}
+
+function toggleDevlog() {
+  el.devlog.hidden = !el.devlog.hidden;
+  setText(el.devlogToggle, el.devlog.hidden ? "Show event log" : "Hide event log");
+}
+
+/** Clear the page's view of the conversation (the server's session keeps its history). */
+function clearConversation() {
+  conversation.clear();
+  heardPos.clear();
+  el.conversation.replaceChildren();
+  el.empty.hidden = false;
+}
+
+function exportConversation() {
+  const data = {
+    exported_at: new Date().toISOString(),
+    model: S.session ? S.session.model : null,
+    items: conversation.exportData(),
+  };
+  const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = "bitvoice-conversation.json";
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 0);
+}
+
+el.talk.addEventListener("click", () => onTalk());
+el.micDevice.addEventListener("change", () => chooseMic());
+el.speakerDevice.addEventListener("change", () => chooseSpeaker());
+el.devlogToggle.addEventListener("click", () => toggleDevlog());
+el.clear.addEventListener("click", () => clearConversation());
+el.exportBtn.addEventListener("click", () => exportConversation());
+if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+  navigator.mediaDevices.addEventListener("devicechange", () => listDevices());
+}

@@ -9,6 +9,11 @@ import { OUTPUT_RATE } from "./protocol.js";
 
 /** How long `flush()` waits for the worklet's acknowledgement before giving up. */
 const FLUSH_ACK_TIMEOUT_MS = 50;
+/** How long `startMic()` waits for the capture context to run: without a user
+ * gesture a browser may hold it suspended, and the first gesture (`unlock`) resumes it. */
+const RESUME_WAIT_MS = 1000;
+/** Samples the voice-level analyser looks at (about 43 ms at 24 kHz). */
+const ANALYSER_SIZE = 1024;
 
 export class AudioEngine {
   /**
@@ -27,6 +32,62 @@ export class AudioEngine {
     this.flushSeq = 0;
     this.flushWaiters = new Map();
     this.stats = null;
+    this.analyser = null;
+    this.levelBuf = null;
+    /** deviceId of the microphone to open ("" = the browser's default). */
+    this.micDeviceId = "";
+    /** deviceId of the speaker ("" = the browser's default); applied with setSinkId. */
+    this.sinkId = "";
+  }
+
+  /** Whether this browser can send a page's audio to a chosen speaker. */
+  static get canChooseSpeaker() {
+    return typeof AudioContext !== "undefined" && "setSinkId" in AudioContext.prototype;
+  }
+
+  /**
+   * The audio devices the browser lists (labels are empty until the microphone was allowed).
+   * @returns {Promise<{inputs: MediaDeviceInfo[], outputs: MediaDeviceInfo[]}>}
+   */
+  static async devices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
+      return { inputs: [], outputs: [] };
+    }
+    const all = await navigator.mediaDevices.enumerateDevices();
+    return {
+      inputs: all.filter((d) => d.kind === "audioinput" && d.deviceId),
+      outputs: all.filter((d) => d.kind === "audiooutput" && d.deviceId),
+    };
+  }
+
+  /**
+   * Play replies on speaker `deviceId` ("" = default). Resolves false when the browser
+   * cannot choose (or refuses that device); playback then stays where it was.
+   * @param {string} deviceId
+   */
+  async setSpeaker(deviceId) {
+    this.sinkId = deviceId;
+    if (!AudioEngine.canChooseSpeaker) return false;
+    try {
+      await this.ensurePlayback();
+      await this.playCtx.setSinkId(deviceId);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The assistant's voice level right now, in dBFS (-100 when silent or not playing),
+   * measured after the playback worklet, i.e. what leaves the speaker.
+   */
+  voiceLevel() {
+    if (!this.analyser) return -100;
+    this.analyser.getFloatTimeDomainData(this.levelBuf);
+    let sum = 0;
+    for (const v of this.levelBuf) sum += v * v;
+    const rms = Math.sqrt(sum / this.levelBuf.length);
+    return rms > 0 ? Math.max(-100, 20 * Math.log10(rms)) : -100;
   }
 
   get micOn() {
@@ -43,14 +104,24 @@ export class AudioEngine {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new Error("this browser cannot capture audio here (a secure origin is needed)");
     }
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: {
-        echoCancellation: true,
-        noiseSuppression: true,
-        autoGainControl: true,
-        channelCount: 1,
-      },
-    });
+    const audio = {
+      echoCancellation: true,
+      noiseSuppression: true,
+      autoGainControl: true,
+      channelCount: 1,
+    };
+    let stream;
+    try {
+      const chosen = this.micDeviceId ? { deviceId: { exact: this.micDeviceId } } : {};
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { ...audio, ...chosen } });
+    } catch (err) {
+      // A remembered device that is gone (unplugged): the default one, not no microphone.
+      if (!this.micDeviceId || !["OverconstrainedError", "NotFoundError"].includes(err.name)) {
+        throw err;
+      }
+      this.micDeviceId = "";
+      stream = await navigator.mediaDevices.getUserMedia({ audio });
+    }
     const ctx = new AudioContext({ latencyHint: "interactive" });
     try {
       await ctx.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
@@ -69,7 +140,7 @@ export class AudioEngine {
       // destination keeps the graph pulled in every browser.
       const sink = new GainNode(ctx, { gain: 0 });
       ctx.createMediaStreamSource(stream).connect(node).connect(sink).connect(ctx.destination);
-      await ctx.resume();
+      await Promise.race([ctx.resume(), new Promise((r) => setTimeout(r, RESUME_WAIT_MS))]);
       this.captureCtx = ctx;
       this.captureNode = node;
       this.stream = stream;
@@ -109,7 +180,7 @@ export class AudioEngine {
    */
   ensurePlayback() {
     if (!this.playReady) {
-      this.playReady = (async () => {
+      const ready = (async () => {
         const ctx = new AudioContext({ sampleRate: OUTPUT_RATE, latencyHint: "interactive" });
         await ctx.audioWorklet.addModule(new URL("./playback-worklet.js", import.meta.url));
         const node = new AudioWorkletNode(ctx, "bitvoice-playback", {
@@ -118,11 +189,24 @@ export class AudioEngine {
           outputChannelCount: [1],
         });
         node.port.onmessage = (event) => this.onPlaybackMessage(event.data);
-        node.connect(ctx.destination);
+        // The analyser only measures (the voice visual); it passes the audio through.
+        const analyser = new AnalyserNode(ctx, { fftSize: ANALYSER_SIZE });
+        node.connect(analyser).connect(ctx.destination);
+        this.analyser = analyser;
+        this.levelBuf = new Float32Array(ANALYSER_SIZE);
+        if (this.sinkId && AudioEngine.canChooseSpeaker) {
+          await ctx.setSinkId(this.sinkId).catch(() => undefined);
+        }
         this.playCtx = ctx;
         this.playNode = node;
         return node;
       })();
+      // The worklet comes from the server: while it is unreachable the load fails. The
+      // next call tries again instead of keeping a player that can never start.
+      ready.catch(() => {
+        if (this.playReady === ready) this.playReady = null;
+      });
+      this.playReady = ready;
     }
     if (this.playCtx && this.playCtx.state === "suspended") this.playCtx.resume();
     return this.playReady;
@@ -130,10 +214,13 @@ export class AudioEngine {
 
   /** Resume the playback context after a user gesture (autoplay rules). */
   unlock() {
-    this.ensurePlayback().then(() => {
-      if (this.playCtx && this.playCtx.state !== "running") return this.playCtx.resume();
-      return undefined;
-    });
+    if (this.captureCtx && this.captureCtx.state === "suspended") this.captureCtx.resume();
+    this.ensurePlayback()
+      .then(() => {
+        if (this.playCtx && this.playCtx.state !== "running") return this.playCtx.resume();
+        return undefined;
+      })
+      .catch(() => undefined); // no player yet (server unreachable): the next gesture retries
   }
 
   onPlaybackMessage(msg) {
@@ -152,7 +239,12 @@ export class AudioEngine {
 
   post(msg, transfer) {
     if (this.playNode) this.playNode.port.postMessage(msg, transfer || []);
-    else this.ensurePlayback().then((node) => node.port.postMessage(msg, transfer || []));
+    // With no player (its worklet could not load) there is nothing to play or flush.
+    else {
+      this.ensurePlayback()
+        .then((node) => node.port.postMessage(msg, transfer || []))
+        .catch(() => undefined);
+    }
   }
 
   /** Queue reply PCM (16-bit LE, 24 kHz) of response number `turn`. */

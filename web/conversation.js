@@ -3,13 +3,23 @@
 // Pure state, no DOM: `apply(msg)` folds one server message in and returns the
 // ids of the items it changed, so the page re-renders only those (and Node
 // tests can check the folding without a browser).
+//
+// Item ids are unique on the page, not only per connection: the server's ids
+// (`resp_1`, `item_1`) restart with every connection, so each is prefixed with
+// the connection's number (`c2:resp_1`). Items of earlier connections stay (the
+// page keeps showing them above the "Reconnected" line) until `clear()`.
 
 /**
- * @typedef {{kind: "user", id: string, text: string, partial: boolean, source: "voice"|"typed"}} UserItem
- * @typedef {{kind: "assistant", id: string, text: string, spoken: string, status: string,
- *            reason: string|null, heardText: string|null, metrics: object|null,
- *            audioSamples: number}} AssistantItem
+ * @typedef {{kind: "user", id: string, text: string, partial: boolean, source: "voice"|"typed",
+ *            connection: number}} UserItem
+ * @typedef {{kind: "assistant", id: string, serverId: string, text: string, spoken: string,
+ *            segments: {offset: number, text: string}[], status: string, reason: string|null,
+ *            heardText: string|null, metrics: object|null, audioSamples: number,
+ *            connection: number}} AssistantItem
  */
+
+/** The reason a reply ends with when the connection drops under it (as the server says it). */
+const LOST_CONNECTION = "disconnected";
 
 export class Conversation {
   constructor() {
@@ -18,33 +28,50 @@ export class Conversation {
     /** @type {Map<string, UserItem|AssistantItem>} */
     this.byId = new Map();
     this.typedCount = 0;
+    /** Number of the connection (server session) whose messages `apply` folds in. */
+    this.connection = 0;
   }
 
-  /** Forget everything (a new server session has no memory of the old one). */
+  /** Forget every item (the page's Clear). Ids stay unique: the counters go on. */
   clear() {
     this.items = [];
     this.byId.clear();
   }
 
+  /** A new connection starts: its server ids restart, so they get a new prefix. */
+  newConnection() {
+    this.connection += 1;
+  }
+
+  /** The page-wide id of a server id of the current connection. */
+  key(serverId) {
+    return `c${this.connection}:${serverId}`;
+  }
+
   /** @returns {UserItem} */
-  user(id) {
+  user(serverId) {
+    const id = this.key(serverId);
     let item = this.byId.get(id);
     if (!item) {
-      item = { kind: "user", id, text: "", partial: true, source: "voice" };
+      item = { kind: "user", id, text: "", partial: true, source: "voice", connection: this.connection };
       this.add(item);
     }
     return item;
   }
 
   /** @returns {AssistantItem} */
-  assistant(id) {
+  assistant(serverId) {
+    const id = this.key(serverId);
     let item = this.byId.get(id);
     if (!item) {
       item = {
         kind: "assistant",
         id,
+        serverId,
+        connection: this.connection,
         text: "",
         spoken: "",
+        segments: [],
         status: "in_progress",
         reason: null,
         heardText: null,
@@ -69,8 +96,48 @@ export class Conversation {
   addTyped(text) {
     this.typedCount += 1;
     const id = `typed_${this.typedCount}`;
-    this.add({ kind: "user", id, text, partial: false, source: "typed" });
+    this.add({ kind: "user", id, text, partial: false, source: "typed", connection: this.connection });
     return id;
+  }
+
+  /**
+   * The connection was lost: nothing in flight will ever finish. A streaming reply
+   * ends as cut off; a user item still being transcribed keeps what was heard of it
+   * (or goes, if nothing was).
+   * @returns {string[]} ids of changed (or removed) items
+   */
+  disconnected() {
+    const changed = [];
+    for (const it of [...this.items]) {
+      if (it.kind === "assistant" && it.status === "in_progress") {
+        it.status = "cancelled";
+        it.reason = LOST_CONNECTION;
+        it.heardText = null;
+        changed.push(it.id);
+      } else if (it.kind === "user" && it.partial) {
+        it.partial = false;
+        if (!it.text.trim()) this.remove(it.id);
+        changed.push(it.id);
+      }
+    }
+    return changed;
+  }
+
+  /** The whole conversation as plain data, for the page's Export. */
+  exportData() {
+    return this.items.map((it) =>
+      it.kind === "user"
+        ? { role: "user", source: it.source, text: it.text, connection: it.connection }
+        : {
+            role: "assistant",
+            text: it.text,
+            status: it.status,
+            reason: it.reason,
+            heard_text: it.heardText,
+            metrics: it.metrics,
+            connection: it.connection,
+          },
+    );
   }
 
   /** Remove an item (a voice turn whose transcript came back empty). */
@@ -88,20 +155,19 @@ export class Conversation {
     switch (msg.type) {
       case "input_audio_buffer.speech_started":
       case "input_audio_buffer.committed":
-        this.user(msg.item_id);
-        return [msg.item_id];
+        return [this.user(msg.item_id).id];
       case "conversation.item.input_audio_transcription.delta": {
         const it = this.user(msg.item_id);
         // Each partial replaces the previous one (PROTOCOL.md), it is not appended.
         if (it.partial) it.text = msg.delta;
-        return [msg.item_id];
+        return [it.id];
       }
       case "conversation.item.input_audio_transcription.completed": {
         const it = this.user(msg.item_id);
         it.text = msg.transcript;
         it.partial = false;
-        if (!msg.transcript.trim()) this.remove(msg.item_id);
-        return [msg.item_id];
+        if (!msg.transcript.trim()) this.remove(it.id);
+        return [it.id];
       }
       case "response.created": {
         const it = this.assistant(msg.response.id);
@@ -116,6 +182,7 @@ export class Conversation {
       case "response.output_audio_transcript.delta": {
         const it = this.assistant(msg.response_id);
         it.spoken += (it.spoken && !/\s$/.test(it.spoken) ? " " : "") + msg.delta;
+        it.segments.push({ offset: msg.offset ?? 0, text: msg.delta });
         return [it.id];
       }
       case "response.output_audio.done": {
@@ -137,6 +204,8 @@ export class Conversation {
         if (r.output_text) it.text = r.output_text;
         it.heardText = r.status === "completed" ? null : (r.heard_text ?? "");
         if (msg.metrics) it.metrics = msg.metrics;
+        // Nothing was said (push to talk held in silence): no reply, so no bubble.
+        if (r.reason === "empty_transcript" && !it.text) this.remove(it.id);
         return [it.id];
       }
       default:
@@ -179,8 +248,41 @@ export function reasonInWords(status, reason) {
     client_cancelled: "stopped",
     session_update: "stopped by a settings change",
     disconnected: "cut off by a lost connection",
+    empty_transcript: "not needed: nothing was heard",
     error: "ended by an error",
   };
   const text = why[reason] || (status === "failed" ? "failed" : "stopped");
   return text;
+}
+
+/**
+ * How many characters of a reply's text the person has heard, from the samples
+ * played so far: every TTS segment that started playing counts in proportion to
+ * how much of it played (a segment ends where the next starts, the last at the
+ * reply's end), rounded up to the end of the word being spoken. The segments' texts are the reply text
+ * cut into sentences, so their lengths add up along it.
+ * @param {AssistantItem} item
+ * @param {number} played samples of this reply played so far
+ * @param {number} total samples of this reply known so far (sent or queued)
+ * @returns {number} a prefix length of `item.text`
+ */
+export function heardChars(item, played, total) {
+  const segs = item.segments;
+  if (segs.length === 0 || played <= 0) return 0;
+  let chars = 0;
+  for (let i = 0; i < segs.length; i++) {
+    const start = segs[i].offset;
+    if (played <= start) break;
+    const end = i + 1 < segs.length ? segs[i + 1].offset : Math.max(total, start + 1);
+    const frac = Math.min(1, (played - start) / Math.max(1, end - start));
+    const len = segs[i].text.length;
+    // a whole sentence also takes the space that joins it to the next one
+    chars += frac >= 1 ? len + 1 : Math.round(len * frac);
+    if (frac < 1) break;
+  }
+  const text = item.text;
+  if (chars >= text.length) return text.length;
+  if (text[chars - 1] === " ") return chars - 1; // a sentence played, the next not begun
+  const space = text.indexOf(" ", chars);
+  return space < 0 ? text.length : space;
 }

@@ -31,6 +31,7 @@ from realtime import limits
 from realtime import messages as m
 from realtime.pipeline import TraceEvent
 from realtime.server import RealtimeServer
+from realtime.turns import said
 
 GREEDY = {"temperature": 0.0}
 FRAME_20MS = 640  # bytes of 16 kHz PCM16
@@ -353,9 +354,11 @@ async def test_partials_while_speaking_and_the_final_never_waits_behind_one(
 
 
 @pytest.mark.parametrize("when", ["before_it_starts", "during_stt"])
-async def test_a_turn_cancelled_before_its_reply_leaves_the_history_alone(
+async def test_a_turn_cancelled_before_its_reply_keeps_the_words_and_adds_no_reply(
     rt_server: RealtimeServer, when: str
 ) -> None:
+    # Esc right after speaking stops the reply, not what the user said (issue 14, bug 4):
+    # the words are still transcribed, sent and kept in the history; no reply is added.
     async with connect(ws_url(rt_server)) as ws:
         sid = await start_session(ws, session(4, turn_detection=None))
         await text_turn(ws, "Hello there.")
@@ -375,6 +378,17 @@ async def test_a_turn_cancelled_before_its_reply_leaves_the_history_alone(
     done = got[-1]
     assert (done.response.status, done.response.reason) == ("cancelled", "client_cancelled")
     assert not frames_of(got) and done.response.output_text == ""
-    # the earlier reply stays whole; the cancelled turn added nothing
-    assert after == before and before[-1][0] == "assistant"
+    (heard,) = [x for x in got if isinstance(x, m.ConversationItemInputAudioTranscriptionCompleted)]
+    assert "time" in heard.transcript.lower(), heard.transcript
+    # the earlier reply stays whole; the cancelled turn added the user's words, no reply
+    assert after == [*before, ("user", heard.transcript)] and before[-1][0] == "assistant"
     assert before[-1][1].split() == first.response.output_text.split()
+
+
+@pytest.mark.parametrize(
+    ("transcript", "words"),
+    [(".", ""), (" ... ", ""), ("", ""), ("?!", ""), (" Hi. ", "Hi."), ("42", "42")],
+)
+def test_a_transcript_of_only_punctuation_said_nothing(transcript: str, words: str) -> None:
+    # Whisper tiny.en writes "." for push-to-talk held in silence (issue 14, bug 5)
+    assert said(transcript) == words
