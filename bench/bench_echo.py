@@ -125,18 +125,32 @@ def short_sounds(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, A
 
 
 def barge_in(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
+    import jiwer
+
+    from bench.echo_rooms import REPLY_TEXT
+
     latencies: list[float] = []
     missed = 0
     per_gain: dict[str, list[float]] = {}
+    refs, hyps, leaked = [], [], 0
+    reply_words = set(REPLY_TEXT.lower().replace(",", " ").replace(".", " ").split())
     for clip, room in itertools.product(load_clips(), grid):
         speech = np.frombuffer(clip.pcm, "<i2") / 32768.0
-        run = run_reply(reply, room, sounds=[(3.0, speech)], transcribe=transcribe)
+        run = run_reply(reply, room, sounds=[(3.0, speech)], transcribe=transcribe, tail_s=2.5)
         lat = run.hold_latency_ms(3.0 + clip.onset_frame * 0.02)
+        # the words: the user's whole item, cleaned, as the server transcribes it
+        item = max(run.user_audio.values(), key=len, default=bytearray())
+        text = transcribe(bytes(item)).lower()
+        words = set(text.replace(",", " ").replace(".", " ").split())
+        leaked += len((words & reply_words) - set(clip.reference.lower().split()))
+        refs.append(_norm(clip.reference))
+        hyps.append(_norm(text))
         if lat is None or not run.cancelled:
             missed += 1
             continue
         latencies.append(lat)
         per_gain.setdefault(f"{room.gain_db:.0f}dB", []).append(lat)
+    wer = float(jiwer.wer(refs, hyps))
     arr = np.array(latencies) if latencies else np.array([np.nan])
     return {
         "tries": len(latencies) + missed,
@@ -145,7 +159,15 @@ def barge_in(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
         "p90_ms": float(np.percentile(arr, 90)),
         "within_200ms": float(np.mean(arr <= 200.0)),
         "p50_ms_by_echo_gain": {k: float(np.median(v)) for k, v in per_gain.items()},
+        "wer_user_words": wer,
+        "reply_words_in_user_transcripts": leaked,
     }
+
+
+def _norm(text: str) -> str:
+    import re
+
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
 def cancellers(reply: bytes, grid: list[Room]) -> dict[str, Any]:
@@ -283,7 +305,9 @@ def _print(r: dict[str, Any]) -> None:
     b = r["barge_in"]
     print(f"barge-in over echo: {b['tries']} tries, {b['missed']} missed, hold latency p50 "
           f"{b['p50_ms']:.0f} ms, p90 {b['p90_ms']:.0f} ms, {100 * b['within_200ms']:.0f}% "
-          f"within 200 ms; p50 by echo gain {b['p50_ms_by_echo_gain']}")  # fmt: skip
+          f"within 200 ms; p50 by echo gain {b['p50_ms_by_echo_gain']}; WER of the user's "
+          f"words {b['wer_user_words']:.2f}, reply words in them: "
+          f"{b['reply_words_in_user_transcripts']}")  # fmt: skip
     print(f"{'canceller':28} {'ERLE min':>9} {'median':>7} {'CPU ms/s':>9}")
     for name, v in r["cancellers"].items():
         print(

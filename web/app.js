@@ -107,6 +107,7 @@ const S = {
   micLive: false, // microphone on and not muted
   pttHeld: false,
   paused: false,
+  held: false, // bitvoice.audio.hold: the user may be talking over the reply; playback stopped
   currentTurn: null, // number of the response now running or playing
   responseRunning: false,
   flushed: new Set(), // response numbers the page must not play any more
@@ -321,11 +322,24 @@ function onServerMessage(msg) {
       if (turn !== null && !S.flushed.has(turn)) audio.end(turn);
       break;
     }
+    case "bitvoice.audio.hold":
+      // speech over the reply: silent at once, the queue kept (a backchannel releases it)
+      S.held = true;
+      audio.pause();
+      break;
+    case "bitvoice.audio.release":
+      S.held = false;
+      if (!S.paused) audio.resume();
+      break;
     case "bitvoice.audio.flush": {
       const turn = P.turnOfResponseId(msg.response_id);
       if (turn !== null) {
         S.flushed.add(turn);
         audio.flush(turn);
+      }
+      if (S.held) {
+        S.held = false; // the hold ends with the reply it held
+        if (!S.paused) audio.resume();
       }
       break;
     }
@@ -375,6 +389,7 @@ function onSessionCreated(session) {
   S.session = session;
   S.started = false;
   S.paused = false;
+  S.held = false;
   S.currentTurn = null;
   S.responseRunning = false;
   S.flushed.clear();
@@ -488,7 +503,7 @@ function togglePause() {
   audio.unlock();
   if (S.paused) {
     S.paused = false;
-    audio.resume();
+    if (!S.held) audio.resume();
     send(P.resume());
     setReplyState(S.responseRunning ? "Speaking" : "Idle");
   } else {

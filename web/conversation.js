@@ -169,6 +169,16 @@ export class Conversation {
         if (!msg.transcript.trim()) this.remove(it.id);
         return [it.id];
       }
+      case "bitvoice.backchannel": {
+        // "mm-hmm" said over the reply: kept (the server keeps it in its history too), not
+        // answered; nothing readable was said: no bubble
+        const it = this.user(msg.item_id);
+        it.text = msg.transcript;
+        it.partial = false;
+        it.backchannel = true;
+        if (!msg.transcript.trim()) this.remove(it.id);
+        return [it.id];
+      }
       case "response.created": {
         const it = this.assistant(msg.response.id);
         it.status = msg.response.status || "in_progress";

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -82,3 +83,7 @@ async def test_speech_over_the_echo_cuts_in_and_is_heard(rt_server: RealtimeServ
     assert run.holds[0] - onset <= 0.4  # measured over the wire on a loaded machine
     assert run.flushes and run.done[0].reason == "turn_detected"
     assert run.transcripts and "hello" in run.transcripts[0].lower()
+    # none of the reply's own words (the demo model's, e.g. "little sunny") reached the user's
+    heard = set(re.findall(r"[a-z']+", run.transcripts[0].lower()))
+    said = set(re.findall(r"[a-z']+", run.done[0].output_text.lower())) - {"hello", "world"}
+    assert not heard & said, (heard, said)

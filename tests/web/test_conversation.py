@@ -226,3 +226,22 @@ def test_heard_words_follow_the_played_samples(run_node: Any) -> None:
     assert prefixes[2] == "Paris is the"  # half of the first sentence's audio
     assert prefixes[4] == "Paris is the capital."
     assert prefixes[5] == "Paris is the capital. It is"
+
+
+def test_a_backchannel_settles_its_bubble_and_an_unreadable_one_goes(run_node: Any) -> None:
+    out = _fold(
+        run_node,
+        [
+            m.ResponseCreated(response=m.ResponseInfo(id="resp_1")),
+            m.InputAudioBufferSpeechStarted(item_id="item_2", audio_start_ms=10),
+            m.ResponseOutputAudioHold(response_id="resp_1", offset=4800),
+            m.ResponseOutputAudioRelease(response_id="resp_1", offset=4800),
+            m.Backchannel(item_id="item_2", transcript="Mm-hmm."),
+            m.InputAudioBufferSpeechStarted(item_id="item_3", audio_start_ms=900),
+            m.Backchannel(item_id="item_3", transcript=""),
+        ],
+    )
+    users = [i for i in out["items"] if i["kind"] == "user"]
+    assert [(u["id"], u["text"], u["partial"], u.get("backchannel")) for u in users] == [
+        ("c1:item_2", "Mm-hmm.", False, True)
+    ]
