@@ -26,7 +26,7 @@ Measured per model (p50/p90 by nearest rank, and n):
 - false turn-ends: two clips joined with a 300/450/600 ms pause; a committed item, a
   `response.created` or reply audio received before the utterance's end of speech was sent;
 - barge-in: while a reply plays, the client starts real speech; first speech frame sent ->
-  `bitvoice.audio.flush` received.
+  the reply silenced (`bitvoice.audio.hold`, or a `bitvoice.audio.flush`, whichever first).
 
 A table on stdout, JSON in bench/results/realtime.json (with every turn's raw record). The
 2B bundle and Whisper live in a benchmark-only store (--home, default
@@ -344,8 +344,12 @@ async def finish_turn(conn: Conn, utt: Utterance, *, barge: Clip | None = None) 
             if reply == turn and barge is not None and barge_utt is None:
                 if offset + ev.msg["samples"] >= BARGE_AFTER_S * OUTPUT_RATE:
                     barge_utt = conn.mic.say(barge)
-        elif ev.type == "bitvoice.audio.flush" and barge_utt is not None and t_flush is None:
-            t_flush = ev.t
+        elif (
+            ev.type in ("bitvoice.audio.hold", "bitvoice.audio.flush")
+            and barge_utt is not None
+            and t_flush is None
+        ):
+            t_flush = ev.t  # the reply went silent: held at once, dropped later
         elif ev.type == "response.done" and reply is not None:
             if ev.msg.get("response", {}).get("id") == f"resp_{reply}":
                 done = ev.msg
@@ -468,6 +472,9 @@ async def drive(port: int, clips: list[Clip], args: argparse.Namespace) -> dict[
     session: dict[str, Any] = {
         "instructions": SYSTEM_PROMPT,
         "sampling": {"max_output_tokens": args.max_output_tokens},
+        # this client plays nothing back into its microphone: no echo to cancel (the echo
+        # path is measured by bench.bench_echo)
+        "echo_cancellation": False,
     }
     if args.language:
         session["language"] = args.language

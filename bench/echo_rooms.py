@@ -61,8 +61,12 @@ REPLY_TEXT = (
 
 
 @functools.cache
-def reply_audio(text: str = REPLY_TEXT) -> bytes:
-    """`text` spoken by the offline Piper voice: PCM16 LE mono at 24 kHz (the reply rate)."""
+def reply_audio(text: str = REPLY_TEXT, voice: str = "piper") -> bytes:
+    """`text` spoken as the reply: PCM16 LE mono at 24 kHz (the reply rate). "piper" is the
+    server's offline voice (its synthesis is not deterministic: each call differs a little);
+    "espeak" is espeak-ng, the same audio every time (tests that must not vary use it)."""
+    if voice == "espeak":
+        return _espeak_reply(text)
     import asyncio
 
     from engine import TTS
@@ -77,6 +81,22 @@ def reply_audio(text: str = REPLY_TEXT) -> bytes:
             await tts.stop()
 
     return asyncio.run(speak())
+
+
+def _espeak_reply(text: str) -> bytes:
+    import io
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install -y espeak-ng)")
+    wav = subprocess.run([exe, "-s", "170", "--stdout", text], check=True, capture_output=True)
+    x, rate = sf.read(io.BytesIO(wav.stdout), dtype="float32")
+    y = soxr.resample(x, rate, 24_000) * 0.8
+    return np.clip(np.round(y * 32767), -32768, 32767).astype("<i2").tobytes()
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,9 @@ class EchoCanceller:
     def _learn(self, ref: np.ndarray, raw: bytes, cleaned: bytes) -> None:
         """One 10 ms frame: follow the reference's peak, the room's coupling and the residue
         the canceller leaves. Only frames that are echo teach: those the canceller took
-        something out of (and left no louder than the residue it learnt), and those too quiet to
-        matter; anything else is the user's voice (or an echo path not learnt yet, which the
-        prior covers)."""
+        something out of (and left no louder than the residue it learnt), and those too quiet
+        to matter; anything else is the user's voice (or an echo path not learnt yet, which
+        the prior covers)."""
         ref_db = level_db(ref)
         fall = limits.ECHO_PEAK_FALL_DB_PER_S * limits.FRAME_SAMPLES / limits.RATE
         self.echo_peak_db = max(ref_db, self.echo_peak_db - fall)

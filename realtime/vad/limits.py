@@ -34,6 +34,6 @@ FLOOR_RISE_DB_PER_S: Final = 3.0
 # hold latency p50 160 / p90 238 ms; 60 ms with 2 gave 5 holds from echo, and 8 dB of guard
 # margin (realtime.echo.limits) 4-6.
 BARGE_IN_START_MS: Final = 90
-BARGE_IN_PERIODIC_FRAMES: Final = 3
+BARGE_IN_PERIODIC_FRAMES: Final = 2
 PERIODICITY_MIN: Final = 0.5
 PITCH_RANGE_HZ: Final = (60.0, 400.0)
