@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from engine.errors import BitvoiceError, InvalidRequestError
 from realtime import limits as rt_limits
+from realtime.messages import OPENAI_VOICES  # each is the server's default voice here
 from realtime.openai import limits
 from realtime.openai.body import read_body, read_form
 from realtime.openai.context import Context
@@ -45,22 +46,6 @@ __all__ = [
 # Model names an OpenAI client sends, accepted beside our own IDs (/v1/models lists them).
 TRANSCRIPTION_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 SPEECH_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "bitvoice-tts")
-# OpenAI's voices: each is the server's default voice here (`bitvoice serve --voice`).
-OPENAI_VOICES = (
-    "alloy",
-    "ash",
-    "ballad",
-    "cedar",
-    "coral",
-    "echo",
-    "fable",
-    "marin",
-    "nova",
-    "onyx",
-    "sage",
-    "shimmer",
-    "verse",
-)
 _MEDIA = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
