@@ -359,12 +359,16 @@ def test_bug5_push_to_talk_held_in_silence_leaves_no_bubble(
         assert pg.locator("#empty").is_visible()
 
 
+@pytest.mark.parametrize("view", VIEWS)
 def test_bug6_errors_show_once_and_go_when_their_cause_does(
-    pw: Any, url: str, wavs: dict[str, Path]
+    pw: Any, url: str, wavs: dict[str, Path], view: str
 ) -> None:
     with browser(pw, mic=wavs["silence"]) as b, contextlib.ExitStack() as first:
         first.enter_context(page_on(b, url))
-        with page_on(b, url), page_on(b, url, wait_started=False) as third:
+        with (
+            page_on(b, url),
+            page_on(b, url, wait_started=False, viewport=VIEWS[view]) as third,
+        ):
             # the server holds two conversations: the third tab is refused, again and again
             third.wait_for_function(
                 "window.bitvoice.received.filter(r => r.type === 'error'"
@@ -377,7 +381,7 @@ def test_bug6_errors_show_once_and_go_when_their_cause_does(
             third.wait_for_function("window.bitvoice.state.started", timeout=60_000)
             assert third.locator("#errors .error").count() == 0
     # a denied microphone, clicked twice: one explanation, not two
-    with browser(pw, allow_mic=False) as b, page_on(b, url) as pg:
+    with browser(pw, allow_mic=False) as b, page_on(b, url, viewport=VIEWS[view]) as pg:
         mic = pg.get_by_role("button", name="Start microphone")
         for _ in range(2):
             mic.click()
