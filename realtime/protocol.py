@@ -465,6 +465,11 @@ class RealtimeProtocol:
         if problem is not None:
             return [self._error(problem[0], problem[1], msg.event_id)]
         changes: dict[str, Any] = {"started": True, **ga}
+        if ga.get("type") == "realtime" and self.session.type != "realtime":
+            # a client written for OpenAI's Realtime API cancels its own echo (OpenAI's server
+            # does none), and AEC3 learning a room with no echo path swallows the first word
+            # of speech that starts while the modelled reply plays: off unless asked for
+            changes["echo_cancellation"] = False
         for name in cfg.__struct_fields__:
             value = getattr(cfg, name)
             if value is not msgspec.UNSET and name not in compat.GA_FIELDS:

@@ -23,6 +23,10 @@ WARMUP_MS: Final = 150
 # quietest recent frames outside speech; it falls at once and rises FLOOR_RISE_DB_PER_S).
 START_OVER_FLOOR_DB: Final = 9.0
 FLOOR_RISE_DB_PER_S: Final = 3.0
+# The floor's start (dB in PCM16 units: -60 dBFS), not the stream's first frame: a stream that
+# begins with speech ("What time is it?" sent from its first sample) would otherwise take the
+# speech for the floor and lose its first word.
+FLOOR_START_DB: Final = 30.0
 # While the assistant is speaking, a start is a barge-in and needs more evidence: this much
 # voiced, loud audio in a row, above the echo guard, with at least BARGE_IN_PERIODIC_FRAMES
 # frames that have a pitch (normalised autocorrelation >= PERIODICITY_MIN at a lag of

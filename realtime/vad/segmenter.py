@@ -135,7 +135,7 @@ class VadSegmenter:
             maxlen=pad_frames + max(self._start_frames, self._barge_frames)
         )
         self._warmup_left = -(-limits.WARMUP_MS // self.config.frame_ms)  # never reset
-        self._floor_db: float | None = None  # the room's noise floor; kept across turns
+        self._floor_db: float | None = limits.FLOOR_START_DB  # the room's noise floor; kept
         self._floor_rise = limits.FLOOR_RISE_DB_PER_S * self.config.frame_ms / 1000.0
         # Set by the owner while the assistant speaks: a start is then a barge-in, which needs
         # pitch and, with `echo_guard_db`, a level above what the reply's echo could leave.
