@@ -31,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.echo_rooms import Room, click, cough, noise_burst, reply_audio, run_reply
+from bench.echo_rooms import (
+    Room,
+    click,
+    cough,
+    espeak_audio,
+    noise_burst,
+    reply_audio,
+    run_reply,
+)
 from bench.machine import describe_machine
 from bench.speech_clips import load_clips
 
@@ -70,20 +78,12 @@ def whisper() -> Any:
 
 
 def espeak(text: str) -> np.ndarray:
-    import shutil
-    import subprocess
-
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    exe = shutil.which("espeak-ng")
-    if exe is None:
+    """A spoken backchannel at 16 kHz, its leading and trailing silence cut (none without
+    espeak-ng)."""
+    try:
+        y = espeak_audio(text, RATE, words_per_minute=190)
+    except RuntimeError:
         return np.zeros(0)
-    wav = subprocess.run([exe, "-s", "190", "--stdout", text], check=True, capture_output=True)
-    import io
-
-    x, rate = sf.read(io.BytesIO(wav.stdout), dtype="float32")
-    y = resample_poly(x, RATE, rate)
     keep = np.flatnonzero(np.abs(y) > 0.01)
     return y[keep[0] : keep[-1] + 1] if len(keep) else y
 

@@ -46,6 +46,7 @@ __all__ = [
     "WireRun",
     "click",
     "cough",
+    "espeak_audio",
     "noise_burst",
     "reply_audio",
     "run_reply",
@@ -84,6 +85,12 @@ def reply_audio(text: str = REPLY_TEXT, voice: str = "piper") -> bytes:
 
 
 def _espeak_reply(text: str) -> bytes:
+    y = espeak_audio(text, 24_000, words_per_minute=170) * 0.8
+    return np.clip(np.round(y * 32767), -32768, 32767).astype("<i2").tobytes()
+
+
+def espeak_audio(text: str, rate: int, *, words_per_minute: int) -> np.ndarray:
+    """`text` spoken by espeak-ng as float32 samples at `rate` (RuntimeError without it)."""
     import io
     import shutil
     import subprocess
@@ -93,10 +100,10 @@ def _espeak_reply(text: str) -> bytes:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install -y espeak-ng)")
-    wav = subprocess.run([exe, "-s", "170", "--stdout", text], check=True, capture_output=True)
-    x, rate = sf.read(io.BytesIO(wav.stdout), dtype="float32")
-    y = soxr.resample(x, rate, 24_000) * 0.8
-    return np.clip(np.round(y * 32767), -32768, 32767).astype("<i2").tobytes()
+    cmd = [exe, "-s", str(words_per_minute), "--stdout", text]
+    wav = subprocess.run(cmd, check=True, capture_output=True)
+    x, source_rate = sf.read(io.BytesIO(wav.stdout), dtype="float32")
+    return np.asarray(soxr.resample(x, source_rate, rate))
 
 
 @dataclass(frozen=True)
