@@ -229,16 +229,7 @@ def _candidates(ours: Any) -> dict[str, Any]:
 
         def run_pw() -> Any:
             ec = pywebrtc_audio.EchoCanceller(RATE, 1, 0)
-
-            def process(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-                out = np.zeros_like(mic)
-                for i in range(0, len(mic) - 159, 160):
-                    m16 = mic[i : i + 160].astype(np.int16)
-                    r16 = np.clip(ref[i : i + 160], -32768, 32767).astype(np.int16)
-                    out[i : i + 160] = ec.process(m16, r16)
-                return out
-
-            return process
+            return _framewise(160, ec.process)
 
         found["pywebrtc-audio AEC3"] = run_pw
     except ImportError:
@@ -248,21 +239,27 @@ def _candidates(ours: Any) -> dict[str, Any]:
 
         def run_speex() -> Any:
             ec = speexdsp_aec.SpeexAec(RATE, 20, 300)
-
-            def process(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-                out = np.zeros_like(mic)
-                for i in range(0, len(mic) - 319, 320):
-                    m16 = mic[i : i + 320].astype(np.int16)
-                    r16 = np.clip(ref[i : i + 320], -32768, 32767).astype(np.int16)
-                    out[i : i + 320] = np.frombuffer(ec.process(m16, r16), np.int16)
-                return out
-
-            return process
+            return _framewise(320, lambda m, r: np.frombuffer(ec.process(m, r), np.int16))
 
         found["speexdsp MDF (tail 300 ms)"] = run_speex
     except (ImportError, OSError):
         pass
     return found
+
+
+def _framewise(n: int, step: Any) -> Any:
+    """A whole-signal process from a canceller that takes `n`-sample int16 frames
+    (`step(mic_frame, ref_frame) -> cleaned_frame`)."""
+
+    def process(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(mic)
+        for i in range(0, len(mic) - n + 1, n):
+            m16 = mic[i : i + n].astype(np.int16)
+            r16 = np.clip(ref[i : i + n], -32768, 32767).astype(np.int16)
+            out[i : i + n] = step(m16, r16)
+        return out
+
+    return process
 
 
 def input_path_cpu(reply: bytes) -> float:
