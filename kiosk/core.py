@@ -410,12 +410,24 @@ class KioskCore:
         turn = self.current_turn
         if turn is None or turn in self.flushed:
             return  # nothing playing, or already stopped (by us or by the server)
+        if not self.response_running and (self.player.turn != turn or self.player.idle):
+            return  # it has played to its end
         played = self._played(turn)
         self._flush(turn)
         if self.response_running:
             if played:  # so the history keeps only what was heard
                 self._report(turn, played)
             self._send(m.ResponseCancel(event_id=self._event_id()))
+        else:
+            # the server has sent all of it (its reply is in the history whole): keep only
+            # what was heard, as OpenAI's clients do after a stop
+            self._send(
+                m.ConversationItemTruncate(
+                    item_id=m.assistant_item_id(m.response_id_for(turn)),
+                    audio_end_ms=played * 1000 // limits.OUTPUT_RATE,
+                    event_id=self._event_id(),
+                )
+            )
         self._events.append(Notice(f"stopped {m.response_id_for(turn)}"))
 
     def toggle_pause(self) -> None:

@@ -24,7 +24,6 @@ __all__ = [
     "INPUT_24K",
     "InputResampler",
     "assistant_item",
-    "assistant_item_id",
     "session_changes",
     "user_item",
 ]
@@ -81,15 +80,10 @@ class InputResampler:
         return y.astype("<i2").tobytes()
 
 
-def assistant_item_id(response_id: str) -> str:
-    """The id of the assistant message item that a response produces."""
-    return f"item_{response_id}"
-
-
 def assistant_item(response_id: str, status: str, transcript: str | None) -> m.ItemInfo:
     content = [] if transcript is None else [m.ItemContent("output_audio", transcript=transcript)]
     return m.ItemInfo(
-        id=assistant_item_id(response_id),
+        id=m.assistant_item_id(response_id),
         role="assistant",
         status=status,  # type: ignore[arg-type]
         content=content,

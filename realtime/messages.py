@@ -102,6 +102,7 @@ __all__ = [
     "TurnMetrics",
     "UnsetType",
     "WireError",
+    "assistant_item_id",
     "decode_client",
     "decode_server",
     "encode",
@@ -832,6 +833,12 @@ class AudioFrame(msgspec.Struct, frozen=True):
 def response_id_for(turn: int) -> str:
     """The response id of a turn number (the binary header carries the number)."""
     return f"resp_{turn}"
+
+
+def assistant_item_id(response_id: str) -> str:
+    """The id of the assistant message item that a response produces (the item that
+    `conversation.item.truncate` names)."""
+    return f"item_{response_id}"
 
 
 def turn_of_response_id(response_id: str) -> int | None:

@@ -558,14 +558,14 @@ class RealtimeProtocol:
             item_id=msg.item_id, audio_end_ms=msg.audio_end_ms, content_index=msg.content_index
         )
         r = self.response
-        if r is not None and compat.assistant_item_id(r.id) == msg.item_id:
+        if r is not None and m.assistant_item_id(r.id) == msg.item_id:
             if r.played_at_cancel is not None:
                 r.played_at_cancel = min(samples, r.played_at_cancel)
             else:
                 r.report_played(samples)
             return [self._send(done)]
         last = self._last_response
-        if last is None or compat.assistant_item_id(last.id) != msg.item_id:
+        if last is None or m.assistant_item_id(last.id) != msg.item_id:
             message = f"no assistant item {msg.item_id!r} to truncate (only the latest reply)"
             return [self._error("invalid_field", message, msg.event_id)]
         text = heard_text(last.segments, last.sent, min(samples, last.sent))
@@ -753,7 +753,7 @@ class RealtimeProtocol:
         if self.session.output_audio_transport == "json":
             b64 = base64.b64encode(pcm).decode("ascii")
             if self._ga:
-                item_id = compat.assistant_item_id(r.id)
+                item_id = m.assistant_item_id(r.id)
                 delta = m.ResponseOutputAudioDelta(
                     response_id=r.id, offset=offset, delta=b64, item_id=item_id
                 )

@@ -476,19 +476,23 @@ async function stopReply() {
   if (turn === null) return;
   S.flushed.add(turn);
   const ack = await audio.flush(turn);
+  const heard = ack && ack.flushedTurn === turn ? ack.flushedPlayed : null;
   lastStop = {
     turn,
     clickAt,
     flushedAt: performance.now(),
     acked: ack !== null,
     samplesPlayedAtFlush: ack ? ack.samplesPlayed : null,
+    heardSamples: heard, // of this reply
+    serverRunning: S.responseRunning,
   };
   if (S.responseRunning) {
     // Tell the server what was really heard before cancelling, so the history keeps that.
-    if (ack && ack.flushedTurn === turn) {
-      send(P.playback(P.responseIdFor(turn), ack.flushedPlayed));
-    }
+    if (heard !== null) send(P.playback(P.responseIdFor(turn), heard));
     send(P.responseCancel());
+  } else if (heard !== null) {
+    // The server sent all of it and keeps it whole: trim its history to what was heard.
+    send(P.itemTruncate(P.responseIdFor(turn), heard / OUTPUT_SAMPLES_PER_MS));
   }
   setReplyState("Reply stopped.");
   updateReplyControls();

@@ -165,6 +165,7 @@ export function allClientMessageExamples() {
     pause(),
     resume(),
     playback("resp_3", 4800.7),
+    itemTruncate("resp_2", 1500.9),
     ping(),
     close(),
   ];
@@ -173,6 +174,25 @@ export function allClientMessageExamples() {
 /** The response id of a turn number (the binary header carries the number). */
 export function responseIdFor(turn) {
   return `resp_${turn}`;
+}
+
+/** The id of the assistant item a response produces (what a truncate names). */
+export function assistantItemId(responseId) {
+  return `item_${responseId}`;
+}
+
+/**
+ * `conversation.item.truncate`: the user heard only the first `audioEndMs` of a reply the
+ * server has finished sending; its history keeps only the words heard.
+ */
+export function itemTruncate(responseId, audioEndMs) {
+  return {
+    type: "conversation.item.truncate",
+    event_id: newEventId(),
+    item_id: assistantItemId(responseId),
+    content_index: 0,
+    audio_end_ms: Math.max(0, Math.floor(audioEndMs)),
+  };
 }
 
 /** Turn number of a response id `resp_<n>`, or null. */

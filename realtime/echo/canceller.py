@@ -61,6 +61,10 @@ class EchoCanceller:
         # the windows until a window of reply has been measured)
         self._coupling = collections.deque([limits.ECHO_PRIOR_DB] * window, maxlen=window)
         self._residue = collections.deque([limits.ECHO_PRIOR_DB] * window, maxlen=window)
+        self._prior_left = window  # prior entries still in the windows
+        # loud-reply frames heard with a quiet microphone and nothing else (no echo path?)
+        self._no_path_frames = 0
+        self._no_path_needed = round(limits.ECHO_NO_PATH_S * limits.RATE / limits.FRAME_SAMPLES)
 
     @property
     def echo_guard_db(self) -> float | None:
@@ -95,9 +99,29 @@ class EchoCanceller:
             raw_db - cleaned_db >= limits.ECHO_REMOVED_DB
             and residue <= max(self._residue) + limits.ECHO_DOUBLE_TALK_DB
         )
-        if echo or raw_db - self.echo_peak_db <= limits.ECHO_QUIET_DB:
+        quiet = raw_db - self.echo_peak_db <= limits.ECHO_QUIET_DB
+        if echo or quiet:
             self._coupling.append(raw_db - self.echo_peak_db)
             self._residue.append(residue)
+            self._prior_left = max(0, self._prior_left - 1)
+        self._learn_no_path(quiet, loud=ref_db - self.echo_peak_db >= limits.ECHO_LOUD_DB)
+
+    def _learn_no_path(self, quiet: bool, *, loud: bool) -> None:
+        """Drop the prior early when the reply has played loud for long enough and the
+        microphone stayed quiet all along: there is no echo path (limits.ECHO_NO_PATH_S)."""
+        if not self._prior_left:
+            return
+        if not quiet:
+            self._no_path_frames = 0
+            return
+        self._no_path_frames += loud
+        if self._no_path_frames >= self._no_path_needed:
+            learnt = len(self._coupling) - self._prior_left
+            for window in (self._coupling, self._residue):
+                kept = list(window)[-learnt:]
+                window.clear()
+                window.extend(kept)
+            self._prior_left = 0
 
     def _frame(self, pcm: bytes) -> AudioFrame:
         return self._rtc.AudioFrame(

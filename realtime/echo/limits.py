@@ -30,6 +30,11 @@ CAPTURE_CLOCK_LEAK: Final = 0.002
 # itself): a frame counts when AEC3 took at least ECHO_REMOVED_DB out of it and left no more
 # than ECHO_DOUBLE_TALK_DB over the residue learnt so far, or when its raw level is
 # ECHO_QUIET_DB or more below the peak (noise, or an echo too faint to matter).
+# A client with no echo path at all (headphones, its own AEC, a file) need not wait out the
+# prior: once ECHO_NO_PATH_S of loud reply (within ECHO_LOUD_DB of its peak) has played with
+# every microphone frame quiet, no echo can be on its way (longer than any output latency and
+# room delay, ~0.3 s), and the prior goes. A frame that is not quiet (echo, or the user)
+# voids that evidence: the count starts again.
 # Below ECHO_ACTIVE_DB (PCM16 units, ~-60 dBFS) no echo is playing.
 ECHO_ACTIVE_DB: Final = 30.0
 ECHO_PEAK_FALL_DB_PER_S: Final = 20.0
@@ -39,3 +44,5 @@ ECHO_REMOVED_DB: Final = 6.0
 ECHO_QUIET_DB: Final = -30.0
 ECHO_DOUBLE_TALK_DB: Final = 6.0
 ECHO_GUARD_MARGIN_DB: Final = 6.0
+ECHO_NO_PATH_S: Final = 0.6
+ECHO_LOUD_DB: Final = -10.0

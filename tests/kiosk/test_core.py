@@ -196,6 +196,32 @@ def test_stop_key_silences_reports_what_was_heard_and_cancels() -> None:
     assert sent(core) == []
 
 
+def test_stop_after_the_server_sent_the_whole_reply_truncates_it_to_what_was_heard() -> None:
+    core = started()
+    respond(core, 1)
+    core.receive_binary(audio(1, 0, 24000))
+    done(core, 1)  # all of it sent: nothing to cancel, but 0.85 s of it is still to play
+    core.render(4800, 0.0)
+    core.key("s", 0.2)
+    assert not core.render(2400, 0.2).any()
+    [truncate] = sent(core)
+    assert isinstance(truncate, m.ConversationItemTruncate)
+    assert truncate.item_id == m.assistant_item_id("resp_1") and truncate.audio_end_ms == 200
+    core.render(24000, 0.3)
+    core.key("s", 1.5)  # nothing plays any more: nothing is sent
+    assert sent(core) == []
+
+
+def test_stop_after_a_reply_played_to_its_end_sends_nothing() -> None:
+    core = started()
+    respond(core, 1)
+    core.receive_binary(audio(1, 0, 2400))
+    done(core, 1)
+    core.render(4800, 0.0)
+    core.key("s", 0.3)
+    assert sent(core) == []
+
+
 def test_pause_key_silences_here_and_asks_the_server_to_hold_then_resumes() -> None:
     core = started()
     respond(core, 1)

@@ -235,7 +235,11 @@ def test_speaking_over_a_reply_cuts_it_and_the_next_reply_plays(
     served: int, tmp_path: Path
 ) -> None:
     # a question, then (while its long reply plays) three seconds of counting: a real
-    # interruption; the kiosk stops the first reply and plays the answer to the second turn
+    # interruption; the kiosk stops the first reply and plays the answer to the second turn.
+    # The counting starts 2 s after the question, ~1.4 s into the reply: the server's echo
+    # guard must have learnt by then that this client has no echo path (0.6 s of loud reply
+    # with a quiet microphone: realtime/echo/limits.py). Before it could, speech had to be
+    # 6 dB over the reply itself for 2 s, and this test failed whenever the counting was not.
     hello, sr = sf.read(audioeval_clip("hello_world"), dtype="float32")
     counting, _ = sf.read(audioeval_clip("counting"), dtype="float32")
     gap = np.zeros(int(sr * 2.0), dtype=np.float32)
@@ -243,7 +247,7 @@ def test_speaking_over_a_reply_cuts_it_and_the_next_reply_plays(
     sf.write(inp, np.concatenate([hello, gap, counting]), sr, subtype="PCM_16")
     out = tmp_path / "out.wav"
     cmd = kiosk_cmd(served, inp, out, "--token", TOKEN, "--turns", "1")
-    cmd[cmd.index("--max-tokens") + 1] = "32"  # a reply longer than the gap
+    cmd[cmd.index("--max-tokens") + 1] = "48"  # a reply (~11 s) that outlasts the counting
     run = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     log = run.stderr
     assert run.returncode == 0, log

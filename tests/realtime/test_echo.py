@@ -89,6 +89,25 @@ def test_speech_over_the_echo_holds_then_drops_the_reply(reply: bytes) -> None:
     assert float(np.median(latencies)) <= 250.0, latencies
 
 
+def test_with_no_echo_path_speech_cuts_in_a_second_into_the_first_reply(reply: bytes) -> None:
+    """Headphones, a client's own AEC or a file: the microphone stays quiet while the reply
+    plays, so the guard drops its prior after 0.6 s of loud reply (~1 s into this one), not
+    after the window's 2 s. The clips are 7-8 dB quieter than the reply: under the prior they
+    cut in 2 s late or never (measured: 2140 ms, never, 1980 ms)."""
+    no_path = Room(delay_ms=120, gain_db=-120, rt60_s=0.0)
+    latencies = []
+    for clip in load_clips():
+        speech = np.frombuffer(clip.pcm, "<i2") / 32768.0
+        run = run_reply(
+            reply, no_path, sounds=[(1.2, speech)], transcribe=lambda _a, t=clip.reference: t
+        )
+        latency = run.hold_latency_ms(1.2 + clip.onset_frame * 0.02)
+        assert run.cancelled and latency is not None and latency < 1000.0, (clip.name, latency)
+        latencies.append(latency)
+    # the soft "the" of the quick brown fox stays under this loud stretch of the reply (600 ms)
+    assert float(np.median(latencies)) <= 250.0, latencies
+
+
 def test_a_backchannel_releases_the_reply_and_is_kept(reply: bytes) -> None:
     from rt_helpers import speech_pcm16k, trimmed
 

@@ -25,9 +25,9 @@ NOT_SENT_BY_PAGE = {
     # Microphone audio goes as binary frames (a third smaller than base64 JSON).
     "input_audio_buffer.append",
     # OpenAI Realtime compatibility (PROTOCOL.md): the page types with response.create's
-    # input_text and reports what it played with bitvoice.playback.
+    # input_text and reports what it played with bitvoice.playback (and, once the server has
+    # sent a whole reply, a stop truncates it: conversation.item.truncate is the page's too).
     "conversation.item.create",
-    "conversation.item.truncate",
 }
 
 
