@@ -128,7 +128,16 @@ def short_sounds(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, A
     return out
 
 
-def barge_in(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
+# No echo reaches the microphone (headphones, a client's own echo cancellation, a file): room
+# noise, and the digital silence of a file or a browser's noise suppression.
+NO_ECHO_PATH = [
+    Room(delay_ms=120, gain_db=-120, rt60_s=0.0, noise_dbfs=-65.0),
+    Room(delay_ms=120, gain_db=-120, rt60_s=0.0, noise_dbfs=-200.0),
+]
+
+
+def barge_in(reply: bytes, grid: list[Room], transcribe: Any, at: float = 3.0) -> dict[str, Any]:
+    """Each clip said `at` seconds into the reply, in each room."""
     import jiwer
 
     from bench.echo_rooms import REPLY_TEXT
@@ -140,8 +149,8 @@ def barge_in(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
     reply_words = set(REPLY_TEXT.lower().replace(",", " ").replace(".", " ").split())
     for clip, room in itertools.product(load_clips(), grid):
         speech = np.frombuffer(clip.pcm, "<i2") / 32768.0
-        run = run_reply(reply, room, sounds=[(3.0, speech)], transcribe=transcribe, tail_s=2.5)
-        lat = run.hold_latency_ms(3.0 + clip.onset_frame * 0.02)
+        run = run_reply(reply, room, sounds=[(at, speech)], transcribe=transcribe, tail_s=2.5)
+        lat = run.hold_latency_ms(at + clip.onset_frame * 0.02)
         # the words: the user's whole item, cleaned, as the server transcribes it
         item = max(run.user_audio.values(), key=len, default=bytearray())
         text = transcribe(bytes(item)).lower()
@@ -285,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         "echo_alone": echo_alone(reply, grid, transcribe),
         "short_sounds": short_sounds(reply, grid[:18], transcribe),
         "barge_in": barge_in(reply, grid[:18], transcribe),
+        "barge_in_no_echo_path": {
+            f"{at:.1f}s": barge_in(reply, NO_ECHO_PATH, transcribe, at=at) for at in (1.2, 3.0)
+        },
         "cancellers": cancellers(reply, grid[:18]),
         "input_path_cpu_ms_per_s": input_path_cpu(reply),
     }
@@ -309,6 +321,10 @@ def _print(r: dict[str, Any]) -> None:
           f"within 200 ms; p50 by echo gain {b['p50_ms_by_echo_gain']}; WER of the user's "
           f"words {b['wer_user_words']:.2f}, reply words in them: "
           f"{b['reply_words_in_user_transcripts']}")  # fmt: skip
+    for at, b in r["barge_in_no_echo_path"].items():
+        print(f"barge-in, no echo path, {at} into the reply: {b['tries']} tries, {b['missed']} "
+              f"missed, hold latency p50 {b['p50_ms']:.0f} ms, p90 {b['p90_ms']:.0f} ms; WER of "
+              f"the user's words {b['wer_user_words']:.2f}")  # fmt: skip
     print(f"{'canceller':28} {'ERLE min':>9} {'median':>7} {'CPU ms/s':>9}")
     for name, v in r["cancellers"].items():
         print(

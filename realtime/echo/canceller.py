@@ -11,7 +11,8 @@ Sans-I/O and synchronous: `process(mic, reference)` takes PCM16 microphone audio
 and the reference for the same samples (`PlayedReference.capture`), and returns the cleaned
 PCM16 audio, 10 ms frames at a time (a partial frame is carried to the next call, so the output
 can lag the input by < 10 ms). `echo_guard_db` is the level that speech must exceed to be
-told from the echo's residue (the barge-in gate, `realtime.vad`).
+told from the echo's residue (the barge-in gate, `realtime.vad`). Where no echo reaches the
+microphone at all (`bypassed`), the audio passes through uncancelled.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ class EchoCanceller:
         return self.echo_peak_db + left + limits.ECHO_GUARD_MARGIN_DB
 
     @property
+    def bypassed(self) -> bool:
+        """No echo reaches the microphone (headphones, a client's own echo cancellation, a
+        file): the prior is gone and every frame of reply heard so far left it quiet. The raw
+        microphone audio then goes on as it is: AEC3's suppressor, finding no echo path,
+        mutes speech that starts over the reply (a kiosk fed from a file lost the first second
+        of "one, two, three" and at times all of it)."""
+        return not self._prior_left and self.coupling_db <= limits.ECHO_QUIET_DB
+
+    @property
     def coupling_db(self) -> float:
         """How loud the echo reaches the raw microphone against the reference's peak: the
         loudest of the last window of frames."""
@@ -95,8 +105,12 @@ class EchoCanceller:
         raw_db = level_db(np.frombuffer(raw, dtype="<i2"))
         cleaned_db = level_db(np.frombuffer(cleaned, dtype="<i2"))
         residue = cleaned_db - self.echo_peak_db
+        # Once no echo path has been found (`bypassed`), what AEC3 takes out of a loud frame
+        # is the user's voice that its suppressor mistook for echo: learning it would raise
+        # the guard against the user (measured: coupling -55 -> -3 dB in 20 ms of "one").
         echo = (
-            raw_db - cleaned_db >= limits.ECHO_REMOVED_DB
+            not self.bypassed
+            and raw_db - cleaned_db >= limits.ECHO_REMOVED_DB
             and residue <= max(self._residue) + limits.ECHO_DOUBLE_TALK_DB
         )
         quiet = raw_db - self.echo_peak_db <= limits.ECHO_QUIET_DB
@@ -152,7 +166,7 @@ class EchoCanceller:
             self._learn(
                 ref16[k * limits.FRAME_SAMPLES : (k + 1) * limits.FRAME_SAMPLES], raw, cleaned
             )
-            out += cleaned
+            out += raw if self.bypassed else cleaned
         self._mic_carry = data[usable:]
         self._ref_carry = ref[usable // 2 :]
         return bytes(out)

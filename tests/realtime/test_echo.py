@@ -16,6 +16,7 @@ import pytest
 from bench.echo_rooms import Room, click, cough, noise_burst, reply_audio, run_reply
 from bench.speech_clips import load_clips
 from realtime.bargein import is_backchannel
+from realtime.echo.canceller import level_db
 
 ROOMS = [
     Room(delay_ms=d, gain_db=g, rt60_s=rt, seed=int(d))
@@ -89,12 +90,17 @@ def test_speech_over_the_echo_holds_then_drops_the_reply(reply: bytes) -> None:
     assert float(np.median(latencies)) <= 250.0, latencies
 
 
-def test_with_no_echo_path_speech_cuts_in_a_second_into_the_first_reply(reply: bytes) -> None:
+@pytest.mark.parametrize("noise_dbfs", [-65.0, -200.0], ids=["room-noise", "digital-silence"])
+def test_with_no_echo_path_speech_cuts_in_early_and_reaches_the_transcript_whole(
+    reply: bytes, noise_dbfs: float
+) -> None:
     """Headphones, a client's own AEC or a file: the microphone stays quiet while the reply
-    plays, so the guard drops its prior after 0.6 s of loud reply (~1 s into this one), not
-    after the window's 2 s. The clips are 7-8 dB quieter than the reply: under the prior they
-    cut in 2 s late or never (measured: 2140 ms, never, 1980 ms)."""
-    no_path = Room(delay_ms=120, gain_db=-120, rt60_s=0.0)
+    plays. The guard drops its prior after 0.6 s of loud reply (~1 s into this one), not after
+    the window's 2 s; and the canceller passes the audio through, because AEC3 with no echo
+    path mutes speech that starts over the reply. Measured before: the clips (7-8 dB quieter
+    than the reply) cut in 2 s late or never, and at 1.5 s into the reply the counting reached
+    the item as nothing at all (AEC3 took it out, and the guard learnt it as echo)."""
+    no_path = Room(delay_ms=120, gain_db=-120, rt60_s=0.0, noise_dbfs=noise_dbfs)
     latencies = []
     for clip in load_clips():
         speech = np.frombuffer(clip.pcm, "<i2") / 32768.0
@@ -104,7 +110,10 @@ def test_with_no_echo_path_speech_cuts_in_a_second_into_the_first_reply(reply: b
         latency = run.hold_latency_ms(1.2 + clip.onset_frame * 0.02)
         assert run.cancelled and latency is not None and latency < 1000.0, (clip.name, latency)
         latencies.append(latency)
-    # the soft "the" of the quick brown fox stays under this loud stretch of the reply (600 ms)
+        heard = np.frombuffer(b"".join(bytes(a) for a in run.user_audio.values()), "<i2")
+        said = np.frombuffer(clip.pcm, "<i2")
+        assert len(heard) >= len(said), clip.name  # the whole utterance (and its padding)
+        assert level_db(heard) >= level_db(said) - 3.0, clip.name  # not suppressed
     assert float(np.median(latencies)) <= 250.0, latencies
 
 
