@@ -108,10 +108,13 @@ class EchoCanceller:
         # Once no echo path has been found (`bypassed`), what AEC3 takes out of a loud frame
         # is the user's voice that its suppressor mistook for echo: learning it would raise
         # the guard against the user (measured: coupling -55 -> -3 dB in 20 ms of "one").
+        # Likewise a frame louder at the raw microphone than the loudest echo learnt (+6 dB) is
+        # the user: an echo path does not jump in 10 ms.
         echo = (
             not self.bypassed
             and raw_db - cleaned_db >= limits.ECHO_REMOVED_DB
             and residue <= max(self._residue) + limits.ECHO_DOUBLE_TALK_DB
+            and raw_db - self.echo_peak_db <= self.coupling_db + limits.ECHO_DOUBLE_TALK_DB
         )
         quiet = raw_db - self.echo_peak_db <= limits.ECHO_QUIET_DB
         if echo or quiet:
