@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 from browser_rig import (
     DESKTOP,
+    FAKE_MIC_RATE,
     OUTAGE_CONSOLE,
     PHONE,
     Outage,
@@ -457,6 +460,67 @@ def test_voice_turn_shows_partials_agent_states_voice_level_and_heard_words(
             "document.querySelector('li.msg.assistant').getAttribute('aria-busy') === 'false'",
             timeout=2_000,
         )
+
+
+def test_speaking_over_a_reply_holds_it_at_once_then_cuts_it_and_is_answered(
+    pw: Any, url: str, tmp_path: Path
+) -> None:
+    """Barge-in as the page lives it (issue 13): a question, then, while its long reply
+    plays, more speech. The server holds the reply (`bitvoice.audio.hold`: the page goes silent
+    at once, its queue kept), then drops it (`flush`) and answers the new words. Chromium's
+    fake microphone has no echo path, as a browser with its own echo cancellation has not."""
+    question = sf.read(speech_wav(QUESTION, tmp_path / "q.wav", trail_s=3.5))[0]
+    over = sf.read(speech_wav(LONG_SPEECH, tmp_path / "over.wav", lead_s=0.0))[0]
+    mic = tmp_path / "barge_in.wav"
+    sf.write(mic, np.concatenate([question, over]).astype(np.float32), FAKE_MIC_RATE)
+    with browser(pw, mic=mic) as b, page_on(b, url) as pg:
+        short_replies(pg, 64)  # ~15 s of reply: still playing when the second speech starts
+        js(
+            pg,
+            """(() => {
+            window.__played = [];
+            setInterval(() => {
+              const p = window.bitvoice.playback;
+              if (p) window.__played.push([performance.now(), p.samplesPlayed]);
+            }, 10);
+          })()""",
+        )
+        pg.get_by_role("button", name="Start microphone").click()
+        pg.wait_for_function(
+            "window.bitvoice.received.some(r => r.type === 'bitvoice.audio.flush')",
+            timeout=TURN_TIMEOUT_MS,
+        )
+        received = js(pg, "window.bitvoice.received.map(r => [r.type, r.t, r.msg])")
+        kinds = [k for k, _, _ in received]
+        hold_at = next(t for k, t, _ in received if k == "bitvoice.audio.hold")
+        flush_at = next(t for k, t, _ in received if k == "bitvoice.audio.flush")
+        assert kinds.index("bitvoice.audio.hold") < kinds.index("bitvoice.audio.flush")
+        # silent from the hold on: the worklet played nothing more (one 10 ms tick of slack)
+        played = js(pg, "window.__played")
+        during = [n for t, n in played if hold_at + 30 <= t <= flush_at]
+        assert during and max(during) - min(during) == 0, (during[:3], during[-3:])
+        # the reply was cut for the user's turn, and the new words are answered
+        pg.wait_for_function(
+            "window.bitvoice.received.filter(r => r.type === 'response.created').length >= 2",
+            timeout=TURN_TIMEOUT_MS,
+        )
+        first = js(
+            pg,
+            "window.bitvoice.received.find(r => r.type === 'response.done').msg.response",
+        )
+        assert first["status"] == "cancelled" and first["reason"] == "turn_detected", first
+        pg.wait_for_function(
+            "document.querySelectorAll('li.msg.user').length >= 2", timeout=TURN_TIMEOUT_MS
+        )
+        # the words said over the reply (one item, or two where the VAD ended a turn at the
+        # comma's pause) are the user's, not the reply's
+        pg.wait_for_function(
+            "window.bitvoice.received.filter(r => r.type ==="
+            " 'conversation.item.input_audio_transcription.completed').length >= 2",
+            timeout=TURN_TIMEOUT_MS,
+        )
+        said = " ".join(pg.locator("li.msg.user .body").all_inner_texts()[1:]).lower()
+        assert "fox" in said or "quick" in said or "lazy" in said or "away" in said, said
 
 
 @pytest.mark.parametrize("view", VIEWS)
