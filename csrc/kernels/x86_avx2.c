@@ -710,8 +710,8 @@ BV_ALWAYS_INLINE void attn_span_tile(const float *qt, int nh, int first, const v
         attn_block_softmax(s, nh, nt, hd, mt, lt, ot);
         float(*p)[ATTN_BLOCK] = s;
         if (i8) { /* the value rows' steps go into the weights, once per position */
-            for (int h = 0; h < nh; h++)
-                for (int t = 0; t < ATTN_BLOCK; t++) pv[h][t] = t < nt ? s[h][t] * vs[t0 + t] : 0.0f;
+            const __m256 steps = load_f8(vs + t0, nt); /* past nt: 0, and s is 0 there too */
+            for (int h = 0; h < nh; h++) _mm256_store_ps(pv[h], _mm256_mul_ps(_mm256_load_ps(s[h]), steps));
             p = pv;
         }
         if (tile)
