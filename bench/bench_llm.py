@@ -450,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", default="int4,int8", help="LM head formats: none,int8,int4")
     ap.add_argument(
         "--kv-quant",
-        default="f16,int8",
-        help="KV cache formats: f16,int8 (int8: codes and a float step per position and KV head)",
+        default=None,
+        help="KV cache formats (default f16,int8; a child process: f16): int8 stores codes "
+        "and a float step per position and KV head",
     )
     ap.add_argument(
         "--kv-quality",
@@ -484,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sessions > 0:
             print(json.dumps(run_sessions(path, args.threads, head, shapes, args.sessions)))
         else:
-            print(json.dumps(run_one(path, args.threads, head, shapes, args.kv_quant)))
+            print(json.dumps(run_one(path, args.threads, head, shapes, args.kv_quant or "f16")))
         return 0
     if args.sessions > 0:
         return sessions_main(args, shapes, path)
@@ -492,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         return kv_quality_main(args, shapes, path)
     rows = []
     for head in args.heads.split(","):
-        for kv_quant in args.kv_quant.split(","):
+        for kv_quant in (args.kv_quant or "f16,int8").split(","):
             cmd = [sys.executable, "-m", "bench.bench_llm", "--threads", str(args.threads),
                    "--child", head, "--kv-quant", kv_quant, *(["--quick"] if args.quick else [])]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
