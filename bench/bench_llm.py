@@ -225,13 +225,15 @@ def run_one(
     # decode again with a long context in the cache: attention now reads
     # kv_bytes_per_token (f16: n_layers * 2 * kv_dim * 2) per cached position for every token
     n = PROMPT_TOKENS + DECODE_TOKENS
-    long_tok_s = []
+    long_tok_s, long_cpu_ms = [], []
     for ctx in (long_ctx, longer_ctx):
         while n < ctx:
             chunk = min(64, ctx - n)
             m.eval([int(t) for t in rng.integers(0, shapes["vocab"], chunk)], n)
             n += chunk
+        c0 = time.process_time()  # this process's threads: readable on a shared machine
         long_tok_s.append(round(LONG_DECODE_TOKENS / timed_decode(m, ctx, LONG_DECODE_TOKENS), 1))
+        long_cpu_ms.append(round(1000 * (time.process_time() - c0) / LONG_DECODE_TOKENS, 1))
     hidden, ffn = shapes["hidden"], shapes["ffn"]
     kv = shapes["n_kv_heads"] * hidden // shapes["n_heads"]
     layout = m.ternary_layout
@@ -264,6 +266,8 @@ def run_one(
         "decode_tok_s_long_ctx": long_tok_s[0],
         "longer_ctx": longer_ctx,
         "decode_tok_s_longer_ctx": long_tok_s[1],
+        "cpu_ms_per_token_long_ctx": long_cpu_ms[0],
+        "cpu_ms_per_token_longer_ctx": long_cpu_ms[1],
         "bytes_per_token_mb": round(bytes_per_token / 1e6, 1),
         "rss_gb": round(rss, 3),
         "peak_rss_gb": round(hwm, 3),
