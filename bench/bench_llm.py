@@ -2,14 +2,24 @@
 BitNet-b1.58-2B-4T shapes (hidden 2560, 30 layers, 20/5 heads, FFN 6912,
 vocab 128256, tied head).
 
-    python -m bench.bench_llm [--threads 2] [--heads int4,int8] [--quick] [--llama-cpp]
+    python -m bench.bench_llm [--threads 2] [--heads int4,int8] [--kv-quant f16,int8] [--quick]
     python -m bench.bench_llm --sessions 4 [--threads 2] [--heads int4] [--quick]
+    python -m bench.bench_llm --kv-quality [--quick]
+    python -m bench.bench_llm --llama-cpp
 
 Prints a table (prefill and decode tokens/s, GB/s of weights streamed per
 decoded token and its % of the read bandwidth measured here with the same
 thread count, decode tokens/s again at 2048 and ~4096 cached positions, resident memory,
-load time) and writes bench/results/llm.json. Each configuration runs in its own
-process so its resident memory is its own.
+load time) and writes bench/results/llm.json, for each LM head format and each
+KV cache format (--kv-quant: f16, or int8 codes with a float step per position
+and KV head, which halves the K/V bytes a long context streams per token).
+Each configuration runs in its own process so its resident memory is its own.
+
+--kv-quality measures what the int8 KV cache costs in quality instead: the
+demo model and the random model (2B or quick shapes) run the same 256 tokens
+with an f16 and an int8 cache; per position, max |logit difference| over the
+logit range, and how often the greedy (top-1) token agrees. Writes
+bench/results/llm-kv-quality.json.
 
 --sessions N measures concurrent conversations instead: N sessions, each
 with its own KV cache and its own 128-token prompt, decode together
@@ -74,6 +84,7 @@ TARGETS = {
     "decode_tok_s_long_ctx": 45.0,  # issue 17: a long voice conversation stays fast
     "decode_tok_s_longer_ctx": 35.0,
 }
+KV_QUALITY_TOKENS = 256  # positions compared by --kv-quality
 SESSIONS_DECODE_TOKENS = 32  # decode steps per session count and run (--sessions)
 SESSIONS_TARGET_RATIO = 3.0  # aggregate decode at 4 sessions / one session
 
@@ -177,7 +188,9 @@ def timed_decode(m: Any, n_past: int, count: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) -> dict[str, Any]:
+def run_one(
+    path: Path, threads: int, head: str | None, shapes: dict[str, int], kv_quant: str = "f16"
+) -> dict[str, Any]:
     """Measure one configuration in this process."""
     from engine.llm import _native
 
@@ -190,7 +203,11 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     longer_ctx = min(LONGER_CTX, shapes["max_ctx"] - LONG_DECODE_TOKENS)
     # the cache is sized for the long-context runs; its pages are touched only there
     m = _native.Model(
-        str(path), n_threads=threads, n_ctx=longer_ctx + LONG_DECODE_TOKENS, unembed_quant=head
+        str(path),
+        n_threads=threads,
+        n_ctx=longer_ctx + LONG_DECODE_TOKENS,
+        unembed_quant=head,
+        kv_quant=kv_quant,
     )
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(1)
@@ -206,15 +223,17 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     prefill_tps, decode_tps = statistics.median(prefill_runs), statistics.median(decode_runs)
     rss, hwm = rss_gb()
     # decode again with a long context in the cache: attention now reads
-    # n_layers * 2 * kv_dim * 2 bytes per cached position for every token
+    # kv_bytes_per_token (f16: n_layers * 2 * kv_dim * 2) per cached position for every token
     n = PROMPT_TOKENS + DECODE_TOKENS
-    long_tok_s = []
+    long_tok_s, long_cpu_ms = [], []
     for ctx in (long_ctx, longer_ctx):
         while n < ctx:
             chunk = min(64, ctx - n)
             m.eval([int(t) for t in rng.integers(0, shapes["vocab"], chunk)], n)
             n += chunk
+        c0 = time.process_time()  # this process's threads: readable on a shared machine
         long_tok_s.append(round(LONG_DECODE_TOKENS / timed_decode(m, ctx, LONG_DECODE_TOKENS), 1))
+        long_cpu_ms.append(round(1000 * (time.process_time() - c0) / LONG_DECODE_TOKENS, 1))
     hidden, ffn = shapes["hidden"], shapes["ffn"]
     kv = shapes["n_kv_heads"] * hidden // shapes["n_heads"]
     layout = m.ternary_layout
@@ -233,6 +252,8 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
     return {
         "threads": threads,
         "unembed_quant": head or "none",
+        "kv_quant": m.kv_quant,
+        "kv_bytes_per_position": m.kv_bytes_per_token,
         "ternary_layout": layout,
         "kernel_path": _native.kernel_backend(),
         "load_s": round(load_s, 3),
@@ -245,6 +266,8 @@ def run_one(path: Path, threads: int, head: str | None, shapes: dict[str, int]) 
         "decode_tok_s_long_ctx": long_tok_s[0],
         "longer_ctx": longer_ctx,
         "decode_tok_s_longer_ctx": long_tok_s[1],
+        "cpu_ms_per_token_long_ctx": long_cpu_ms[0],
+        "cpu_ms_per_token_longer_ctx": long_cpu_ms[1],
         "bytes_per_token_mb": round(bytes_per_token / 1e6, 1),
         "rss_gb": round(rss, 3),
         "peak_rss_gb": round(hwm, 3),
@@ -345,6 +368,63 @@ def sessions_main(args: argparse.Namespace, shapes: dict[str, int], path: Path) 
     return 0
 
 
+def kv_quality_of(path: Path, threads: int, vocab: int) -> dict[str, Any]:
+    """The int8 KV cache against the f16 one on one model: the same
+    KV_QUALITY_TOKENS random tokens, every position's logits compared."""
+    from engine.llm import _native
+
+    tokens = [int(t) for t in np.random.default_rng(3).integers(0, vocab, KV_QUALITY_TOKENS)]
+    logits = {}
+    for kv_quant in ("f16", "int8"):
+        m = _native.Model(
+            str(path),
+            n_threads=threads,
+            n_ctx=KV_QUALITY_TOKENS,
+            unembed_quant="int8",
+            kv_quant=kv_quant,
+        )
+        m.eval(tokens, 0, all_logits=True)
+        logits[kv_quant] = np.array(m.logits(), dtype=np.float32).reshape(KV_QUALITY_TOKENS, vocab)
+        m.close()
+    f16, i8 = logits["f16"], logits["int8"]
+    spread = f16.max(axis=1) - f16.min(axis=1)  # each position's logit range
+    rel = np.abs(i8 - f16).max(axis=1) / spread
+    return {
+        "positions": KV_QUALITY_TOKENS,
+        "max_abs_diff_over_range_max": round(float(rel.max()), 5),
+        "max_abs_diff_over_range_mean": round(float(rel.mean()), 5),
+        "top1_agreement": round(float((i8.argmax(axis=1) == f16.argmax(axis=1)).mean()), 4),
+    }
+
+
+def kv_quality_main(args: argparse.Namespace, shapes: dict[str, int], path: Path) -> int:
+    """--kv-quality: the int8 KV cache's quality cost on the demo and random models."""
+    from engine.llm import store, tiny
+
+    demo = store.resolve(tiny.ensure_demo_bundle()) / "model.bvm"
+    from engine.llm.reference import ReferenceModel
+
+    demo_vocab = ReferenceModel(demo).vocab
+    rows = [
+        {"model": "demo", **kv_quality_of(demo, args.threads, demo_vocab)},
+        {"model": "random " + ("quick" if args.quick else "2B"), **kv_quality_of(path, args.threads, shapes["vocab"])},
+    ]  # fmt: skip
+    info = machine()
+    print(f"\nint8 KV cache against f16, {KV_QUALITY_TOKENS} positions of random tokens, int8 head, "
+          f"kernel {info['kernel_path']}, {info['cpu']}")  # fmt: skip
+    header = f"{'model':>10} {'max |dlogit|/range: max':>24} {'mean':>8} {'top-1 agreement':>16}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['model']:>10} {r['max_abs_diff_over_range_max']:>24} {r['max_abs_diff_over_range_mean']:>8} "
+              f"{r['top1_agreement']:>16}")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_path = RESULTS / ("llm-kv-quality-quick.json" if args.quick else "llm-kv-quality.json")
+    out_path.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
+    print(f"\nwrote {out_path}")
+    return 0
+
+
 def memory_bandwidth_gb_s(threads: int) -> float:
     """Read bandwidth with `threads` threads: numpy sums over 512 MB split
     between them (numpy releases the GIL in the reduction), best of 3: the
@@ -372,6 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heads", default="int4,int8", help="LM head formats: none,int8,int4")
+    ap.add_argument(
+        "--kv-quant",
+        default=None,
+        help="KV cache formats (default f16,int8; a child process: f16): int8 stores codes "
+        "and a float step per position and KV head",
+    )
+    ap.add_argument(
+        "--kv-quality",
+        action="store_true",
+        help="measure the int8 KV cache's logit differences and top-1 agreement against f16 instead",
+    )
     ap.add_argument("--quick", action="store_true", help="a small model instead of the 2B shapes")
     ap.add_argument(
         "--sessions",
@@ -398,25 +489,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.sessions > 0:
             print(json.dumps(run_sessions(path, args.threads, head, shapes, args.sessions)))
         else:
-            print(json.dumps(run_one(path, args.threads, head, shapes)))
+            print(json.dumps(run_one(path, args.threads, head, shapes, args.kv_quant or "f16")))
         return 0
     if args.sessions > 0:
         return sessions_main(args, shapes, path)
+    if args.kv_quality:
+        return kv_quality_main(args, shapes, path)
     rows = []
     for head in args.heads.split(","):
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.bench_llm",
-            "--threads",
-            str(args.threads),
-            "--child",
-            head,
-        ]
-        if args.quick:
-            cmd.append("--quick")
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for kv_quant in (args.kv_quant or "f16,int8").split(","):
+            cmd = [sys.executable, "-m", "bench.bench_llm", "--threads", str(args.threads),
+                   "--child", head, "--kv-quant", kv_quant, *(["--quick"] if args.quick else [])]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     bw = memory_bandwidth_gb_s(args.threads)
     for r in rows:
         r["decode_pct_of_read_bw"] = round(100 * r["decode_gb_s"] / bw)
@@ -427,13 +512,13 @@ def main(argv: list[str] | None = None) -> int:
           f"RSS <= 1.0 GB, load <= 2 s; prefill and decode: median of {REPEATS} runs (range: decode's)")  # fmt: skip
     long_label = f"dec@{rows[0]['long_ctx']}" if rows else "dec@long"
     longer_label = f"dec@{rows[0]['longer_ctx']}" if rows else "dec@longer"
-    header = (f"{'layout':>6} {'head':>6} {'load s':>7} {'prefill t/s':>12} {'decode t/s':>11} {'range':>11} {'GB/s':>6} "
-              f"{'% bw':>5} {'MB/tok':>7} {long_label:>9} {longer_label:>9} {'RSS GB':>7}")  # fmt: skip
+    header = (f"{'layout':>6} {'head':>6} {'kv':>5} {'load s':>7} {'prefill t/s':>12} {'decode t/s':>11} {'range':>11} "
+              f"{'GB/s':>6} {'% bw':>5} {'MB/tok':>7} {long_label:>9} {longer_label:>9} {'RSS GB':>7}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in rows:
         spread = f"{min(r['decode_tok_s_runs'])}-{max(r['decode_tok_s_runs'])}"
-        print(f"{r['ternary_layout']:>6} {r['unembed_quant']:>6} {r['load_s']:>7} {r['prefill_tok_s']:>12} {r['decode_tok_s']:>11} "
+        print(f"{r['ternary_layout']:>6} {r['unembed_quant']:>6} {r['kv_quant']:>5} {r['load_s']:>7} {r['prefill_tok_s']:>12} {r['decode_tok_s']:>11} "
               f"{spread:>11} {r['decode_gb_s']:>6} {r['decode_pct_of_read_bw']:>5} {r['bytes_per_token_mb']:>7} "
               f"{r['decode_tok_s_long_ctx']:>9} {r['decode_tok_s_longer_ctx']:>9} {r['rss_gb']:>7}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)

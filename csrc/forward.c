@@ -6,7 +6,8 @@
  * runs the ternary GEMM; a single token runs the GEMV). Linears run on int8
  * activations quantized per token (absmax, as BitNet trains them) against the
  * packed ternary weights; integer results are rescaled by
- * (activation scale * weight scale). The KV cache is f16.
+ * (activation scale * weight scale). The KV cache is f16, or int8 rows with
+ * a float step each (kv_quant "int8").
  *
  * A chunk's tokens need not share a cache: each token t carries its own cache
  * and position (chunk.kv[t], chunk.pos[t]). Prefill puts consecutive
@@ -95,6 +96,25 @@ BV_FLOAT_CLONES static float act_quant(const float *restrict x, int n, int npad,
     }
     memset(q + n, 0, (size_t)(npad - n));
     return 1.0f / s;
+}
+
+/* The int8 KV cache's rows (bitvoice.h): one plain C function for every
+ * kernel path (never cloned per ISA, never in a kernel table), so a row gets
+ * the same codes whichever path runs. Rounding as in act_quant. */
+void bv_kv_quant_row(const float *x, int n, int8_t *code, float *step) {
+    const float magic = 12582912.0f;
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    /* the floor keeps 127 / amax finite; any row under it has |x * inv| < 127 */
+    float inv = 127.0f / (amax > 1e-30f ? amax : 1e-30f);
+    for (int i = 0; i < n; i++) {
+        int32_t iv = (int32_t)((x[i] * inv + magic) - magic);
+        code[i] = (int8_t)(iv > 127 ? 127 : iv < -127 ? -127 : iv);
+    }
+    *step = amax / 127.0f;
 }
 
 /* ---- threaded matmuls ------------------------------------------------------ */
@@ -306,11 +326,15 @@ static void attn_task(void *ctx, int task, int n_tasks) {
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int p0 = (int)((long)n_pos * span / spans), p1 = (int)((long)n_pos * (span + 1) / spans);
     const bv_kv *kv = j->ch->kv[t];
-    size_t head_cache = ((size_t)j->layer * c->n_kv_heads + kvh) * kv->n_ctx * hd;
+    size_t first_row = ((size_t)j->layer * c->n_kv_heads + kvh) * kv->n_ctx + (size_t)p0, at = first_row * hd;
     float *part = attn_partial(m, t, kvh, span);
-    bv_kern.attn_span(s->q + (size_t)t * c->dim + (size_t)kvh * group * hd, group,
-                      kv->k + head_cache + (size_t)p0 * hd, kv->v + head_cache + (size_t)p0 * hd,
-                      p1 - p0, hd, 1.0f / sqrtf((float)hd), part, part + group, part + 2 * group);
+    const float *q = s->q + (size_t)t * c->dim + (size_t)kvh * group * hd, scale = 1.0f / sqrtf((float)hd);
+    if (kv->quant == BV_KV_INT8)
+        bv_kern.attn_span_i8(q, group, kv->k8 + at, kv->ks + first_row, kv->v8 + at, kv->vs + first_row, p1 - p0,
+                             hd, scale, part, part + group, part + 2 * group);
+    else
+        bv_kern.attn_span(q, group, kv->k + at, kv->v + at, p1 - p0, hd, scale, part, part + group,
+                          part + 2 * group);
 }
 
 /* xb2[t][head] = the merged spans, for a contiguous share of the (token, head) pairs */
@@ -448,7 +472,7 @@ static void final_logits(bv_model *m, int t0, int n, int row0) {
  * single decode token it runs inline (bv_pool_run with one task). */
 typedef enum {
     STAGE_ATTN_IN,   /* h = rmsnorm(x, attn_norm); quantize h */
-    STAGE_ROPE,      /* q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v (f16) */
+    STAGE_ROPE,      /* q, k = rope(q, pos), rope(k, pos); cache[pos] = k, v (f16 or int8) */
     STAGE_O_IN,      /* h = rmsnorm(a, attn_sub_norm); quantize h */
     STAGE_FFN_IN,    /* x += o; h = rmsnorm(x, ffn_norm); quantize h */
     STAGE_DOWN_IN,   /* f = relu(g)^2 * u; h = rmsnorm(f, ffn_sub_norm); quantize h */
@@ -500,9 +524,16 @@ static void stage_task(void *ctx, int task, int n_tasks) {
             rope(s->q + (size_t)t * dim, c->n_heads, hd, s->rope_cs + (size_t)t * hd);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cs + (size_t)t * hd);
             for (int h = 0; h < c->n_kv_heads; h++) { /* kv[t]: [layer][kv head][pos][hd] */
-                size_t at = (((size_t)j->layer * c->n_kv_heads + h) * kv->n_ctx + j->ch->pos[t]) * hd;
-                bv_kern.f32_to_f16(s->k + (size_t)t * kv_dim + (size_t)h * hd, kv->k + at, hd);
-                bv_kern.f32_to_f16(s->v + (size_t)t * kv_dim + (size_t)h * hd, kv->v + at, hd);
+                size_t row = ((size_t)j->layer * c->n_kv_heads + h) * kv->n_ctx + j->ch->pos[t], at = row * hd;
+                const float *kt = s->k + (size_t)t * kv_dim + (size_t)h * hd;
+                const float *vt = s->v + (size_t)t * kv_dim + (size_t)h * hd;
+                if (kv->quant == BV_KV_INT8) { /* reference: k, v = kv_quant(k), kv_quant(v) */
+                    bv_kv_quant_row(kt, hd, kv->k8 + at, kv->ks + row);
+                    bv_kv_quant_row(vt, hd, kv->v8 + at, kv->vs + row);
+                } else {
+                    bv_kern.f32_to_f16(kt, kv->k + at, hd);
+                    bv_kern.f32_to_f16(vt, kv->v + at, hd);
+                }
             }
         }
         break;

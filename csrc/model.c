@@ -374,11 +374,20 @@ bv_kv *bv_kv_init(const bv_model *m) {
     bv_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return NULL;
     int ok = 1;
-    size_t per_layer = (size_t)m->s.n_ctx * c->n_kv_heads * c->head_dim;
+    size_t rows = (size_t)c->n_layers * c->n_kv_heads * m->s.n_ctx, per_pos = (size_t)c->n_layers * c->n_kv_heads;
     kv->n_ctx = m->s.n_ctx;
-    kv->pos_bytes = (size_t)c->n_layers * c->n_kv_heads * c->head_dim * 2 * sizeof(uint16_t);
-    kv->k = lazy_calloc((size_t)c->n_layers * per_layer, sizeof(uint16_t), &ok);
-    kv->v = lazy_calloc((size_t)c->n_layers * per_layer, sizeof(uint16_t), &ok);
+    kv->quant = m->kv_quant;
+    if (kv->quant == BV_KV_INT8) { /* codes, and one float step per row */
+        kv->pos_bytes = per_pos * 2 * ((size_t)c->head_dim + sizeof(float));
+        kv->k8 = lazy_calloc(rows * c->head_dim, 1, &ok);
+        kv->v8 = lazy_calloc(rows * c->head_dim, 1, &ok);
+        kv->ks = lazy_calloc(rows, sizeof(float), &ok);
+        kv->vs = lazy_calloc(rows, sizeof(float), &ok);
+    } else {
+        kv->pos_bytes = per_pos * 2 * (size_t)c->head_dim * sizeof(uint16_t);
+        kv->k = lazy_calloc(rows * c->head_dim, sizeof(uint16_t), &ok);
+        kv->v = lazy_calloc(rows * c->head_dim, sizeof(uint16_t), &ok);
+    }
     if (ok) return kv;
     bv_kv_free(kv);
     return NULL;
@@ -388,6 +397,10 @@ void bv_kv_free(bv_kv *kv) {
     if (!kv) return;
     free(kv->k);
     free(kv->v);
+    free(kv->k8);
+    free(kv->v8);
+    free(kv->ks);
+    free(kv->vs);
     free(kv);
 }
 
@@ -466,10 +479,15 @@ static int set_layout(bv_model *m, int layout, char *err) {
 }
 #undef ERR
 
-bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout,
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout, int kv_quant,
                         char err[BV_ERR_LEN]) {
+    if (kv_quant != BV_KV_F16 && kv_quant != BV_KV_INT8) {
+        snprintf(err, BV_ERR_LEN, "unknown KV cache format %d", kv_quant);
+        return NULL;
+    }
     bv_model *m = calloc(1, sizeof *m);
     if (!m) { snprintf(err, BV_ERR_LEN, "out of memory"); return NULL; }
+    m->kv_quant = kv_quant; /* before alloc_state: it makes the model's own cache */
     bv_file_header h;
     bv_tensor_entry *tab = NULL;
     int ok = map_file(m, path, err) == BV_OK && check_header(m, path, &h, err) == BV_OK &&

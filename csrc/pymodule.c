@@ -175,11 +175,18 @@ static bv_kv *cache_of(ModelObject *self, PyObject *cache) {
 }
 
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"path", "n_threads", "n_ctx", "unembed_quant", "ternary_layout", NULL};
-    const char *path, *quant = NULL, *layout_name = NULL;
+    static char *kwlist[] = {"path", "n_threads", "n_ctx", "unembed_quant", "ternary_layout", "kv_quant", NULL};
+    const char *path, *quant = NULL, *layout_name = NULL, *kv_name = NULL;
     int n_threads = 0, n_ctx = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iizz", kwlist, &path, &n_threads, &n_ctx, &quant, &layout_name))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iizzz", kwlist, &path, &n_threads, &n_ctx, &quant, &layout_name,
+                                     &kv_name))
         return -1;
+    int kv_quant = BV_KV_F16;
+    if (kv_name && !strcmp(kv_name, "int8")) kv_quant = BV_KV_INT8;
+    else if (kv_name && strcmp(kv_name, "f16")) {
+        PyErr_SetString(PyExc_ValueError, "kv_quant must be None, 'f16' or 'int8'");
+        return -1;
+    }
     int layout = BV_LAYOUT_AUTO;
     if (layout_name && !strcmp(layout_name, "2bit")) layout = BV_LAYOUT_2BIT;
     else if (layout_name && !strcmp(layout_name, "t1")) layout = BV_LAYOUT_T1;
@@ -202,7 +209,7 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     char err[BV_ERR_LEN] = {0};
     bv_model *m;
     Py_BEGIN_ALLOW_THREADS
-    m = bv_model_load(path, n_threads, n_ctx, head, layout, err);
+    m = bv_model_load(path, n_threads, n_ctx, head, layout, kv_quant, err);
     Py_END_ALLOW_THREADS
     if (!m) { PyErr_SetString(BundleError, err[0] ? err : "cannot load model"); return -1; }
     self->m = m;
@@ -490,6 +497,11 @@ static PyObject *get_ternary_layout(ModelObject *self, void *c) {
     return PyUnicode_FromString(self->m->t1 ? "t1" : "2bit");
 }
 
+static PyObject *get_kv_quant(ModelObject *self, void *c) {
+    if (!self->m) { PyErr_SetString(PyExc_RuntimeError, "model is closed"); return NULL; }
+    return PyUnicode_FromString(self->m->kv_quant == BV_KV_INT8 ? "int8" : "f16");
+}
+
 static PyGetSetDef Model_getset[] = {
     {"n_vocab", (getter)get_n_vocab, NULL, "vocabulary size", NULL},
     {"n_ctx", (getter)get_n_ctx, NULL, "KV cache length", NULL},
@@ -500,6 +512,7 @@ static PyGetSetDef Model_getset[] = {
     {"eval_calls", (getter)get_eval_calls, NULL, "eval() calls since load", NULL},
     {"lora_bytes", (getter)get_lora_bytes, NULL, "bytes the attached LoRA factors hold", NULL},
     {"ternary_layout", (getter)get_ternary_layout, NULL, "in-memory ternary layout: '2bit' or 't1'", NULL},
+    {"kv_quant", (getter)get_kv_quant, NULL, "KV cache storage: 'f16' or 'int8'", NULL},
     {NULL}};
 
 static PyMethodDef Model_methods[] = {
@@ -644,6 +657,47 @@ done:
     return result;
 }
 
+/* Test hook: one attention span (bv_kernels.h attn_span, or attn_span_i8 when
+ * ks / vs are given) of one path as it runs. q: [group][hd] f32; k, v: [n][hd]
+ * f16 (uint16) or int8 codes; ks, vs: [n] f32 steps. Returns (m, l, o) as
+ * bytes of float32: [group], [group], [group][hd]. */
+static PyObject *attn_kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "q", "group", "k", "v", "n", "hd", "scale", "ks", "vs", NULL};
+    const char *path;
+    Py_buffer q, k, v, ks = {0}, vs = {0};
+    int group, n, hd;
+    float scale;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sy*iy*y*iif|y*y*", kwlist, &path, &q, &group, &k, &v, &n, &hd,
+                                     &scale, &ks, &vs))
+        return NULL;
+    PyObject *result = NULL;
+    bv_kernels table;
+    const bv_kernels *kt = bv_kernels_resolved(path, &table) == 0 ? &table : NULL;
+    int i8 = ks.buf != NULL;
+    Py_ssize_t row = (Py_ssize_t)hd * (i8 ? 1 : 2);
+    if (!kt) { PyErr_Format(PyExc_ValueError, "kernel path %s not available here", path); goto done; }
+    if (group <= 0 || n <= 0 || hd <= 0 || q.len != 4 * (Py_ssize_t)group * hd || k.len != row * n ||
+        v.len != row * n || (i8 && (ks.len != 4 * (Py_ssize_t)n || !vs.buf || vs.len != 4 * (Py_ssize_t)n))) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match group/n/hd");
+        goto done;
+    }
+    Py_ssize_t out_len = (Py_ssize_t)sizeof(float) * group * (hd + 2);
+    result = PyBytes_FromStringAndSize(NULL, out_len);
+    if (!result) goto done;
+    float *out = (float *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    if (i8) kt->attn_span_i8(q.buf, group, k.buf, ks.buf, v.buf, vs.buf, n, hd, scale, out, out + group, out + 2 * group);
+    else kt->attn_span(q.buf, group, k.buf, v.buf, n, hd, scale, out, out + group, out + 2 * group);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&q);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&v);
+    if (ks.buf) PyBuffer_Release(&ks);
+    if (vs.buf) PyBuffer_Release(&vs);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"kernel_backend", kernel_backend, METH_NOARGS, "the kernel path in use"},
     {"select_kernel", select_kernel, METH_O, "force a kernel path"},
@@ -651,6 +705,8 @@ static PyMethodDef module_methods[] = {
     {"kernel_run", (PyCFunction)(void (*)(void))kernel_run, METH_VARARGS | METH_KEYWORDS, "test hook: run one kernel"},
     {"lora_kernel_run", (PyCFunction)(void (*)(void))lora_kernel_run, METH_VARARGS | METH_KEYWORDS,
      "test hook: run one quantized-LoRA kernel"},
+    {"attn_kernel_run", (PyCFunction)(void (*)(void))attn_kernel_run, METH_VARARGS | METH_KEYWORDS,
+     "test hook: run one attention span"},
     {NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "engine.llm._native",

@@ -110,6 +110,7 @@ class ServerConfig:
     # is near-lossless, and the voice loop's first words wait for every decoded token.
     unembed_quant: str | None = "int8"
     kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES  # the LLM's KV caches, all conversations together
+    kv_cache_quant: str | None = None  # None: f16 caches; "int8": half the bytes (LLM's option)
     trace: bool = False  # keep a per-conversation send trace (tests, benchmarks)
 
     def check(self) -> None:
@@ -161,6 +162,7 @@ async def load_engines(config: ServerConfig) -> Engines:
         num_threads=config.llm_threads,
         unembed_quant=config.unembed_quant,
         kv_cache_bytes=config.kv_cache_bytes,
+        kv_cache_quant=config.kv_cache_quant,
     )
     stt = STT(config.stt_model) if config.stt_model else STT()
     tts = TTS()
@@ -706,6 +708,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web-dir", type=Path, default=WEB_DIR, help="static web client folder (default: web/)"
     )
+    _add_llm_options(p)
+    return p
+
+
+def _add_llm_options(p: argparse.ArgumentParser) -> None:
+    """The LLM's options of `bitvoice serve` (LLM(...) takes them)."""
     p.add_argument(
         "--threads", type=int, default=0, help="LLM threads (default 0 = the engine's choice)"
     )
@@ -722,7 +730,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes the conversations' KV caches may hold together; past it the least "
         "recently used idle one is dropped (default %(default)s)",
     )
-    return p
+    p.add_argument(
+        "--kv-cache-quant",
+        choices=("f16", "int8"),
+        default="f16",
+        help="the LLM's KV cache format: f16, or int8 codes with a float step per "
+        "position and KV head (half the bytes; default %(default)s)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -745,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         llm_threads=args.threads,
         unembed_quant=None if args.unembed_quant == "none" else args.unembed_quant,
         kv_cache_bytes=args.kv_cache_bytes,
+        kv_cache_quant=None if args.kv_cache_quant == "f16" else args.kv_cache_quant,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # uvicorn logs every accepted WebSocket and refused request at INFO: per-connection noise

@@ -21,6 +21,9 @@ enum { BV_OK = 0, BV_ERR_IO = -1, BV_ERR_FORMAT = -2, BV_ERR_NOMEM = -3, BV_ERR_
        BV_CANCELLED = 1 };
 
 enum bv_head_quant { BV_HEAD_F16 = 0, BV_HEAD_INT8 = 1, BV_HEAD_INT4 = 2 };
+/* KV cache storage: f16 rows, or per (position, KV head) row int8 codes and
+ * one float step (absmax / 127, round to nearest even; bv_kv_quant_row) */
+enum bv_kv_quant { BV_KV_F16 = 0, BV_KV_INT8 = 1 };
 /* in-memory ternary layout: auto = T1 when the kernel path prefers it */
 enum bv_layout { BV_LAYOUT_AUTO = 0, BV_LAYOUT_2BIT = 1, BV_LAYOUT_T1 = 2 };
 
@@ -123,12 +126,17 @@ typedef struct {            /* scratch, allocated once at load for BV_MAX_BATCH 
  * allocated lazily (fresh zero pages from the kernel), so memory counts only
  * for positions written: n_touched positions, bv_kv_bytes() bytes. */
 typedef struct {
-    uint16_t *k;    /* [n_layers][n_kv_heads][n_ctx][head_dim] f16: a KV head's rows are contiguous */
-    uint16_t *v;    /* [n_layers][n_kv_heads][n_ctx][head_dim] f16 */
+    int quant;      /* enum bv_kv_quant: which of the two layouts below is allocated (the other is NULL) */
+    uint16_t *k;    /* f16: [n_layers][n_kv_heads][n_ctx][head_dim]: a KV head's rows are contiguous */
+    uint16_t *v;    /* f16: [n_layers][n_kv_heads][n_ctx][head_dim] */
+    int8_t *k8;     /* int8: [n_layers][n_kv_heads][n_ctx][head_dim] codes */
+    int8_t *v8;     /* int8: [n_layers][n_kv_heads][n_ctx][head_dim] codes */
+    float *ks;      /* int8: [n_layers][n_kv_heads][n_ctx] step of each k8 row (k = k8 * ks) */
+    float *vs;      /* int8: [n_layers][n_kv_heads][n_ctx] step of each v8 row */
     int n_ctx;      /* positions it can hold (the model's n_ctx) */
     int n_cached;   /* positions valid */
     int n_touched;  /* positions ever written (high-water mark): the pages it holds */
-    size_t pos_bytes; /* bytes one position takes in k and v together */
+    size_t pos_bytes; /* bytes one position takes in k and v together (int8: codes and steps) */
     uint64_t rng;   /* sampler state (xorshift64*) of this sequence */
 } bv_kv;
 
@@ -144,11 +152,14 @@ typedef struct {
     uint64_t tokens_evaluated;
     uint64_t eval_calls;
     int t1;              /* the layer matrices are in the T1 layout */
+    int kv_quant;        /* enum bv_kv_quant of the caches bv_kv_init makes */
 } bv_model;
 
 /* Load model.bvm (mmapped, read-only). n_ctx 0 = cfg.max_ctx. head_quant one of
- * enum bv_head_quant, layout one of enum bv_layout. On error returns NULL with a message in err. */
-bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout,
+ * enum bv_head_quant, layout one of enum bv_layout, kv_quant one of enum
+ * bv_kv_quant (the storage of every cache of this model). On error returns
+ * NULL with a message in err. */
+bv_model *bv_model_load(const char *path, int n_threads, int n_ctx, int head_quant, int layout, int kv_quant,
                         char err[BV_ERR_LEN]);
 void bv_model_free(bv_model *m);
 
@@ -158,6 +169,10 @@ bv_kv *bv_kv_init(const bv_model *m);
 void bv_kv_free(bv_kv *kv);
 /* Bytes the cache holds: every position ever written (n_touched), k and v. */
 size_t bv_kv_bytes(const bv_kv *kv);
+/* The int8 cache's row quantization, the one every kernel path uses:
+ * step = max|x| / 127, code = round-to-nearest-even(x * 127 / max|x|) in
+ * -127..127 (all zero, step 0, for a zero row). Mirrors reference.kv_quant. */
+void bv_kv_quant_row(const float *x, int n, int8_t *code, float *step);
 
 /* Run `n` tokens at positions n_past.. of cache kv (first truncated to
  * n_past). Keeps logits of the last token, or of all tokens if all_logits.

@@ -56,6 +56,11 @@ typedef struct {
      * cache is contiguous); o: group rows of hd floats. */
     void (*attn_span)(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
                       float scale, float *m, float *l, float *o);
+    /* attn_span on the int8 KV cache (kv_quant "int8"): position t's row is
+     * int8 codes k8[t][hd] with one float step ks[t] (k_t = k8_t * ks[t]),
+     * the same for v. Within the float tolerance of ref, like attn_span. */
+    void (*attn_span_i8)(const float *q, int group, const int8_t *k8, const float *ks, const int8_t *v8,
+                         const float *vs, int n, int hd, float scale, float *m, float *l, float *o);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
     void (*f32_to_f16)(const float *src, uint16_t *dst, int n);
     /* Quantized LoRA factors (bitvoice.h bv_lora_mat): for r in [r0, r1),
@@ -76,6 +81,9 @@ extern const bv_kernels bv_kernels_ref;
 #ifdef BV_HAVE_X86_SIMD
 extern const bv_kernels bv_kernels_avx2;
 extern const bv_kernels bv_kernels_avx512;
+/* x86_avx2.c's attn_span_i8, which the AVX-512 table uses too (x86_avx512.c says why) */
+void bv_avx2_attn_span_i8(const float *q, int group, const int8_t *k8, const float *ks, const int8_t *v8,
+                          const float *vs, int n, int hd, float scale, float *m, float *l, float *o);
 #endif
 #ifdef BV_HAVE_AMX
 extern const bv_kernels bv_kernels_amx; /* kernels/x86_amx.c: only the GEMMs, on AMX-INT8 tiles */

@@ -177,6 +177,36 @@ static void ref_attn_span(const float *q, int group, const uint16_t *k, const ui
     }
 }
 
+/* ref_attn_span on the int8 cache: s_t = (q . k8_t) * (ks[t] * scale);
+ * o += p_t * vs[t] * v8_t (the steps applied once per position, not per code) */
+static void ref_attn_span_i8(const float *q, int group, const int8_t *k8, const float *ks, const int8_t *v8,
+                             const float *vs, int n, int hd, float scale, float *m, float *l, float *o) {
+    for (int g = 0; g < group; g++) {
+        const float *qg = q + (size_t)g * hd;
+        float *og = o + (size_t)g * hd;
+        float mg = -INFINITY, lg = 0.0f;
+        for (int d = 0; d < hd; d++) og[d] = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const int8_t *kt = k8 + (size_t)t * hd, *vt = v8 + (size_t)t * hd;
+            float s = 0.0f;
+            for (int d = 0; d < hd; d++) s += qg[d] * (float)kt[d];
+            s *= ks[t] * scale;
+            if (s > mg) {
+                float c = expf(mg - s); /* 0 for the first position (mg = -inf) */
+                lg *= c;
+                for (int d = 0; d < hd; d++) og[d] *= c;
+                mg = s;
+            }
+            float p = expf(s - mg);
+            lg += p;
+            float pv = p * vs[t];
+            for (int d = 0; d < hd; d++) og[d] += pv * (float)vt[d];
+        }
+        m[g] = mg;
+        l[g] = lg;
+    }
+}
+
 /* The quantized-LoRA rows (the same C source as the SIMD files compile) */
 #define BV_LORA_PREFIX ref_
 #include "lora_rows.h"
@@ -193,6 +223,7 @@ const bv_kernels bv_kernels_ref = {
     .batch_gemv_max = 3, /* as avx512 (the scalar GEMM is no faster per token) */
     .f16_gemv = ref_f16_gemv,
     .attn_span = ref_attn_span,
+    .attn_span_i8 = ref_attn_span_i8,
     .f16_to_f32 = ref_f16_to_f32,
     .f32_to_f16 = ref_f32_to_f16,
     .lora_i8_gemv = ref_lora_i8_gemv,

@@ -486,19 +486,43 @@ BV_ALWAYS_INLINE __m256 exp_nonpos_ps(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* K/V rows are f16 (the default cache) or int8 codes with one float step per
+ * row (kv_quant "int8", bv_kernels.h attn_span_i8). The helpers below take
+ * untyped rows and a constant `i8`; being always inlined into the two entry
+ * points, each cache format gets its own copy, and the f16 one is the same
+ * code (the same bits) as before the int8 cache existed. */
+BV_ALWAYS_INLINE const void *kv_row(const void *rows, size_t t, int hd, int i8) {
+    return (const char *)rows + t * (size_t)hd * (i8 ? 1 : 2);
+}
+
+/* 8 elements d.. of a row as floats (int8: the codes, not yet scaled); left < 8: zero-padded */
+BV_ALWAYS_INLINE __m256 load_kv8(const void *row, int d, int left, int i8) {
+    if (!i8) return load_h8((const uint16_t *)row + d, left);
+    const int8_t *p = (const int8_t *)row + d;
+    if (left >= 8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    int8_t tmp[8] = {0};
+    for (int i = 0; i < left; i++) tmp[i] = p[i];
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)tmp)));
+}
+
+BV_ALWAYS_INLINE void prefetch_kv(const void *rows, int t, int left, int hd, int i8) {
+    prefetch_kv_bytes(rows, t, left, hd * (i8 ? 1 : 2));
+}
+
 /* left: positions from kb to the end of the span, for the K/V row prefetches
- * (x86_prefetch.h; 0: none) */
-static void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt, int left, int hd, float scale,
-                              float s[ATTN_TILE][ATTN_BLOCK]) {
+ * (x86_prefetch.h; 0: none). ks: the rows' steps (int8; NULL for f16) */
+BV_ALWAYS_INLINE void attn_block_scores(const float *q, int nh, const void *kb, const float *ks, int nt, int left,
+                                        int hd, float scale, float s[ATTN_TILE][ATTN_BLOCK], int i8) {
     for (int t = 0; t < nt; t += 2) {
         const int pair = t + 1 < nt;
         __m256 a0[ATTN_TILE], a1[ATTN_TILE];
         for (int h = 0; h < ATTN_TILE; h++) a0[h] = a1[h] = _mm256_setzero_ps();
-        prefetch_kv_row(kb, t, left, hd);
-        prefetch_kv_row(kb, t + 1, left, hd);
+        prefetch_kv(kb, t, left, hd, i8);
+        prefetch_kv(kb, t + 1, left, hd, i8);
+        const void *k0p = kv_row(kb, (size_t)t, hd, i8), *k1p = kv_row(kb, (size_t)t + 1, hd, i8);
         for (int d = 0; d < hd; d += 8) {
-            const __m256 k0 = load_h8(kb + (size_t)t * hd + d, hd - d);
-            const __m256 k1 = pair ? load_h8(kb + (size_t)(t + 1) * hd + d, hd - d) : _mm256_setzero_ps();
+            const __m256 k0 = load_kv8(k0p, d, hd - d, i8);
+            const __m256 k1 = pair ? load_kv8(k1p, d, hd - d, i8) : _mm256_setzero_ps();
 #pragma GCC unroll 4
             for (int h = 0; h < ATTN_TILE; h++)
                 if (h < nh) {
@@ -507,9 +531,10 @@ static void attn_block_scores(const float *q, int nh, const uint16_t *kb, int nt
                     a1[h] = _mm256_fmadd_ps(qh, k1, a1[h]);
                 }
         }
+        const float sc0 = i8 ? ks[t] * scale : scale, sc1 = i8 && pair ? ks[t + 1] * scale : scale;
         for (int h = 0; h < nh; h++) {
-            s[h][t] = hsum_ps(a0[h]) * scale;
-            if (pair) s[h][t + 1] = hsum_ps(a1[h]) * scale;
+            s[h][t] = hsum_ps(a0[h]) * sc0;
+            if (pair) s[h][t + 1] = hsum_ps(a1[h]) * sc1;
         }
     }
 }
@@ -527,18 +552,18 @@ BV_ALWAYS_INLINE __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m2
  * in named registers, reduced together. The generic loop kept its
  * accumulator arrays on the stack (every FMA a load and a store), which
  * bound decode attention to ~4 GB/s of K/V per thread whatever the cache. */
-BV_ALWAYS_INLINE void attn_tile_scores(const float *q, const uint16_t *kb, int nt, int left, int hd, float scale,
-                                       float s[ATTN_TILE][ATTN_BLOCK]) {
+BV_ALWAYS_INLINE void attn_tile_scores(const float *q, const void *kb, const float *ks, int nt, int left, int hd,
+                                       float scale, float s[ATTN_TILE][ATTN_BLOCK], int i8) {
     const float *q0 = q, *q1 = q + hd, *q2 = q + 2 * (size_t)hd, *q3 = q + 3 * (size_t)hd;
     for (int t = 0; t < nt; t += 2) {
         const int pair = t + 1 < nt;
-        const uint16_t *k0p = kb + (size_t)t * hd, *k1p = pair ? k0p + hd : k0p;
+        const void *k0p = kv_row(kb, (size_t)t, hd, i8), *k1p = pair ? kv_row(kb, (size_t)t + 1, hd, i8) : k0p;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        prefetch_kv_row(kb, t, left, hd);
-        prefetch_kv_row(kb, t + 1, left, hd);
+        prefetch_kv(kb, t, left, hd, i8);
+        prefetch_kv(kb, t + 1, left, hd, i8);
         for (int d = 0; d < hd; d += 8) {
-            const __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k0p + d)));
-            const __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k1p + d)));
+            const __m256 k0 = load_kv8(k0p, d, 8, i8);
+            const __m256 k1 = load_kv8(k1p, d, 8, i8);
             __m256 qh = _mm256_loadu_ps(q0 + d);
             a0 = _mm256_fmadd_ps(qh, k0, a0);
             a1 = _mm256_fmadd_ps(qh, k1, a1);
@@ -552,8 +577,14 @@ BV_ALWAYS_INLINE void attn_tile_scores(const float *q, const uint16_t *kb, int n
             a6 = _mm256_fmadd_ps(qh, k0, a6);
             a7 = _mm256_fmadd_ps(qh, k1, a7);
         }
+        /* f16: one scale; int8: each position's step times it (lanes alternate t, t + 1) */
+        __m256 sc = _mm256_set1_ps(scale);
+        if (i8) {
+            const float sc0 = ks[t] * scale, sc1 = pair ? ks[t + 1] * scale : sc0;
+            sc = _mm256_setr_ps(sc0, sc1, sc0, sc1, sc0, sc1, sc0, sc1);
+        }
         _Alignas(32) float r[8]; /* head h: r[2h] position t, r[2h + 1] position t + 1 */
-        _mm256_store_ps(r, _mm256_mul_ps(hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7), _mm256_set1_ps(scale)));
+        _mm256_store_ps(r, _mm256_mul_ps(hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7), sc));
         for (int h = 0; h < ATTN_TILE; h++) {
             s[h][t] = r[2 * h];
             if (pair) s[h][t + 1] = r[2 * h + 1];
@@ -562,9 +593,10 @@ BV_ALWAYS_INLINE void attn_tile_scores(const float *q, const uint16_t *kb, int n
 }
 
 /* attn_block_values for a full tile and hd % 16 == 0, accumulators in named
- * registers for the same reason as attn_tile_scores */
-BV_ALWAYS_INLINE void attn_tile_values(float p[ATTN_TILE][ATTN_BLOCK], const uint16_t *vb, int nt, int left, int hd,
-                                       float *o) {
+ * registers for the same reason as attn_tile_scores. p: the weights of the
+ * rows as stored (int8: already times each row's step) */
+BV_ALWAYS_INLINE void attn_tile_values(float p[ATTN_TILE][ATTN_BLOCK], const void *vb, int nt, int left, int hd,
+                                       float *o, int i8) {
     float *o0 = o, *o1 = o + hd, *o2 = o + 2 * (size_t)hd, *o3 = o + 3 * (size_t)hd;
     for (int d0 = 0; d0 < hd; d0 += 16) {
         __m256 a0 = _mm256_loadu_ps(o0 + d0), b0 = _mm256_loadu_ps(o0 + d0 + 8);
@@ -572,10 +604,10 @@ BV_ALWAYS_INLINE void attn_tile_values(float p[ATTN_TILE][ATTN_BLOCK], const uin
         __m256 a2 = _mm256_loadu_ps(o2 + d0), b2 = _mm256_loadu_ps(o2 + d0 + 8);
         __m256 a3 = _mm256_loadu_ps(o3 + d0), b3 = _mm256_loadu_ps(o3 + d0 + 8);
         for (int t = 0; t < nt; t++) {
-            if (d0 == 0) prefetch_kv_row(vb, t, left, hd);
-            const uint16_t *vt = vb + (size_t)t * hd + d0;
-            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vt));
-            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vt + 8)));
+            if (d0 == 0) prefetch_kv(vb, t, left, hd, i8);
+            const void *vt = kv_row(vb, (size_t)t, hd, i8);
+            const __m256 v0 = load_kv8(vt, d0, 8, i8);
+            const __m256 v1 = load_kv8(vt, d0 + 8, 8, i8);
             __m256 ph = _mm256_broadcast_ss(&p[0][t]);
             a0 = _mm256_fmadd_ps(ph, v0, a0);
             b0 = _mm256_fmadd_ps(ph, v1, b0);
@@ -600,8 +632,8 @@ BV_ALWAYS_INLINE void attn_tile_values(float p[ATTN_TILE][ATTN_BLOCK], const uin
     }
 }
 
-static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint16_t *vb, int nt, int left, int hd,
-                              float *o) {
+BV_ALWAYS_INLINE void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const void *vb, int nt, int left,
+                                        int hd, float *o, int i8) {
     for (int d0 = 0; d0 < hd; d0 += 16) {
         const int left0 = hd - d0, left1 = hd - d0 - 8;
         __m256 acc[ATTN_TILE][2];
@@ -610,9 +642,10 @@ static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint
             acc[h][1] = h < nh && left1 > 0 ? load_f8(o + (size_t)h * hd + d0 + 8, left1) : _mm256_setzero_ps();
         }
         for (int t = 0; t < nt; t++) {
-            if (d0 == 0) prefetch_kv_row(vb, t, left, hd);
-            const __m256 v0 = load_h8(vb + (size_t)t * hd + d0, left0);
-            const __m256 v1 = left1 > 0 ? load_h8(vb + (size_t)t * hd + d0 + 8, left1) : _mm256_setzero_ps();
+            if (d0 == 0) prefetch_kv(vb, t, left, hd, i8);
+            const void *vt = kv_row(vb, (size_t)t, hd, i8);
+            const __m256 v0 = load_kv8(vt, d0, left0, i8);
+            const __m256 v1 = left1 > 0 ? load_kv8(vt, d0 + 8, left1, i8) : _mm256_setzero_ps();
 #pragma GCC unroll 4
             for (int h = 0; h < ATTN_TILE; h++)
                 if (h < nh) {
@@ -628,55 +661,86 @@ static void attn_block_values(float p[ATTN_TILE][ATTN_BLOCK], int nh, const uint
     }
 }
 
+/* softmax step of one block for each head of a tile: s becomes e^(s - m),
+ * m and l are updated and o rescaled when the maximum grows */
+BV_ALWAYS_INLINE void attn_block_softmax(float s[ATTN_TILE][ATTN_BLOCK], int nh, int nt, int hd, float *mt, float *lt,
+                                         float *ot) {
+    for (int h = 0; h < nh; h++) {
+        float block_max = -INFINITY;
+        for (int t = 0; t < nt; t++) block_max = s[h][t] > block_max ? s[h][t] : block_max;
+        for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = -INFINITY;
+        if (block_max > mt[h]) { /* rescale what was summed to the new maximum */
+            const float c = expf(mt[h] - block_max);
+            lt[h] *= c;
+            float *oh = ot + (size_t)h * hd;
+            for (int d = 0; d < hd; d++) oh[d] *= c;
+            mt[h] = block_max;
+        }
+        __m256 p = exp_nonpos_ps(_mm256_sub_ps(_mm256_load_ps(s[h]), _mm256_set1_ps(mt[h])));
+        _mm256_store_ps(s[h], p);
+        for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = 0.0f; /* exp(-87) is not 0 */
+        for (int t = 0; t < nt; t++) lt[h] += s[h][t];
+    }
+}
+
+/* one tile of nh <= ATTN_TILE heads over the span, either cache format */
+BV_ALWAYS_INLINE void attn_span_tile(const float *qt, int nh, int first, const void *k, const float *ks, const void *v,
+                                     const float *vs, int n, int hd, float scale, float *m, float *l, float *ot,
+                                     int i8) {
+    /* a full tile of heads with hd % 16 == 0 (2B: every tile) takes the
+     * register-tiled pair; it depends on the shapes only, so a model
+     * computes the same bits for any thread count and chunking */
+    const int tile = nh == ATTN_TILE && hd % 16 == 0;
+    float mt[ATTN_TILE], lt[ATTN_TILE];
+    for (int h = 0; h < nh; h++) {
+        mt[h] = -INFINITY;
+        lt[h] = 0.0f;
+    }
+    memset(ot, 0, sizeof(float) * (size_t)nh * hd);
+    for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
+        const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
+        _Alignas(32) float s[ATTN_TILE][ATTN_BLOCK], pv[ATTN_TILE][ATTN_BLOCK];
+        const int left = first ? n - t0 : 0; /* later passes find the rows in cache */
+        const void *kb = kv_row(k, (size_t)t0, hd, i8), *vb = kv_row(v, (size_t)t0, hd, i8);
+        const float *kst = i8 ? ks + t0 : NULL;
+        if (tile)
+            attn_tile_scores(qt, kb, kst, nt, left, hd, scale, s, i8);
+        else
+            attn_block_scores(qt, nh, kb, kst, nt, left, hd, scale, s, i8);
+        attn_block_softmax(s, nh, nt, hd, mt, lt, ot);
+        float(*p)[ATTN_BLOCK] = s;
+        if (i8) { /* the value rows' steps go into the weights, once per position */
+            const __m256 steps = load_f8(vs + t0, nt); /* past nt: 0, and s is 0 there too */
+            for (int h = 0; h < nh; h++) _mm256_store_ps(pv[h], _mm256_mul_ps(_mm256_load_ps(s[h]), steps));
+            p = pv;
+        }
+        if (tile)
+            attn_tile_values(p, vb, nt, left, hd, ot, i8);
+        else
+            attn_block_values(p, nh, vb, nt, left, hd, ot, i8);
+    }
+    for (int h = 0; h < nh; h++) {
+        m[h] = mt[h];
+        l[h] = lt[h];
+    }
+}
+
 static void avx2_attn_span(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
                            float scale, float *m, float *l, float *o) {
     for (int g0 = 0; g0 < group; g0 += ATTN_TILE) {
         const int nh = group - g0 < ATTN_TILE ? group - g0 : ATTN_TILE;
-        /* a full tile of heads with hd % 16 == 0 (2B: every tile) takes the
-         * register-tiled pair; it depends on the shapes only, so a model
-         * computes the same bits for any thread count and chunking */
-        const int tile = nh == ATTN_TILE && hd % 16 == 0;
-        const float *qt = q + (size_t)g0 * hd;
-        float *ot = o + (size_t)g0 * hd;
-        float mt[ATTN_TILE], lt[ATTN_TILE];
-        for (int h = 0; h < nh; h++) {
-            mt[h] = -INFINITY;
-            lt[h] = 0.0f;
-        }
-        memset(ot, 0, sizeof(float) * (size_t)nh * hd);
-        for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
-            const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
-            _Alignas(32) float s[ATTN_TILE][ATTN_BLOCK];
-            const int left = g0 == 0 ? n - t0 : 0; /* later passes find the rows in cache */
-            if (tile)
-                attn_tile_scores(qt, k + (size_t)t0 * hd, nt, left, hd, scale, s);
-            else
-                attn_block_scores(qt, nh, k + (size_t)t0 * hd, nt, left, hd, scale, s);
-            for (int h = 0; h < nh; h++) {
-                float block_max = -INFINITY;
-                for (int t = 0; t < nt; t++) block_max = s[h][t] > block_max ? s[h][t] : block_max;
-                for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = -INFINITY;
-                if (block_max > mt[h]) { /* rescale what was summed to the new maximum */
-                    const float c = expf(mt[h] - block_max);
-                    lt[h] *= c;
-                    float *oh = ot + (size_t)h * hd;
-                    for (int d = 0; d < hd; d++) oh[d] *= c;
-                    mt[h] = block_max;
-                }
-                __m256 p = exp_nonpos_ps(_mm256_sub_ps(_mm256_load_ps(s[h]), _mm256_set1_ps(mt[h])));
-                _mm256_store_ps(s[h], p);
-                for (int t = nt; t < ATTN_BLOCK; t++) s[h][t] = 0.0f; /* exp(-87) is not 0 */
-                for (int t = 0; t < nt; t++) lt[h] += s[h][t];
-            }
-            if (tile)
-                attn_tile_values(s, v + (size_t)t0 * hd, nt, left, hd, ot);
-            else
-                attn_block_values(s, nh, v + (size_t)t0 * hd, nt, left, hd, ot);
-        }
-        for (int h = 0; h < nh; h++) {
-            m[g0 + h] = mt[h];
-            l[g0 + h] = lt[h];
-        }
+        attn_span_tile(q + (size_t)g0 * hd, nh, g0 == 0, k, NULL, v, NULL, n, hd, scale, m + g0, l + g0,
+                       o + (size_t)g0 * hd, 0);
+    }
+}
+
+/* Exported (bv_ prefix) for the AVX-512 table too: see x86_avx512.c */
+void bv_avx2_attn_span_i8(const float *q, int group, const int8_t *k8, const float *ks, const int8_t *v8,
+                          const float *vs, int n, int hd, float scale, float *m, float *l, float *o) {
+    for (int g0 = 0; g0 < group; g0 += ATTN_TILE) {
+        const int nh = group - g0 < ATTN_TILE ? group - g0 : ATTN_TILE;
+        attn_span_tile(q + (size_t)g0 * hd, nh, g0 == 0, k8, ks, v8, vs, n, hd, scale, m + g0, l + g0,
+                       o + (size_t)g0 * hd, 1);
     }
 }
 
@@ -696,6 +760,7 @@ const bv_kernels bv_kernels_avx2 = {
     .int4_gemv = avx2_int4_gemv,
     .f16_gemv = avx2_f16_gemv,
     .attn_span = avx2_attn_span,
+    .attn_span_i8 = bv_avx2_attn_span_i8,
     .f16_to_f32 = avx2_f16_to_f32,
     .f32_to_f16 = avx2_f32_to_f16,
     .lora_i8_gemv = avx2_lora_i8_gemv,

@@ -69,11 +69,17 @@ static inline __attribute__((always_inline)) void stream_prefetch(const void *p,
 #define ATTN_NEAR 16
 #define ATTN_FAR 64
 
-static inline __attribute__((always_inline)) void prefetch_kv_row(const uint16_t *rows, int t, int left, int hd) {
+static inline __attribute__((always_inline)) void prefetch_kv_bytes(const void *rows, int t, int left, int row_bytes) {
+    const char *r = rows;
     if (t + ATTN_NEAR < left)
-        for (int b = 0; b < hd * 2; b += 64) prefetch_l1((const char *)(rows + (size_t)(t + ATTN_NEAR) * hd) + b);
+        for (int b = 0; b < row_bytes; b += 64) prefetch_l1(r + (size_t)(t + ATTN_NEAR) * row_bytes + b);
     if (t + ATTN_FAR < left)
-        for (int b = 0; b < hd * 2; b += 64) prefetch_l2((const char *)(rows + (size_t)(t + ATTN_FAR) * hd) + b);
+        for (int b = 0; b < row_bytes; b += 64) prefetch_l2(r + (size_t)(t + ATTN_FAR) * row_bytes + b);
+}
+
+/* f16 rows of hd halves */
+static inline __attribute__((always_inline)) void prefetch_kv_row(const uint16_t *rows, int t, int left, int hd) {
+    prefetch_kv_bytes(rows, t, left, hd * 2);
 }
 
 #endif

@@ -30,6 +30,23 @@ def lora_kernel_run(
     """Test hook: y[r] = step[r] * (Q[r] . x) for every row, by one path's quantized-LoRA
     kernel ('int8' codes, or 'int4' packed); float32 results."""
 
+def attn_kernel_run(
+    path: str,
+    q: Buffer,
+    group: int,
+    k: Buffer,
+    v: Buffer,
+    n: int,
+    hd: int,
+    scale: float,
+    ks: Buffer | None = None,
+    vs: Buffer | None = None,
+) -> bytes:
+    """Test hook: one attention span of one path (bv_kernels.h attn_span; attn_span_i8
+    when ks / vs, the int8 rows' float32 steps, are given). q: [group][hd] float32;
+    k, v: [n][hd] float16 or int8 codes. Returns float32 bytes: m [group], l [group],
+    then o [group][hd] (unnormalized)."""
+
 class KVCache:
     """One sequence's KV cache and sampler state, for the model it was made for.
 
@@ -64,6 +81,7 @@ class Model:
     ternary_layout: str  # in-memory layout of the layer matrices: "t1" or "2bit"
     lora_bytes: int  # bytes the attached LoRA factors hold (codes or floats, and steps)
     kv_bytes_per_token: int  # bytes one position takes in a KV cache (keys and values)
+    kv_quant: str  # KV cache storage: "f16" or "int8" (codes and a float step per row)
 
     def __init__(
         self,
@@ -72,8 +90,11 @@ class Model:
         n_ctx: int = 0,
         unembed_quant: str | None = None,
         ternary_layout: str | None = None,
+        kv_quant: str | None = None,
     ) -> None:
-        """ternary_layout: None/'auto' (the kernel path's preference), '2bit' or 't1'."""
+        """ternary_layout: None/'auto' (the kernel path's preference), '2bit' or 't1'.
+        kv_quant: None/'f16' (the KV cache in float16) or 'int8' (per position and KV
+        head, int8 codes with one float step: half the bytes). ValueError otherwise."""
     def eval(
         self,
         tokens: Sequence[int],

@@ -6,7 +6,7 @@ thing, one line per step, in float32 (with exact integer matmuls):
     x = embed[tokens]
     for each layer:
         h = rmsnorm(x, attn_norm);  q, k, v = bitlinear(h, Wq), bitlinear(h, Wk), bitlinear(h, Wv)
-        q, k = rope(q), rope(k);    cache k, v (as float16, like the C cache)
+        q, k = rope(q), rope(k);    cache k, v (as float16, like the C cache; or kv_quant int8)
         a = softmax(q k^T / sqrt(hd) + causal mask) v          (grouped-query heads)
         x = x + bitlinear(rmsnorm(a, attn_sub_norm), Wo)
         h = rmsnorm(x, ffn_norm)
@@ -32,6 +32,7 @@ __all__ = [
     "LoraDelta",
     "ReferenceModel",
     "act_quant",
+    "kv_quant",
     "pack_t1",
     "quantize_head",
     "rmsnorm",
@@ -92,6 +93,16 @@ def act_quant(x: F32) -> tuple[npt.NDArray[np.int32], F32]:
     return q, (np.float32(1.0) / s).astype(np.float32)
 
 
+def kv_quant(x: F32) -> tuple[npt.NDArray[np.int8], F32]:
+    """The int8 KV cache's rows (C: bv_kv_quant_row), per row of the last axis:
+    step = max|x| / 127, code = round(x * 127 / max|x|) (to nearest even) in -127..127.
+    Returns (codes, steps[..., 1]); x ~ codes * steps."""
+    amax = np.abs(x).max(axis=-1, keepdims=True).astype(np.float32)
+    inv = np.float32(127.0) / np.maximum(amax, np.float32(1e-30))
+    codes = np.clip(np.round(x * inv), -127, 127).astype(np.int8)
+    return codes, (amax / np.float32(127.0)).astype(np.float32)
+
+
 def quantize_head(head: F32, bits: int) -> tuple[npt.NDArray[np.int32], F32]:
     """Per-row symmetric quantization of the LM head (unembed_quant)."""
     qmax = np.float32(127.0 if bits == 8 else 7.0)
@@ -133,7 +144,13 @@ class _Layer:
 class ReferenceModel:
     """Loads model.bvm with NumPy; `forward(tokens)` returns logits for every token."""
 
-    def __init__(self, bvm: Path, *, unembed_quant: str | None = None) -> None:
+    def __init__(
+        self, bvm: Path, *, unembed_quant: str | None = None, kv_quant: str | None = None
+    ) -> None:
+        """kv_quant: None/'f16' (the cache in float16) or 'int8' (rows as kv_quant codes)."""
+        if kv_quant not in (None, "f16", "int8"):
+            raise ValueError(f"kv_quant must be None, 'f16' or 'int8', not {kv_quant!r}")
+        self.kv_quant = kv_quant
         raw = Path(bvm).read_bytes()
         (_magic, _version, n_tensors, _hs, _size, self.dim, self.n_layers, self.n_heads,
          self.n_kv_heads, self.ffn, self.vocab, self.max_ctx, self.head_dim,
@@ -196,6 +213,13 @@ class ReferenceModel:
             np.float32
         )
 
+    def _cached(self, x: F32) -> F32:
+        """x [n, kv_heads, hd] as the cache holds it: float16, or int8 codes * step."""
+        if self.kv_quant == "int8":
+            codes, step = kv_quant(x)
+            return (codes.astype(np.float32) * step).astype(np.float32)
+        return x.astype(np.float16).astype(np.float32)
+
     def forward(self, tokens: list[int]) -> F32:
         """Logits [n, vocab] for a fresh sequence (no cache reuse: the reference is simple)."""
         n, hd = len(tokens), self.head_dim
@@ -209,7 +233,7 @@ class ReferenceModel:
             k = lay.lin["k_proj"](h).reshape(n, self.n_kv_heads, hd)
             v = lay.lin["v_proj"](h).reshape(n, self.n_kv_heads, hd)
             q, k = self.rope(q, pos), self.rope(k, pos)
-            k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
+            k, v = self._cached(k), self._cached(v)
             k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
             scores = np.einsum("thd,shd->hts", q, k) / np.float32(np.sqrt(hd)) + mask
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))

@@ -75,12 +75,18 @@ def feeds(vocab: int) -> list[list[int]]:
     return [[int(t) for t in rng.integers(0, vocab, size=STEPS)] for _ in LENGTHS]
 
 
+@pytest.mark.parametrize("kv_quant", [None, "int8"])
 @pytest.mark.parametrize("head", [None, "int8", "int4"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batched_rows_equal_each_sequence_alone(
-    kernel: str, wide_vocab_bundle: Path, head: str | None, threads: int
+    kernel: str, wide_vocab_bundle: Path, head: str | None, threads: int, kv_quant: str | None
 ) -> None:
-    m = _native.Model(str(wide_vocab_bundle / "model.bvm"), n_threads=threads, unembed_quant=head)
+    m = _native.Model(
+        str(wide_vocab_bundle / "model.bvm"),
+        n_threads=threads,
+        unembed_quant=head,
+        kv_quant=kv_quant,
+    )
     batch, feed = prompts(m.n_vocab), feeds(m.n_vocab)
     got = decode_batched(m, batch, feed)
     for row, (prompt, fed) in enumerate(zip(batch, feed, strict=True)):
@@ -99,13 +105,19 @@ def test_a_wide_batch_equals_each_sequence_alone(kernel: str, tiny_bundle: Path)
         np.testing.assert_array_equal(got[:, row], decode_alone(m, batch[row], feed[row]))
 
 
+@pytest.mark.parametrize("kv_quant", [None, "int8"])
 @pytest.mark.parametrize("layout", ["2bit", "t1"])
 def test_batched_decode_is_thread_count_invariant(
-    kernel: str, tiny_bundle: Path, layout: str
+    kernel: str, tiny_bundle: Path, layout: str, kv_quant: str | None
 ) -> None:
     runs = []
     for threads in (1, 3):
-        m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=threads, ternary_layout=layout)
+        m = _native.Model(
+            str(tiny_bundle / "model.bvm"),
+            n_threads=threads,
+            ternary_layout=layout,
+            kv_quant=kv_quant,
+        )
         runs.append(decode_batched(m, prompts(m.n_vocab), feeds(m.n_vocab)))
         m.close()
     np.testing.assert_array_equal(runs[0], runs[1])

@@ -90,11 +90,14 @@ async def test_interleaved_sessions_keep_their_caches(demo: LLM) -> None:
         assert usage.prefill_tokens <= usage.prompt_tokens - history + 2
 
 
-async def test_eviction_under_a_cap_gives_identical_outputs(home: Path, demo_bundle: Path) -> None:
+@pytest.mark.parametrize("kv_cache_quant", [None, "int8"])
+async def test_eviction_under_a_cap_gives_identical_outputs(
+    home: Path, demo_bundle: Path, kv_cache_quant: str | None
+) -> None:
     # Three sessions, the same conversation each (equal cache sizes), under a
     # cap that holds two of them: the least recently used is evicted, re-runs
     # its history on its next turn, and answers exactly as without a cap.
-    free = start_demo(home, demo_bundle)
+    free = start_demo(home, demo_bundle, kv_cache_quant=kv_cache_quant)
     await free.start()
     want = await alone(free, QUESTIONS[:2])
     async with free.open_session() as probe:
@@ -103,7 +106,7 @@ async def test_eviction_under_a_cap_gives_identical_outputs(home: Path, demo_bun
     await free.stop()
     assert one > 0
 
-    llm = start_demo(home, demo_bundle, kv_cache_bytes=2 * one)
+    llm = start_demo(home, demo_bundle, kv_cache_bytes=2 * one, kv_cache_quant=kv_cache_quant)
     await llm.start()
     try:
         engine = llm.engine()
@@ -221,6 +224,33 @@ def test_kv_cache_byte_cap_is_validated() -> None:
     for bad in (-1, 1.5, True, "1"):
         with pytest.raises(InvalidRequestError, match="kv_cache_bytes"):
             LLM("local/tiny", kv_cache_bytes=bad)  # type: ignore[arg-type]
+
+
+async def test_int8_caches_count_their_bytes(home: Path, demo_bundle: Path) -> None:
+    """The same turn holds about half the bytes in an int8 cache (codes and a
+    float step per row) as in an f16 one, as the LRU cap counts them."""
+    held, per_position = {}, {}
+    for quant in (None, "int8"):
+        llm = start_demo(home, demo_bundle, kv_cache_quant=quant)
+        await llm.start()
+        try:
+            async with llm.open_session() as s:
+                await turn(s, QUESTIONS[0])
+                held[quant] = llm.engine().cache_bytes
+                per_position[quant] = llm.engine().model.kv_bytes_per_token
+        finally:
+            await llm.stop()
+    assert held[None] // per_position[None] == held["int8"] // per_position["int8"] > 0
+    assert held["int8"] < 0.6 * held[None]
+
+
+def test_kv_cache_quant_is_validated() -> None:
+    for bad in ("int4", "fp8", 8, True):
+        with pytest.raises(InvalidRequestError, match="kv_cache_quant"):
+            LLM("local/tiny", kv_cache_quant=bad)  # type: ignore[arg-type]
+    for same in (None, "none", "f16"):
+        assert LLM("local/tiny", kv_cache_quant=same).options.kv_cache_quant is None
+    assert LLM("local/tiny", kv_cache_quant="int8").options.kv_cache_quant == "int8"
 
 
 def test_native_caches_are_independent(tiny_bundle: Path) -> None:

@@ -24,6 +24,29 @@ from engine.llm.tiny import write_tiny_hf_model
 REF_LOGIT_ATOL = 1e-3
 PATHS = _native.supported_kernels()
 PROMPT = [5, 17, 33, 2, 250, 100, 7, 9, 41, 42, 43]
+KV_QUANTS = [None, "int8"]  # the KV cache in f16, or int8 rows with a float step each
+# The int8 cache rounds each K/V row to 1/127 of its largest value. V rows are
+# integer multiples of one step (int32 matmul * scale), so values on a rounding
+# tie happen, and a last-bit difference upstream (float summation order) can
+# round one the other way in C and in NumPy; one code flipped moves the tiny
+# models' later logits by up to ~0.3% of their range (the whole int8 cache
+# moves them ~0.5% at most, ~0.25% on average). So with kv_quant="int8": every
+# position within KV_INT8_FLIP_ATOL, and on average within half of
+# REF_LOGIT_ATOL (measured: <= 0.03%, against the cache's own ~0.25%), which a
+# systematic difference from the reference would break.
+KV_INT8_FLIP_ATOL = 5e-3
+
+
+def assert_matches_reference(c: np.ndarray, r: np.ndarray, kv_quant: str | None) -> None:
+    """C logits [n, vocab] against the reference's, as REF_LOGIT_ATOL (and
+    KV_INT8_FLIP_ATOL for the int8 cache) allow; relative to the logit range."""
+    span = max(1.0, float(np.abs(r).max()))
+    if kv_quant != "int8":
+        np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * span)
+        return
+    per_position = np.abs(c - r).max(axis=1) / span
+    assert per_position.max() <= KV_INT8_FLIP_ATOL, per_position.max()
+    assert per_position.mean() <= REF_LOGIT_ATOL / 2, per_position.mean()
 
 
 @pytest.fixture(params=PATHS)
@@ -50,11 +73,16 @@ def c_logits(bundle: Path, tokens: list[int], **kw: object) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("kv_quant", KV_QUANTS)
 @pytest.mark.parametrize("unembed_quant", [None, "int8", "int4"])
-def test_logits_match_reference(kernel: str, tiny_bundle: Path, unembed_quant: str | None) -> None:
-    c = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant)
-    r = ReferenceModel(tiny_bundle / "model.bvm", unembed_quant=unembed_quant).forward(PROMPT)
-    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * max(1.0, float(np.abs(r).max())))
+def test_logits_match_reference(
+    kernel: str, tiny_bundle: Path, unembed_quant: str | None, kv_quant: str | None
+) -> None:
+    c = c_logits(tiny_bundle, PROMPT, n_threads=2, unembed_quant=unembed_quant, kv_quant=kv_quant)
+    r = ReferenceModel(
+        tiny_bundle / "model.bvm", unembed_quant=unembed_quant, kv_quant=kv_quant
+    ).forward(PROMPT)
+    assert_matches_reference(c, r, kv_quant)
     assert (c.argmax(1) == r.argmax(1)).all()
 
 
@@ -79,9 +107,10 @@ def test_every_path_gives_identical_logits(tiny_bundle: Path) -> None:
         np.testing.assert_allclose(logits, results["ref"], atol=1e-4, err_msg=path)
 
 
-def test_thread_count_does_not_change_results(tiny_bundle: Path) -> None:
-    one = c_logits(tiny_bundle, PROMPT, n_threads=1)
-    three = c_logits(tiny_bundle, PROMPT, n_threads=3)
+@pytest.mark.parametrize("kv_quant", KV_QUANTS)
+def test_thread_count_does_not_change_results(tiny_bundle: Path, kv_quant: str | None) -> None:
+    one = c_logits(tiny_bundle, PROMPT, n_threads=1, kv_quant=kv_quant)
+    three = c_logits(tiny_bundle, PROMPT, n_threads=3, kv_quant=kv_quant)
     np.testing.assert_array_equal(one, three)
 
 
@@ -95,11 +124,12 @@ def test_incremental_decode_equals_full_prefill(kernel: str, tiny_bundle: Path) 
     assert m.n_cached == len(PROMPT)
 
 
-def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path) -> None:
+@pytest.mark.parametrize("kv_quant", KV_QUANTS)
+def test_prefill_longer_than_one_batch_chunk(tiny_bundle: Path, kv_quant: str | None) -> None:
     tokens = [int(t) for t in np.random.default_rng(7).integers(0, 384, size=150)]
-    c = c_logits(tiny_bundle, tokens, n_threads=2)
-    r = ReferenceModel(tiny_bundle / "model.bvm").forward(tokens)
-    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+    c = c_logits(tiny_bundle, tokens, n_threads=2, kv_quant=kv_quant)
+    r = ReferenceModel(tiny_bundle / "model.bvm", kv_quant=kv_quant).forward(tokens)
+    assert_matches_reference(c, r, kv_quant)
 
 
 # (heads, KV heads, hidden): group sizes 1, 3 and 8 (one tile, a partial tile,
@@ -127,13 +157,16 @@ def shaped_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     return dest
 
 
-def test_attention_spans_and_groups_match_reference(kernel: str, shaped_bundle: Path) -> None:
+@pytest.mark.parametrize("kv_quant", KV_QUANTS)
+def test_attention_spans_and_groups_match_reference(
+    kernel: str, shaped_bundle: Path, kv_quant: str | None
+) -> None:
     """150 positions: several attention spans merged, over GQA groups that fill
     the SIMD head tile, leave part of it empty, or need two of it."""
     tokens = [int(t) for t in np.random.default_rng(5).integers(0, 384, size=150)]
-    c = c_logits(shaped_bundle, tokens, n_threads=2)
-    r = ReferenceModel(shaped_bundle / "model.bvm").forward(tokens)
-    np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
+    c = c_logits(shaped_bundle, tokens, n_threads=2, kv_quant=kv_quant)
+    r = ReferenceModel(shaped_bundle / "model.bvm", kv_quant=kv_quant).forward(tokens)
+    assert_matches_reference(c, r, kv_quant)
 
 
 def test_ffn_narrower_than_qkv_matches_reference(kernel: str, tmp_path: Path) -> None:
@@ -149,14 +182,17 @@ def test_ffn_narrower_than_qkv_matches_reference(kernel: str, tmp_path: Path) ->
     np.testing.assert_allclose(c, r, atol=REF_LOGIT_ATOL * float(np.abs(r).max()))
 
 
-def test_long_context_is_thread_count_invariant(kernel: str, tiny_bundle: Path) -> None:
+@pytest.mark.parametrize("kv_quant", KV_QUANTS)
+def test_long_context_is_thread_count_invariant(
+    kernel: str, tiny_bundle: Path, kv_quant: str | None
+) -> None:
     """Attention spans depend on the position count, not on the threads: the
     same bits for 1 and 3 threads, and decode after a long prefill agrees."""
     tokens = [int(t) for t in np.random.default_rng(9).integers(0, 384, size=200)]
-    one = c_logits(tiny_bundle, tokens, n_threads=1)
-    three = c_logits(tiny_bundle, tokens, n_threads=3)
+    one = c_logits(tiny_bundle, tokens, n_threads=1, kv_quant=kv_quant)
+    three = c_logits(tiny_bundle, tokens, n_threads=3, kv_quant=kv_quant)
     np.testing.assert_array_equal(one, three)
-    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2)
+    m = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=2, kv_quant=kv_quant)
     m.eval(tokens[:130], 0)
     for i in range(130, 200, 23):
         m.eval(tokens[m.n_cached : i + 1], m.n_cached)
@@ -188,6 +224,34 @@ def test_kv_cache_memory_is_committed_as_it_fills(tmp_path: Path) -> None:
     n_ctx, grown_kb = (int(v) for v in out.stdout.split())
     assert n_ctx == 131072
     assert grown_kb < 8 * 1024, f"loading grew the resident set by {grown_kb} KB"
+
+
+def test_int8_kv_cache_counts_its_own_bytes(tiny_bundle: Path) -> None:
+    """Codes (1 byte per value) and one float32 step per (position, KV head) row,
+    for keys and values: what bv_kv_bytes and the LRU cap count."""
+    f16 = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=1)
+    i8 = _native.Model(str(tiny_bundle / "model.bvm"), n_threads=1, kv_quant="int8")
+    ref = ReferenceModel(tiny_bundle / "model.bvm")
+    rows = ref.n_layers * ref.n_kv_heads * 2  # per position: K and V of each layer and KV head
+    assert (f16.kv_quant, i8.kv_quant) == ("f16", "int8")
+    assert f16.kv_bytes_per_token == rows * ref.head_dim * 2
+    assert i8.kv_bytes_per_token == rows * (ref.head_dim + 4)
+    cache = _native.KVCache(i8)
+    assert i8.eval(PROMPT, 0, cache=cache)
+    assert cache.nbytes == len(PROMPT) * i8.kv_bytes_per_token
+    with pytest.raises(ValueError, match="kv_quant"):
+        _native.Model(str(tiny_bundle / "model.bvm"), kv_quant="int4")
+
+
+def test_int8_kv_cache_is_what_the_reference_quantizes(tiny_bundle: Path) -> None:
+    """The C int8 cache matches the reference's int8 cache far more closely, on
+    average over the positions, than the f16 one: the rows are quantized the
+    same way (and are quantized at all)."""
+    tokens = [int(t) for t in np.random.default_rng(8).integers(0, 384, size=100)]
+    c = c_logits(tiny_bundle, tokens, n_threads=2, kv_quant="int8")
+    r8 = ReferenceModel(tiny_bundle / "model.bvm", kv_quant="int8").forward(tokens)
+    r16 = ReferenceModel(tiny_bundle / "model.bvm").forward(tokens)
+    assert np.abs(c - r8).max(axis=1).mean() * 10 < np.abs(c - r16).max(axis=1).mean()
 
 
 def test_kv_cache_reuse_runs_only_new_tokens(tiny_bundle: Path) -> None:

@@ -1,4 +1,5 @@
-"""`bitvoice serve --kv-cache-bytes`: the LLM's KV-cache cap from the command line."""
+"""`bitvoice serve --kv-cache-bytes` / `--kv-cache-quant`: the LLM's KV-cache cap and
+format from the command line."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def test_negative_kv_cache_bytes_is_refused_before_serving(
 ) -> None:
     assert main(["--kv-cache-bytes", "-1"]) == 2
     assert "--kv-cache-bytes must be at least 0" in capsys.readouterr().err
+
+
+def test_kv_cache_quant_option_reaches_the_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build_parser().parse_args([]).kv_cache_quant == "f16"
+    assert build_parser().parse_args(["--kv-cache-quant", "int8"]).kv_cache_quant == "int8"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--kv-cache-quant", "int4"])
