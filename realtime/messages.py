@@ -294,6 +294,9 @@ class TurnMetrics(_Part, frozen=True):
     total_ms: float | None = None
     stt_audio_ms: float | None = None  # length of the user audio that was transcribed
     prompt_tokens: int | None = None
+    # of the prompt, tokens already in the conversation's KV cache (not run again): the
+    # history, warmed while the conversation was idle
+    cached_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
     turn_start_ms: float | None = None  # the turn's work began (negative: speculatively)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from realtime import limits
 from realtime import messages as m
 
-__all__ = ["Playout", "heard_text"]
+__all__ = ["Playout", "TurnUsage", "heard_text"]
 
 
 def heard_text(segments: list[tuple[int, str]], total: int, played: int) -> str:
@@ -40,6 +41,15 @@ def heard_text(segments: list[tuple[int, str]], total: int, played: int) -> str:
                 out.append(" ".join(words[:k]))
         break
     return " ".join(t for t in out if t)
+
+
+class TurnUsage(NamedTuple):
+    """The LLM's token counts of one turn, for its metrics."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_per_second: float
+    cached_tokens: int | None = None  # of the prompt, found in the KV cache (not re-run)
 
 
 @dataclass(slots=True)
@@ -153,8 +163,8 @@ class Playout:
         elif stage == "tts_chunk" and self.t_tts_first_chunk is None:
             self.t_tts_first_chunk = now
 
-    def metrics(self, now: float, usage: tuple[int, int, float] | None) -> m.TurnMetrics:
-        """The turn's metrics, in ms from `t0`; `usage` is (prompt, completion, tok/s)."""
+    def metrics(self, now: float, usage: TurnUsage | None) -> m.TurnMetrics:
+        """The turn's metrics, in ms from `t0`."""
 
         def ms(t: float | None) -> float | None:
             return None if t is None else round((t - self.t0) * 1000.0, 1)
@@ -170,8 +180,9 @@ class Playout:
             first_audio_ms=ms(self.t_first_audio),
             total_ms=ms(now),
             stt_audio_ms=dur(self.stt_audio_s),
-            prompt_tokens=usage[0] if usage else None,
-            completion_tokens=usage[1] if usage else None,
-            tokens_per_second=round(usage[2], 2) if usage else None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            cached_tokens=usage.cached_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            tokens_per_second=round(usage.tokens_per_second, 2) if usage else None,
             turn_start_ms=ms(self.turn_start),
         )

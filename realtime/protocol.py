@@ -60,7 +60,7 @@ from realtime.input import (
     ItemStarted,
     UserInput,
 )
-from realtime.playout import Playout, heard_text
+from realtime.playout import Playout, TurnUsage, heard_text
 
 __all__ = [
     "ApplyPause",
@@ -769,12 +769,12 @@ class RealtimeProtocol:
         *,
         error: tuple[str, str] | None = None,
         empty_transcript: bool = False,
-        usage: tuple[int, int, float] | None = None,
+        usage: TurnUsage | None = None,
     ) -> list[Output]:
         """The turn's task ended (completed, cancelled or failed). Emits `response.done`.
 
-        `error` is (code, message) of a failure; `usage` is (prompt_tokens,
-        completion_tokens, tokens_per_second). Starts the next pending turn, if any.
+        `error` is (code, message) of a failure; `usage` the LLM's token counts. Starts the
+        next pending turn, if any.
         """
         r = self._current(turn)
         if r is None:

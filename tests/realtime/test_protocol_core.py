@@ -8,6 +8,7 @@ from rt_helpers import silence_pcm16k, speech_pcm16k, trimmed
 
 from realtime import limits
 from realtime import messages as m
+from realtime.playout import TurnUsage
 from realtime.protocol import (
     ApplyPause,
     ApplySpeed,
@@ -195,14 +196,14 @@ def test_completed_response_reports_metrics_and_audio_done() -> None:
     p.text_delta(start.turn, "One.", 10.2)
     p.segment_started(start.turn, "One.")
     p.audio_frame(start.turn, b"\x00\x00" * 960, 10.5)
-    out = p.response_finished(start.turn, 11.0, usage=(12, 3, 20.0))
+    out = p.response_finished(start.turn, 11.0, usage=TurnUsage(12, 3, 20.0, 9))
     assert types(out) == ["response.output_audio.done", "bitvoice.metrics", "response.done"]
     done = sent(out)[-1]
     assert isinstance(done, m.ResponseDone)
     assert done.response.status == "completed"
     assert done.response.heard_text == "One." == done.response.output_text
     assert done.metrics.first_token_ms == 200.0 and done.metrics.first_audio_ms == 500.0
-    assert done.metrics.completion_tokens == 3
+    assert done.metrics.completion_tokens == 3 and done.metrics.cached_tokens == 9
 
 
 def test_heard_text_keeps_only_what_was_played() -> None:
