@@ -515,8 +515,10 @@ def test_speaking_over_a_reply_holds_it_at_once_then_cuts_it_and_is_answered(
         # the words said over the reply (one item, or two where the VAD ended a turn at the
         # comma's pause) are the user's, not the reply's
         pg.wait_for_function(
-            "window.bitvoice.received.filter(r => r.type ==="
-            " 'conversation.item.input_audio_transcription.completed').length >= 2",
+            "(() => { const n = t => window.bitvoice.received.filter(r => r.type === t).length;"
+            " return n('conversation.item.input_audio_transcription.completed') >= 2"
+            " && n('conversation.item.input_audio_transcription.completed')"
+            " === n('input_audio_buffer.committed') && !window.bitvoice.state.userSpeaking; })()",
             timeout=TURN_TIMEOUT_MS,
         )
         said = " ".join(pg.locator("li.msg.user .body").all_inner_texts()[1:]).lower()
