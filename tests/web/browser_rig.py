@@ -59,9 +59,16 @@ def _healthy(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_server(home: Path, port: int, *args: str) -> Iterator[int]:
+def run_server(
+    home: Path,
+    port: int,
+    *args: str,
+    stt_model: str | None = "Systran/faster-whisper-tiny.en",
+    log_name: str = "web_client_server.log",
+) -> Iterator[int]:
     """`bitvoice serve` on loopback `port` with BITVOICE_HOME=`home`; yields the port.
-    Whisper tiny.en keeps the turns short; `args` are more `bitvoice serve` options."""
+    Whisper tiny.en keeps the turns short (None: the server's default Whisper); `args` are
+    more `bitvoice serve` options. The server's log is kept as ARTIFACTS/`log_name`."""
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed at /usr/bin/chromium (CI installs it)")
     log = home / "server.log"
@@ -73,8 +80,7 @@ def run_server(home: Path, port: int, *args: str) -> Iterator[int]:
         "127.0.0.1",
         "--port",
         str(port),
-        "--stt-model",
-        "Systran/faster-whisper-tiny.en",
+        *(["--stt-model", stt_model] if stt_model else []),
         *args,
     ]
     env = {**os.environ, "BITVOICE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
@@ -98,7 +104,7 @@ def run_server(home: Path, port: int, *args: str) -> Iterator[int]:
             proc.wait()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
-            (ARTIFACTS / "web_client_server.log").write_bytes(log.read_bytes())
+            (ARTIFACTS / log_name).write_bytes(log.read_bytes())
 
 
 class Outage:

@@ -16,141 +16,55 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jiwer
-import numpy as np
 import pytest
-import soundfile as sf
-import soxr
-from chromium_launch import CHROMIUM, CHROMIUM_ARGS
+from browser_rig import (
+    ARTIFACTS,
+    BROWSER_ARGS,
+    CHROMIUM,
+    free_port,
+    run_server,
+)
+from browser_rig import (
+    speech_wav as spoken_wav,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "tests" / "artifacts"
 
 SPOKEN = "What is the capital of France?"
 MAX_WER = 0.5
-# Chromium's fake capture device reads the WAV at its own rate; 48 kHz mono PCM16 is the
-# format it handles everywhere. Leading silence lets the page start capturing first;
-# trailing silence lets the server's VAD see the end of speech (the file plays once).
-FAKE_MIC_RATE = 48_000
+# Leading silence lets the page start capturing first; trailing silence lets the server's
+# VAD see the end of speech (the file plays once).
 LEAD_SILENCE_S = 1.0
 TRAIL_SILENCE_S = 4.0
 
-SERVER_START_TIMEOUT_S = 240.0  # Whisper, Piper and the LLM load on a shared 2-core machine
 TURN_TIMEOUT_MS = 180_000
 STOP_DEADLINE_MS = 100.0
-
-# Headless has no person to click: let the playback context start without a gesture
-# as well (the page still asks for one, as browsers require).
-E2E_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_speech_wav(text: str, path: Path) -> Path:
-    """Speak `text` with espeak-ng and write it as 48 kHz mono PCM16 with silence around it."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        pytest.fail("espeak-ng is missing (apt-get install -y espeak-ng)")
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run([espeak, "-v", "en-us", "-s", "140", "-w", str(raw), text], check=True)
-    audio, rate = sf.read(raw, dtype="float32", always_2d=False)
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1)
-    audio = soxr.resample(audio, rate, FAKE_MIC_RATE).astype(np.float32)
-    peak = float(np.max(np.abs(audio))) or 1.0
-    audio = audio * (0.7 / peak)
-    lead = np.zeros(int(LEAD_SILENCE_S * FAKE_MIC_RATE), dtype=np.float32)
-    trail = np.zeros(int(TRAIL_SILENCE_S * FAKE_MIC_RATE), dtype=np.float32)
-    sf.write(path, np.concatenate([lead, audio, trail]), FAKE_MIC_RATE, subtype="PCM_16")
-    return path
-
-
-def _server_command(port: int) -> list[str]:
-    """The real server, as `bitvoice serve` runs it, on loopback."""
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from realtime.server import main; sys.exit(main(sys.argv[1:]))",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-
-
-def _healthy(port: int) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as res:
-            body = json.loads(res.read())
-            return body if isinstance(body, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start the real server on a free loopback port; yields its base URL."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (CI installs it)")
+    """Start the real server (its default Whisper: the WER is measured) on a free loopback
+    port; yields its base URL. Its log is kept next to the screenshot: it explains a failure."""
     try:
         import realtime.server  # noqa: F401
     except ImportError as exc:
         pytest.fail(f"realtime.server is not importable: {exc}")
     home = tmp_path_factory.mktemp("bitvoice_home")
-    port = _free_port()
-    log = home / "server.log"
-    env = {**os.environ, "BITVOICE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            _server_command(port), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            if _healthy(port) is not None:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(
-                f"server not healthy in {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}"
-            )
+    with run_server(home, free_port(), stt_model=None, log_name="web_server.log") as port:
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        # Keep the server's log next to the screenshot: it explains a failure.
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            shutil.copy(log, ARTIFACTS / "web_server.log")
 
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_speech_wav(SPOKEN, tmp_path_factory.mktemp("fake_mic") / "speech.wav")
+    path = tmp_path_factory.mktemp("fake_mic") / "speech.wav"
+    return spoken_wav(SPOKEN, path, lead_s=LEAD_SILENCE_S, trail_s=TRAIL_SILENCE_S)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +82,7 @@ def open_page(playwright: Any, server: str, wav: Path, *, loop: bool) -> Iterato
     Fails the test on any uncaught error in the page.
     """
     mic = f"{wav}" if loop else f"{wav}%noloop"
-    args = [*E2E_ARGS, f"--use-file-for-fake-audio-capture={mic}"]
+    args = [*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={mic}"]
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
     try:
         pg = browser.new_page(viewport={"width": 1200, "height": 860})
