@@ -65,6 +65,19 @@ def audio_of(events: list[Any]) -> bytes:
     return b"".join(base64.b64decode(field(e, "delta")) for e in deltas)
 
 
+async def cap_replies(conn: Any, tokens: int) -> None:
+    """Our own `sampling` field (not in OpenAI's schema): the longest reply, in tokens."""
+    update = {"type": "session.update", "session": {"sampling": {"max_output_tokens": tokens}}}
+    await conn.send(update)
+    await until(conn, "session.updated")
+
+
+async def add_user_text(conn: Any, text: str) -> None:
+    await conn.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
+
+
 async def test_realtime_connect_text_turn_audio_turn_and_truncate(
     rt_server: RealtimeServer,
 ) -> None:
@@ -79,19 +92,10 @@ async def test_realtime_connect_text_turn_audio_turn_and_truncate(
         session_id = field(field(created, "session"), "id")
         await conn.session.update(session=GA_SESSION)  # type: ignore[arg-type]
         await until(conn, "session.updated")
-        await conn.send(
-            {"type": "session.update", "session": {"sampling": {"max_output_tokens": 24}}}
-        )  # type: ignore[arg-type, typeddict-item]
-        await until(conn, "session.updated")
+        await cap_replies(conn, 24)
 
         # ---- a text turn
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Hello there."}],
-            }
-        )
+        await add_user_text(conn, "Hello there.")
         await conn.response.create()
         events = await until(conn, "response.done")
         kinds = [event_type(e) for e in events]
@@ -126,17 +130,8 @@ async def test_realtime_connect_text_turn_audio_turn_and_truncate(
         assert "time" in field(done, "transcript").lower(), field(done, "transcript")
 
         # ---- a long reply, cancelled after a second of audio, then truncated at 0.5 s
-        await conn.send(
-            {"type": "session.update", "session": {"sampling": {"max_output_tokens": 200}}}
-        )  # type: ignore[arg-type, typeddict-item]
-        await until(conn, "session.updated")
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Tell me a long story."}],
-            }
-        )
+        await cap_replies(conn, 200)
+        await add_user_text(conn, "Tell me a long story.")
         await conn.response.create()
         events = await until(
             conn, "response.output_audio.delta", pred=lambda e: len(audio_of([e])) > 0, limit_s=60
