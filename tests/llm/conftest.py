@@ -10,11 +10,20 @@ from pathlib import Path
 import pytest
 from fake_search_server import FakeBraveServer, serve_fake_brave
 
-from engine.llm import LLM
+from engine.llm import LLM, _native
 from engine.llm.importer import import_hf_model
 from engine.llm.tiny import write_tiny_hf_model
 
 TINY_ID = "local/tiny"
+
+
+@pytest.fixture(params=_native.supported_kernels())
+def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each kernel path this CPU can run, selected for the test and restored after it."""
+    before = _native.kernel_backend()
+    _native.select_kernel(request.param)
+    yield request.param
+    _native.select_kernel(before)
 
 
 @pytest.fixture(scope="session")

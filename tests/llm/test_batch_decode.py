@@ -4,7 +4,6 @@ that token gets alone, on every kernel path this CPU runs, for any thread count.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,6 @@ PATHS = _native.supported_kernels()
 # token; the rows of a batch sit at different positions
 LENGTHS = [5, 150, 1, 70]
 STEPS = 5
-
-
-@pytest.fixture(params=PATHS)
-def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
-    before = _native.kernel_backend()
-    _native.select_kernel(request.param)
-    yield request.param
-    _native.select_kernel(before)
 
 
 @pytest.fixture(scope="module")

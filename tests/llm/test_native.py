@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +46,6 @@ def assert_matches_reference(c: np.ndarray, r: np.ndarray, kv_quant: str | None)
     per_position = np.abs(c - r).max(axis=1) / span
     assert per_position.max() <= KV_INT8_FLIP_ATOL, per_position.max()
     assert per_position.mean() <= REF_LOGIT_ATOL / 2, per_position.mean()
-
-
-@pytest.fixture(params=PATHS)
-def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
-    before = _native.kernel_backend()
-    _native.select_kernel(request.param)
-    yield request.param
-    _native.select_kernel(before)
 
 
 @pytest.fixture(scope="module")
