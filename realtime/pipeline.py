@@ -447,11 +447,14 @@ class Conversation:
         if self._chat is not None and not closing and self.core.session.started:
             self._warm_task = self._spawn(self._warm())
 
+    def _turn_idle(self) -> bool:
+        """No turn runs or is speculated, and the last one's work has unwound."""
+        last = self._last_work
+        return self._spec is None and self.core.response is None and (last is None or last.done())
+
     async def _warm(self) -> None:
-        if self._spec is not None or self.core.response is not None:
+        if not self._turn_idle():
             return  # a turn is under way: it runs the history itself
-        if self._last_work is not None and not self._last_work.done():
-            return
         # a turn that starts meanwhile ends the prefill at its next chunk (ChatSession.prefill);
         # busy or closed sessions are simply left cold
         with contextlib.suppress(BitvoiceError):
@@ -460,9 +463,7 @@ class Conversation:
 
     async def _prefill(self, text: str) -> None:
         chat = self._chat
-        if not text or chat is None or self._spec is not None or self.core.response is not None:
-            return
-        if self._last_work is not None and not self._last_work.done():
+        if not text or chat is None or not self._turn_idle():
             return
         with contextlib.suppress(BitvoiceError):  # busy (a turn began meanwhile): skip it
             await chat.prefill(text)
