@@ -210,6 +210,19 @@ def watch(pg: Any) -> None:
     )
 
 
+@contextlib.contextmanager
+def relayed_page(
+    pw: Any, outage: Outage, mic: Path, viewport: dict[str, int], query: str = ""
+) -> Iterator[Any]:
+    """The page loaded through the outage relay (so a test can take the server away), with
+    `mic` as its microphone; Chromium's own lines about the lost socket are allowed."""
+    with (
+        browser(pw, mic=mic) as b,
+        page_on(b, outage.url + query, viewport=viewport, allowed=(OUTAGE_CONSOLE,)) as pg,
+    ):
+        yield pg
+
+
 def in_view(pg: Any, locator: Any, viewport: dict[str, int]) -> bool:
     box = locator.bounding_box()
     assert box is not None, "not rendered"
@@ -228,10 +241,7 @@ def in_view(pg: Any, locator: Any, viewport: dict[str, int]) -> bool:
 def test_bug1_a_reply_after_a_reconnect_gets_its_own_bubble(
     pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
-    with (
-        browser(pw, mic=wavs["silence"]) as b,
-        page_on(b, outage.url, viewport=VIEWS[view], allowed=(OUTAGE_CONSOLE,)) as pg,
-    ):
+    with relayed_page(pw, outage, wavs["silence"], VIEWS[view]) as pg:
         short_replies(pg)
         ask(pg, "Hello")
         first = pg.locator("li.msg.assistant").first.inner_text()
@@ -255,10 +265,7 @@ def test_bug1_a_reply_after_a_reconnect_gets_its_own_bubble(
 def test_bug2_a_disconnect_leaves_no_reply_streaming_or_speaking(
     pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
-    with (
-        browser(pw, mic=wavs["silence"]) as b,
-        page_on(b, outage.url, viewport=VIEWS[view], allowed=(OUTAGE_CONSOLE,)) as pg,
-    ):
+    with relayed_page(pw, outage, wavs["silence"], VIEWS[view]) as pg:
         pg.get_by_label("Type a message").fill("Tell me a long story about the sea.")
         pg.get_by_role("button", name="Send").click()
         pg.wait_for_function("window.bitvoice.state.framesReceived > 5", timeout=TURN_TIMEOUT_MS)
@@ -287,10 +294,7 @@ def test_bug2_a_disconnect_leaves_no_reply_streaming_or_speaking(
 def test_bug3_send_is_off_while_disconnected_and_nothing_is_lost(
     pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
-    with (
-        browser(pw, mic=wavs["silence"]) as b,
-        page_on(b, outage.url, viewport=VIEWS[view], allowed=(OUTAGE_CONSOLE,)) as pg,
-    ):
+    with relayed_page(pw, outage, wavs["silence"], VIEWS[view]) as pg:
         short_replies(pg)
         go_down(pg, outage)
         send = pg.get_by_role("button", name="Send")
@@ -647,10 +651,7 @@ def test_kiosk_listens_at_once_captions_both_sides_and_recovers_alone(
     pw: Any, outage: Outage, wavs: dict[str, Path], view: str
 ) -> None:
     viewport = PHONE if view == "phone" else DESKTOP
-    with (
-        browser(pw, mic=wavs["question"]) as b,
-        page_on(b, outage.url + "?kiosk", viewport=viewport, allowed=(OUTAGE_CONSOLE,)) as pg,
-    ):
+    with relayed_page(pw, outage, wavs["question"], viewport, query="?kiosk") as pg:
         short_replies(pg)
         watch(pg)
         # no click anywhere: it listens on its own
