@@ -24,6 +24,20 @@ from engine.audio import decode_pcm16
 from realtime import messages as m
 from realtime.server import RealtimeServer, ServerConfig, serve
 
+# An OpenAI Realtime GA session as its clients send it (`realtime.compat` maps it).
+GA_SESSION: dict[str, Any] = {
+    "type": "realtime",
+    "output_modalities": ["audio"],
+    "instructions": "You are a helpful assistant.",
+    "audio": {
+        "input": {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        },
+        "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"},
+    },
+}
+
 
 @functools.cache
 def speech_pcm16k(text: str) -> bytes:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
-from rt_helpers import silence_pcm16k, speech_pcm16k, trimmed
+from rt_helpers import GA_SESSION, silence_pcm16k, speech_pcm16k, trimmed
 
 from realtime import compat, limits
 from realtime import messages as m
@@ -22,21 +22,7 @@ def types(outputs: list[Any]) -> list[str]:
     return [msg.__struct_config__.tag for msg in sent(outputs)]
 
 
-GA_UPDATE = {
-    "type": "session.update",
-    "session": {
-        "type": "realtime",
-        "output_modalities": ["audio"],
-        "instructions": "Be brief.",
-        "audio": {
-            "input": {
-                "format": {"type": "audio/pcm", "rate": 24000},
-                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
-            },
-            "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"},
-        },
-    },
-}
+GA_UPDATE = {"type": "session.update", "session": {**GA_SESSION, "instructions": "Be brief."}}
 
 
 def ga_protocol() -> RealtimeProtocol:

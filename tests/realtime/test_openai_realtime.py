@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import openai
 import pytest
-from rt_helpers import on_server, silence_pcm16k, speech_pcm16k, trimmed
+from rt_helpers import GA_SESSION, on_server, silence_pcm16k, speech_pcm16k, trimmed
 
 from realtime.playout import heard_text
 from realtime.server import RealtimeServer
@@ -20,18 +20,6 @@ from realtime.server import RealtimeServer
 pytestmark = pytest.mark.slow
 
 OUTPUT_RATE = 24_000
-GA_SESSION: dict[str, Any] = {
-    "type": "realtime",
-    "output_modalities": ["audio"],
-    "instructions": "You are a helpful assistant.",
-    "audio": {
-        "input": {
-            "format": {"type": "audio/pcm", "rate": 24000},
-            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
-        },
-        "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"},
-    },
-}
 
 
 def event_type(event: Any) -> str:
