@@ -5,13 +5,14 @@
 On the protocol core with the real canceller (WebRTC AEC3), the real VAD and a real Piper
 reply (bench/echo_rooms.py), over a grid of rooms: speaker-to-microphone delay 20/120/250 ms,
 echo gain 0/-10/-20 dB against the reply as sent, reverberation RT60 0/0.4 s, noise -65 dBFS.
-Speech over the reply is transcribed by Whisper tiny.en (a backchannel releases the reply,
-anything else drops it), as the server does.
+Speech over the reply is transcribed by Whisper tiny.en through the server's decoder (a
+backchannel releases the reply, anything else drops it), as the server does.
 
 - echo alone: holds (the reply stopped until the item read as nothing) and cancelled replies,
   with the server's echo cancellation on and off (the "before");
 - clicks, double clicks, noise bursts, coughs and spoken backchannels over the reply:
-  cancelled replies in every try;
+  cancelled replies (none wanted), and what Whisper read; a spoken "stop" for contrast (a real
+  one-word barge-in: it should cancel);
 - pytest-audioeval speech over the echo: hold latency from the speech's energy onset;
 - canceller candidates on one reply through the rooms: echo removed (ERLE, dB after 2 s) and
   CPU per second of audio (speexdsp and pywebrtc-audio only when installed);
@@ -58,30 +59,40 @@ def rooms(quick: bool) -> list[Room]:
 
 
 def whisper() -> Any:
+    """Whisper tiny.en through the server's own decoder (engine.stt.whisper: the short encoder
+    window, its guards, the full-window fallback), as a speech item over the reply is
+    transcribed to tell a backchannel from a barge-in."""
     from faster_whisper import WhisperModel
 
     from engine.stt import TINY_EN_STT_MODEL
     from engine.stt.models import resolve_stt_model
+    from engine.stt.whisper import WhisperDecoder
 
     model = WhisperModel(
         str(resolve_stt_model(TINY_EN_STT_MODEL)), device="cpu", compute_type="int8"
     )
+    decoder = WhisperDecoder(model, model_id=TINY_EN_STT_MODEL, encoder_window="auto")
 
     def transcribe(audio: bytes) -> str:
         if len(audio) < 3200:
             return ""
-        x = np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0
-        segments, _ = model.transcribe(x, language="en", beam_size=1, vad_filter=False)
-        return " ".join(s.text.strip() for s in segments)
+        return str(decoder.decode(np.frombuffer(audio, "<i2"), "en").text).strip()
 
     return transcribe
 
 
+# How people say the backchannels that have no spelling espeak-ng can read: from phonemes.
+# espeak-ng reads the text "mm-hmm" as three syllables, "em-em-hum" (`espeak-ng -x`:
+# ,Em'Emh@m), which is not a backchannel to a listener either (Whisper tiny.en hears "and then
+# then"); a person hums two syllabic nasals, m-HM, with the mouth closed.
+SPOKEN_AS = {"mm-hmm": "[[m'hm:]]", "uh-huh": "[[Vh'V]]"}
+
+
 def espeak(text: str) -> np.ndarray:
     """A spoken backchannel at 16 kHz, its leading and trailing silence cut (none without
-    espeak-ng)."""
+    espeak-ng); SPOKEN_AS gives the phonemes of those without a readable spelling."""
     try:
-        y = espeak_audio(text, RATE, words_per_minute=190)
+        y = espeak_audio(SPOKEN_AS.get(text, text), RATE, words_per_minute=190)
     except RuntimeError:
         return np.zeros(0)
     keep = np.flatnonzero(np.abs(y) > 0.01)
@@ -106,25 +117,43 @@ def echo_alone(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any
 
 
 def short_sounds(reply: bytes, grid: list[Room], transcribe: Any) -> dict[str, Any]:
+    """Each sound said three times over the reply in each room: cancelled replies (0 wanted),
+    except "stop", a real one-word barge-in, which should cancel it."""
     sounds = {
         "click": click(),
         "double_click": np.concatenate([click(), np.zeros(1600), click()]),
         "noise_burst": noise_burst(),
         "cough": cough(),
         "mm-hmm": espeak("mm-hmm"),
+        "uh-huh": espeak("uh-huh"),
         "yeah": espeak("yeah"),
         "okay": espeak("okay"),
+        # the espeak-ng reading of the text "mm-hmm" (see SPOKEN_AS): the earlier row
+        "em-em-hum": espeak("[[,Em'Emh@m]]"),
+        "stop": espeak("stop"),
     }
     out = {}
     for name, sound in sounds.items():
         tries = holds = cancelled = 0
+        heard: set[str] = set()
+
+        def heard_as(audio: bytes) -> str:
+            text = transcribe(audio)
+            heard.add(text)
+            return text
+
         for room in grid:
             at = [(1.5, sound), (4.5, 0.5 * sound), (7.5, sound)]
-            run = run_reply(reply, room, sounds=at, transcribe=transcribe)
+            run = run_reply(reply, room, sounds=at, transcribe=heard_as)
             tries += len(at)
             holds += run.holds
             cancelled += run.cancelled
-        out[name] = {"tries": tries, "holds": holds, "cancelled_replies": cancelled}
+        out[name] = {
+            "tries": tries,
+            "holds": holds,
+            "cancelled_replies": cancelled,
+            "whisper_read": sorted(heard),
+        }
     return out
 
 
@@ -314,7 +343,8 @@ def _print(r: dict[str, Any]) -> None:
               f"{v['cancelled']} cancelled  {v['rooms_with_holds']}")  # fmt: skip
     print(f"{'sound':14} {'tries':>6} {'holds':>6} {'cancelled':>10}")
     for name, v in r["short_sounds"].items():
-        print(f"{name:14} {v['tries']:6} {v['holds']:6} {v['cancelled_replies']:10}")
+        read = ", ".join(repr(t) for t in v["whisper_read"][:6])
+        print(f"{name:14} {v['tries']:6} {v['holds']:6} {v['cancelled_replies']:10}  {read}")
     b = r["barge_in"]
     print(f"barge-in over echo: {b['tries']} tries, {b['missed']} missed, hold latency p50 "
           f"{b['p50_ms']:.0f} ms, p90 {b['p90_ms']:.0f} ms, {100 * b['within_200ms']:.0f}% "

@@ -9,6 +9,8 @@ and coughs, and real speech over the echo still holds the reply and then drops i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import pytest
@@ -131,6 +133,51 @@ def test_a_backchannel_releases_the_reply_and_is_kept(reply: bytes) -> None:
     assert run.backchannels == ["Yeah."]
 
 
+@pytest.fixture(scope="module")
+def whisper_tiny_en() -> Callable[[bytes], str]:
+    from bench.bench_echo import whisper
+
+    return cast("Callable[[bytes], str]", whisper())
+
+
+@pytest.mark.parametrize(
+    ("said", "cuts_in"),
+    [
+        ("mm-hmm", False),
+        ("uh-huh", False),
+        ("yeah", False),
+        ("okay", False),
+        ("stop", True),
+        ("no", True),
+    ],
+)
+def test_whisper_tells_a_backchannel_from_words_over_the_reply(
+    reply: bytes, whisper_tiny_en: Callable[[bytes], str], said: str, cuts_in: bool
+) -> None:
+    """The real decider, Whisper tiny.en through the server's decoder on the cleaned item: a
+    hummed "mm-hmm" (people's, not espeak-ng's spelled-out "em-em-hum"), "uh-huh" (read here as
+    laughter, "Ha ha."), "yeah" and "okay" said over the reply hold it and let it play on; "stop"
+    and "no", as short as they are, drop it (only their words can tell)."""
+    from bench.bench_echo import espeak
+
+    sound = espeak(said)
+    if not len(sound):
+        pytest.skip("espeak-ng is not installed")
+    heard: list[str] = []
+
+    def transcribe(audio: bytes) -> str:
+        heard.append(whisper_tiny_en(audio))
+        return heard[-1]
+
+    run = run_reply(
+        reply, Room(delay_ms=60, gain_db=-20, rt60_s=0.0), sounds=[(3.0, sound)],
+        transcribe=transcribe,
+    )  # fmt: skip
+    assert run.holds >= 1, said
+    assert run.cancelled is cuts_in, (said, heard)
+    assert run.finished is not cuts_in, (said, heard)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -139,6 +186,7 @@ def test_a_backchannel_releases_the_reply_and_is_kept(reply: bytes) -> None:
         ("", True),
         ("I see", True),
         ("Uh-huh", True),
+        ("Ha ha.", True),
         ("Stop.", False),
         ("Wait, no.", False),
         ("Yeah but what about the price?", False),
