@@ -33,7 +33,11 @@ _BACKCHANNEL_WORDS = frozenset(
     "i see got it gotcha really true indeed "
     # laughter over the reply: Whisper writes it "Ha ha." (and reads a short "uh-huh" over
     # the echo as that, 7 of 54 tries in bench/bench_echo.py's rooms)
-    "ha haha hah heh hehe".split()
+    "ha haha hah heh hehe "
+    # thanks said over the reply acknowledges it; and "Thank you." and "you" are what Whisper
+    # makes of a breath or the echo's residue more often than of anything else (an echo-only
+    # reply was cut by a "Thank you." in bench/bench_echo.py's loudest reverberant room)
+    "thank thanks you".split()
 )
 _WORD = re.compile(r"[a-z']+")
 

@@ -187,6 +187,8 @@ def test_whisper_tells_a_backchannel_from_words_over_the_reply(
         ("I see", True),
         ("Uh-huh", True),
         ("Ha ha.", True),
+        ("Thank you.", True),
+        ("Thank you, stop.", False),
         ("Stop.", False),
         ("Wait, no.", False),
         ("Yeah but what about the price?", False),
