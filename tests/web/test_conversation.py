@@ -134,6 +134,40 @@ def test_a_barged_in_reply_keeps_what_was_heard(run_node: Any) -> None:
     assert out["words"][0]["figures"] == []
 
 
+def test_a_reply_stopped_after_it_was_sent_whole_keeps_what_was_heard(run_node: Any) -> None:
+    """The user stops a reply whose audio the server had sent whole (its last words still
+    playing): the page sends conversation.item.truncate and the server answers
+    conversation.item.truncated; the bubble then shows what was heard, the rest struck through,
+    and says the reply was stopped (before: it stayed "completed", every word as if heard)."""
+    reply = "Paris is the capital. It is on the Seine."
+    out = _fold(
+        run_node,
+        [
+            m.ResponseCreated(response=m.ResponseInfo(id="resp_3")),
+            m.ResponseOutputTextDelta(response_id="resp_3", delta=reply),
+            m.ResponseOutputAudioTranscriptDelta(
+                response_id="resp_3", delta="Paris is the capital.", offset=0
+            ),
+            m.ResponseOutputAudioTranscriptDelta(
+                response_id="resp_3", delta="It is on the Seine.", offset=48_000
+            ),
+            m.ResponseOutputAudioDone(response_id="resp_3", samples=96_000),
+            m.ResponseDone(
+                response=m.ResponseInfo(id="resp_3", status="completed", output_text=reply)
+            ),
+            # stopped 2.5 s in: the first sentence (2 s) and a quarter of the second heard
+            m.ConversationItemTruncated(item_id=m.assistant_item_id("resp_3"), audio_end_ms=2500),
+            # a truncate of an item this page does not know changes nothing
+            m.ConversationItemTruncated(item_id="item_resp_9", audio_end_ms=10),
+        ],
+    )
+    (item,) = out["items"]
+    assert item["status"] == "cancelled"
+    assert item["heardText"] == "Paris is the capital. It is"
+    assert out["words"][0]["why"] == "stopped"
+    assert out["changed"][-2] == [item["id"]] and out["changed"][-1] == []
+
+
 def _turn(item: str, resp: str, said: str, reply: str) -> list[m.ServerMessage | str]:
     return [
         m.InputAudioBufferSpeechStarted(item_id=item, audio_start_ms=0),
