@@ -28,13 +28,15 @@
 #define BV_ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Tile sizes, in one place. GEMV_ROWS rows per iteration share activation
- * loads from L1. GEMM: GEMM_ROWS x GEMM_TOKENS int16 accumulators (12 of the
- * 16 ymm). A K chunk is GEMM_KC_BLOCKS blocks = 2048 columns: the unpacked
- * codes of 4 rows (8 KB) stay in L1, and 64 steps of 32 columns is exactly
- * what an int16 accumulator holds (64 * 512 = 32768, see gemm_tile). */
+ * loads from L1. GEMM: GEMM_ROWS x GEMM_TOKENS int16 accumulators, the three
+ * tokens' activations and one row of codes in registers (14 of the 16 ymm; see
+ * gemm_tile for why not 4 x 3). A K chunk is GEMM_KC_BLOCKS blocks = 2048
+ * columns: the unpacked codes of the rows (6 KB) stay in L1, and 64 steps of
+ * 32 columns is exactly what an int16 accumulator holds (64 * 512 = 32768,
+ * see gemm_tile). */
 #define GEMV_ROWS 4
 #define GEMV_FLUSH_BLOCKS 8
-#define GEMM_ROWS 4
+#define GEMM_ROWS 3
 #define GEMM_TOKENS 3
 #define GEMM_KC_BLOCKS 16
 #define GEMM_TOKEN_GROUP 240
@@ -169,56 +171,58 @@ static void unpack_codes(const uint8_t *w, size_t rb, int r, int nrows, int kb0,
     }
 }
 
-/* One register tile: 4 rows of unpacked codes (stride ldb) x 3 tokens
- * (x0..x2 already offset to this K chunk) over ncols <= 2048 columns, in 12
- * int16 accumulators. Per 32 columns an accumulator gains one vpmaddubsw pair
- * sum in [-512, 508]; 64 steps stay in [-32768, 32512], hence the 2048-column
- * chunk. Fewer than 3 tokens: pointers repeat, only T are stored; rows beyond
- * nr are zero codes and are not stored. first: store partial - sum(x), else
- * add the partial to Y. Named variables, not arrays, so that GCC keeps all 12
- * accumulators in registers. */
-#define TILE_ROW(i)                                                                           \
-    do {                                                                                      \
+/* One register tile: GEMM_ROWS (3) rows of unpacked codes (stride ldb) x 3
+ * tokens (x0..x2 already offset to this K chunk) over ncols <= 2048 columns,
+ * in 9 int16 accumulators. Per 32 columns an accumulator gains one vpmaddubsw
+ * pair sum in [-512, 508]; 64 steps stay in [-32768, 32512], hence the
+ * 2048-column chunk. Fewer than 3 tokens: pointers repeat, only T are
+ * stored; rows beyond nr are zero codes and are not stored. first: store
+ * partial - sum(x), else add the partial to Y.
+ *
+ * Why 3 x 3 and not 4 x 3: vpmaddubsw takes its unsigned operand (the codes)
+ * from a register, so 4 x 3 needs 12 accumulators, 3 activations, a row of
+ * codes and a product: 17 registers. GCC then spilled an accumulator to the
+ * stack and re-read two tokens' activations from L1 for every row: 17 loads
+ * and 2 stores per 12 products, bound by the load ports (measured on Zen 3:
+ * ~37 multiply-adds per cycle, a 24-token prefill 73 tok/s on the 2B
+ * shapes). 3 x 3 loads 6 vectors per 9 products and keeps every accumulator
+ * in a register. Named variables, not arrays, for the same reason. */
+#define TILE_ROW(i)                                                                          \
+    do {                                                                                     \
         const __m256i wv = _mm256_load_si256((const __m256i *)(buf + (size_t)(i) * ldb + k)); \
-        a##i##0 = _mm256_add_epi16(a##i##0, _mm256_maddubs_epi16(wv, _mm256_loadu_si256(       \
-                                                                     (const __m256i *)(x0 + k)))); \
-        a##i##1 = _mm256_add_epi16(a##i##1, _mm256_maddubs_epi16(wv, _mm256_loadu_si256(       \
-                                                                     (const __m256i *)(x1 + k)))); \
-        a##i##2 = _mm256_add_epi16(a##i##2, _mm256_maddubs_epi16(wv, _mm256_loadu_si256(       \
-                                                                     (const __m256i *)(x2 + k)))); \
+        a##i##0 = _mm256_add_epi16(a##i##0, _mm256_maddubs_epi16(wv, xv0));                  \
+        a##i##1 = _mm256_add_epi16(a##i##1, _mm256_maddubs_epi16(wv, xv1));                  \
+        a##i##2 = _mm256_add_epi16(a##i##2, _mm256_maddubs_epi16(wv, xv2));                  \
     } while (0)
 
-BV_ALWAYS_INLINE void tile_store(__m256i a0, __m256i a1, __m256i a2, __m256i a3, int nr,
-                                 int32_t *y, int first, int32_t sx) {
+/* the GEMM_ROWS (3) rows' sums of one token into y[0..nr) */
+BV_ALWAYS_INLINE void tile_store(__m256i a0, __m256i a1, __m256i a2, int nr, int32_t *y, int first,
+                                 int32_t sx) {
     const __m256i ones16 = _mm256_set1_epi16(1);
     __m128i s = reduce4(_mm256_madd_epi16(a0, ones16), _mm256_madd_epi16(a1, ones16),
-                        _mm256_madd_epi16(a2, ones16), _mm256_madd_epi16(a3, ones16));
-    if (nr == GEMM_ROWS) {
-        s = first ? _mm_sub_epi32(s, _mm_set1_epi32(sx))
-                  : _mm_add_epi32(s, _mm_loadu_si128((const __m128i *)y));
-        _mm_storeu_si128((__m128i *)y, s);
-    } else {
-        int32_t v[4];
-        _mm_storeu_si128((__m128i *)v, s);
-        for (int i = 0; i < nr; i++) y[i] = first ? v[i] - sx : y[i] + v[i];
-    }
+                        _mm256_madd_epi16(a2, ones16), _mm256_setzero_si256());
+    int32_t v[4];
+    _mm_storeu_si128((__m128i *)v, s);
+    for (int i = 0; i < nr; i++) y[i] = first ? v[i] - sx : y[i] + v[i];
 }
 
 __attribute__((noinline)) static void gemm_tile(const uint8_t *buf, size_t ldb, const int8_t *x0,
                                                 const int8_t *x1, const int8_t *x2, size_t ncols,
                                                 int T, int nr, int32_t *Y, int ldy, int first,
                                                 const int32_t *sx) {
-    __m256i a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;
-    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = a30 = a31 = a32 = _mm256_setzero_si256();
+    __m256i a00, a01, a02, a10, a11, a12, a20, a21, a22;
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = _mm256_setzero_si256();
     for (size_t k = 0; k < ncols; k += 32) {
+        const __m256i xv0 = _mm256_loadu_si256((const __m256i *)(x0 + k));
+        const __m256i xv1 = _mm256_loadu_si256((const __m256i *)(x1 + k));
+        const __m256i xv2 = _mm256_loadu_si256((const __m256i *)(x2 + k));
         TILE_ROW(0);
         TILE_ROW(1);
         TILE_ROW(2);
-        TILE_ROW(3);
     }
-    tile_store(a00, a10, a20, a30, nr, Y, first, sx[0]);
-    if (T > 1) tile_store(a01, a11, a21, a31, nr, Y + ldy, first, sx[1]);
-    if (T > 2) tile_store(a02, a12, a22, a32, nr, Y + 2 * (size_t)ldy, first, sx[2]);
+    tile_store(a00, a10, a20, nr, Y, first, sx[0]);
+    if (T > 1) tile_store(a01, a11, a21, nr, Y + ldy, first, sx[1]);
+    if (T > 2) tile_store(a02, a12, a22, nr, Y + 2 * (size_t)ldy, first, sx[2]);
 }
 
 static void avx2_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
@@ -834,8 +838,10 @@ const bv_kernels bv_kernels_avx2 = {
     .name = "avx2",
     .ternary_gemv = avx2_ternary_gemv,
     .ternary_gemm = avx2_ternary_gemm,
-    /* measured on the 2B shapes, 2 threads, CPU ms per step (loaded VM): 3 tokens
-     * 140-167 by GEMV against 157-201 by GEMM, 4: 174-196 vs 267-274, 6: 258-292 vs 277-305 */
+    /* measured on the 2B shapes, 2 threads, CPU ms per step, the VM otherwise
+     * idle (Zen 3), with the 3 x 3 GEMM tile: 3 tokens 123 by GEMV against
+     * 130-132 by GEMM, 4: 151 vs 179, 5: 178 vs 187-190, 6: 202 vs 191-195
+     * (the GEMM pays a whole 3-token tile for a part-filled one) */
     .batch_gemv_max = 6,
     .int8_gemv = avx2_int8_gemv,
     .int4_gemv = avx2_int4_gemv,
