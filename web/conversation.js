@@ -9,7 +9,7 @@
 // the connection's number (`c2:resp_1`). Items of earlier connections stay (the
 // page keeps showing them above the "Reconnected" line) until `clear()`.
 
-import { OUTPUT_RATE } from "./protocol.js";
+import { OUTPUT_RATE, responseIdOfItem } from "./protocol.js";
 
 /**
  * @typedef {{kind: "user", id: string, text: string, partial: boolean, source: "voice"|"typed",
@@ -22,9 +22,6 @@ import { OUTPUT_RATE } from "./protocol.js";
 
 /** The reason a reply ends with when the connection drops under it (as the server says it). */
 const LOST_CONNECTION = "disconnected";
-/** A response's assistant item id is this prefix and the response id
- * (realtime.messages.assistant_item_id). */
-const ASSISTANT_ITEM_PREFIX = "item_";
 
 export class Conversation {
   constructor() {
@@ -227,9 +224,7 @@ export class Conversation {
         // The person stopped a reply the server had already sent whole (its last words still
         // playing): the server's history now ends where the audio stopped, and so does the
         // page's, with the words not heard struck through as after a barge-in.
-        const responseId = msg.item_id.startsWith(ASSISTANT_ITEM_PREFIX)
-          ? msg.item_id.slice(ASSISTANT_ITEM_PREFIX.length)
-          : null;
+        const responseId = responseIdOfItem(msg.item_id);
         const it = responseId === null ? null : this.byId.get(this.key(responseId));
         if (!it || it.kind !== "assistant") return [];
         const played = Math.round((msg.audio_end_ms * OUTPUT_RATE) / 1000);

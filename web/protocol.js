@@ -176,9 +176,17 @@ export function responseIdFor(turn) {
   return `resp_${turn}`;
 }
 
+const ASSISTANT_ITEM_PREFIX = "item_"; // realtime.messages.assistant_item_id
+
 /** The id of the assistant item a response produces (what a truncate names). */
 export function assistantItemId(responseId) {
-  return `item_${responseId}`;
+  return `${ASSISTANT_ITEM_PREFIX}${responseId}`;
+}
+
+/** The response id of an assistant item id (the inverse of `assistantItemId`), or null. */
+export function responseIdOfItem(itemId) {
+  const id = String(itemId);
+  return id.startsWith(ASSISTANT_ITEM_PREFIX) ? id.slice(ASSISTANT_ITEM_PREFIX.length) : null;
 }
 
 /**

@@ -145,3 +145,21 @@ def test_every_server_error_code_has_words(run_node: Any) -> None:
         assert words != result["fallback"].replace(" (detail)", ""), code
         assert words.endswith("(detail)")
         assert not words.startswith("The server reported a problem"), code
+
+
+ITEM_IDS_JS = """
+import * as p from "./web/protocol.js";
+const ids = JSON.parse(process.argv[1]);
+console.log(JSON.stringify(ids.map((r) => [p.assistantItemId(r), p.responseIdOfItem(p.assistantItemId(r))])
+  .concat([[null, p.responseIdOfItem("item_7")], [null, p.responseIdOfItem("msg_7")]])));
+"""
+
+
+def test_assistant_item_ids_are_the_servers_both_ways(run_node: Any) -> None:
+    """The page names a reply's item as the server does (a truncate must reach it), and maps a
+    `conversation.item.truncated` back to the reply it shows."""
+    responses = ["resp_1", "resp_42"]
+    got = run_node(ITEM_IDS_JS, json.dumps(responses))
+    assert got[:2] == [[m.assistant_item_id(r), r] for r in responses]
+    # a user item id ("item_7") maps to response id "7", which no reply has; other ids to null
+    assert got[2:] == [[None, "7"], [None, None]]
