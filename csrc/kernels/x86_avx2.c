@@ -175,8 +175,8 @@ static void unpack_codes(const uint8_t *w, size_t rb, int r, int nrows, int kb0,
  * tokens (x0..x2 already offset to this K chunk) over ncols <= 2048 columns,
  * in 9 int16 accumulators. Per 32 columns an accumulator gains one vpmaddubsw
  * pair sum in [-512, 508]; 64 steps stay in [-32768, 32512], hence the
- * 2048-column chunk. Fewer than 3 tokens: pointers repeat, only T are
- * stored; rows beyond nr are zero codes and are not stored. first: store
+ * 2048-column chunk. Fewer than 3 tokens: only T are computed and stored;
+ * rows beyond nr are zero codes and are not stored. first: store
  * partial - sum(x), else add the partial to Y.
  *
  * Why 3 x 3 and not 4 x 3: vpmaddubsw takes its unsigned operand (the codes)
@@ -191,8 +191,8 @@ static void unpack_codes(const uint8_t *w, size_t rb, int r, int nrows, int kb0,
     do {                                                                                     \
         const __m256i wv = _mm256_load_si256((const __m256i *)(buf + (size_t)(i) * ldb + k)); \
         a##i##0 = _mm256_add_epi16(a##i##0, _mm256_maddubs_epi16(wv, xv0));                  \
-        a##i##1 = _mm256_add_epi16(a##i##1, _mm256_maddubs_epi16(wv, xv1));                  \
-        a##i##2 = _mm256_add_epi16(a##i##2, _mm256_maddubs_epi16(wv, xv2));                  \
+        if (T > 1) a##i##1 = _mm256_add_epi16(a##i##1, _mm256_maddubs_epi16(wv, xv1));       \
+        if (T > 2) a##i##2 = _mm256_add_epi16(a##i##2, _mm256_maddubs_epi16(wv, xv2));       \
     } while (0)
 
 /* the GEMM_ROWS (3) rows' sums of one token into y[0..nr) */
@@ -206,16 +206,19 @@ BV_ALWAYS_INLINE void tile_store(__m256i a0, __m256i a1, __m256i a2, int nr, int
     for (int i = 0; i < nr; i++) y[i] = first ? v[i] - sx : y[i] + v[i];
 }
 
-__attribute__((noinline)) static void gemm_tile(const uint8_t *buf, size_t ldb, const int8_t *x0,
-                                                const int8_t *x1, const int8_t *x2, size_t ncols,
-                                                int T, int nr, int32_t *Y, int ldy, int first,
-                                                const int32_t *sx) {
+/* T (1..3 tokens) is a constant in each copy below: a part-filled last tile
+ * of a token group does only its own products (with T as a variable, a
+ * 4-token prefill cost as much as a 6-token one) */
+BV_ALWAYS_INLINE void gemm_tile_tokens(const uint8_t *buf, size_t ldb, const int8_t *x0,
+                                       const int8_t *x1, const int8_t *x2, size_t ncols,
+                                       const int T, int nr, int32_t *Y, int ldy, int first,
+                                       const int32_t *sx) {
     __m256i a00, a01, a02, a10, a11, a12, a20, a21, a22;
     a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = _mm256_setzero_si256();
     for (size_t k = 0; k < ncols; k += 32) {
         const __m256i xv0 = _mm256_loadu_si256((const __m256i *)(x0 + k));
-        const __m256i xv1 = _mm256_loadu_si256((const __m256i *)(x1 + k));
-        const __m256i xv2 = _mm256_loadu_si256((const __m256i *)(x2 + k));
+        const __m256i xv1 = T > 1 ? _mm256_loadu_si256((const __m256i *)(x1 + k)) : xv0;
+        const __m256i xv2 = T > 2 ? _mm256_loadu_si256((const __m256i *)(x2 + k)) : xv0;
         TILE_ROW(0);
         TILE_ROW(1);
         TILE_ROW(2);
@@ -223,6 +226,18 @@ __attribute__((noinline)) static void gemm_tile(const uint8_t *buf, size_t ldb, 
     tile_store(a00, a10, a20, nr, Y, first, sx[0]);
     if (T > 1) tile_store(a01, a11, a21, nr, Y + ldy, first, sx[1]);
     if (T > 2) tile_store(a02, a12, a22, nr, Y + 2 * (size_t)ldy, first, sx[2]);
+}
+
+__attribute__((noinline)) static void gemm_tile(const uint8_t *buf, size_t ldb, const int8_t *x0,
+                                                const int8_t *x1, const int8_t *x2, size_t ncols,
+                                                int T, int nr, int32_t *Y, int ldy, int first,
+                                                const int32_t *sx) {
+    if (T >= 3)
+        gemm_tile_tokens(buf, ldb, x0, x1, x2, ncols, 3, nr, Y, ldy, first, sx);
+    else if (T == 2)
+        gemm_tile_tokens(buf, ldb, x0, x1, x2, ncols, 2, nr, Y, ldy, first, sx);
+    else
+        gemm_tile_tokens(buf, ldb, x0, x1, x2, ncols, 1, nr, Y, ldy, first, sx);
 }
 
 static void avx2_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, int32_t *Y,
