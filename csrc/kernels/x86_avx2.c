@@ -854,9 +854,10 @@ const bv_kernels bv_kernels_avx2 = {
     .ternary_gemv = avx2_ternary_gemv,
     .ternary_gemm = avx2_ternary_gemm,
     /* measured on the 2B shapes, 2 threads, CPU ms per step, the VM otherwise
-     * idle (Zen 3), with the 3 x 3 GEMM tile: 3 tokens 123 by GEMV against
-     * 130-132 by GEMM, 4: 151 vs 179, 5: 178 vs 187-190, 6: 202 vs 191-195
-     * (the GEMM pays a whole 3-token tile for a part-filled one) */
+     * idle (Zen 3), with the 3 x 3 GEMM tile and its part-filled copies: 3 tokens
+     * 120 by GEMV against 121-123 by GEMM, 4: 142-145 vs 144-145, 5: 170 vs
+     * 169-172, 6: 194-199 vs 188-192. A tie up to 6; the GEMV streams each row
+     * once per step for all the tokens, so it keeps them. */
     .batch_gemv_max = 6,
     .int8_gemv = avx2_int8_gemv,
     .int4_gemv = avx2_int4_gemv,
