@@ -155,27 +155,35 @@ def test_whisper_tells_a_backchannel_from_words_over_the_reply(
     reply: bytes, whisper_tiny_en: Callable[[bytes], str], said: str, cuts_in: bool
 ) -> None:
     """The real decider, Whisper tiny.en through the server's decoder on the cleaned item: a
-    hummed "mm-hmm" (people's, not espeak-ng's spelled-out "em-em-hum"), "uh-huh" (read here as
-    laughter, "Ha ha."), "yeah" and "okay" said over the reply hold it and let it play on; "stop"
-    and "no", as short as they are, drop it (only their words can tell)."""
+    hummed "mm-hmm" (people's, not espeak-ng's spelled-out "em-em-hum"), "uh-huh" (often read
+    as laughter, "Ha ha."), "yeah" and "okay" said over the reply hold it and let it play on;
+    "stop" and "no", as short as they are, drop it (only their words can tell).
+
+    Whisper tiny.en on a half-second sound over the echo's residue is a coin with a bias: the
+    same "uh-huh" reads "Ha ha." at one place in the reply and "Bye bye." at another, and which
+    place gives which differs between CPUs (AVX2 and AVX-512 builds of CTranslate2 round
+    differently). So the word is said at five places and the decision must go the right way
+    in most of them, as bench_echo counts it over 54 rooms."""
     from bench.bench_echo import espeak
 
     sound = espeak(said)
     if not len(sound):
         pytest.skip("espeak-ng is not installed")
-    heard: list[str] = []
+    outcomes: list[tuple[float, bool, list[str]]] = []
+    for at_s in (2.0, 2.5, 3.0, 3.5, 4.0):
+        heard: list[str] = []
 
-    def transcribe(audio: bytes) -> str:
-        heard.append(whisper_tiny_en(audio))
-        return heard[-1]
+        def transcribe(audio: bytes, heard: list[str] = heard) -> str:
+            heard.append(whisper_tiny_en(audio))
+            return heard[-1]
 
-    run = run_reply(
-        reply, Room(delay_ms=60, gain_db=-20, rt60_s=0.0), sounds=[(3.0, sound)],
-        transcribe=transcribe,
-    )  # fmt: skip
-    assert run.holds >= 1, said
-    assert run.cancelled is cuts_in, (said, heard)
-    assert run.finished is not cuts_in, (said, heard)
+        run = run_reply(
+            reply, Room(delay_ms=60, gain_db=-20, rt60_s=0.0), sounds=[(at_s, sound)],
+            transcribe=transcribe,
+        )  # fmt: skip
+        assert run.finished is not run.cancelled, (said, at_s, heard)
+        outcomes.append((at_s, run.holds >= 1 and run.cancelled is cuts_in, heard))
+    assert sum(right for _at, right, _heard in outcomes) >= 3, (said, outcomes)
 
 
 @pytest.mark.parametrize(
