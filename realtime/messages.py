@@ -21,6 +21,7 @@ when one could be read, so the error event can echo it.
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from typing import Annotated, Final, Literal, NoReturn
 
@@ -771,14 +772,40 @@ def _event_id_of(data: bytes | str) -> str | None:
 _logged_unexpected: set[type[BaseException]] = set()
 
 
+# No client message nests deeper than a few levels; deeper JSON is refused before decoding, so
+# the answer does not depend on the interpreter's recursion limit (which a library may raise:
+# then msgspec decoded 20,000 levels without complaint and the message passed as a ping).
+MAX_JSON_NESTING: Final = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _nesting_too_deep(data: bytes | str) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than MAX_JSON_NESTING (brackets inside
+    strings do not count). Cheap for ordinary frames: only a frame with more brackets than the
+    limit is scanned."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_NESTING:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", raw)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth > MAX_JSON_NESTING:
+            return True
+    return False
+
+
 def decode_client(data: bytes | str) -> ClientMessage:
     """Decode one client text frame. Raises `WireError` (never anything else) on bad input.
 
-    Every exception from the decoder becomes a `WireError`: nesting deeper than the
-    interpreter's recursion limit (`RecursionError`) is `invalid_json`; any other unexpected
-    exception is `invalid_json` too and is logged once per exception type (it is a bug).
+    Every exception from the decoder becomes a `WireError`: nesting deeper than
+    MAX_JSON_NESTING (checked first) or than the interpreter's recursion limit
+    (`RecursionError`) is `invalid_json`; any other unexpected exception is `invalid_json`
+    too and is logged once per exception type (it is a bug).
     """
     try:
+        if _nesting_too_deep(data):
+            _raise("invalid_json", f"malformed JSON: nested deeper than {MAX_JSON_NESTING}", None)
         return _decode_client(data)
     except WireError:
         raise

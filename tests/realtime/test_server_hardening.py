@@ -117,6 +117,31 @@ async def test_deeply_nested_json_is_an_invalid_json_error_and_the_connection_st
         assert pong.client_event_id == "after"
 
 
+def test_deep_nesting_is_refused_whatever_the_recursion_limit() -> None:
+    """The answer must not depend on the interpreter's recursion limit: a library that raises it
+    (one did, in the full suite) let msgspec decode 20,000 levels, and the frame passed as a
+    ping. Brackets inside strings are text, not nesting."""
+    import sys
+
+    deep = '{"type":"bitvoice.ping","event_id":"d","x":' + "[" * 20_000 + "]" * 20_000 + "}"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        with pytest.raises(m.WireError) as info:
+            m.decode_client(deep)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert info.value.code == "invalid_json"
+    at_limit = "[" * (m.MAX_JSON_NESTING - 1) + "]" * (m.MAX_JSON_NESTING - 1)
+    ok = m.decode_client('{"type":"bitvoice.ping","event_id":"e","x":' + at_limit + "}")
+    assert isinstance(ok, m.Ping)
+    with pytest.raises(m.WireError):
+        m.decode_client('{"type":"bitvoice.ping","event_id":"e","x":[' + at_limit + "]}")
+    # an id of 20 "[{" pairs and an escaped quote, then a string field of 99 "[": all text
+    text = '{"type":"bitvoice.ping","event_id":"' + "[{" * 20 + '\\""' + ',"x":"' + "[" * 99 + '"}'
+    assert m.decode_client(text) == m.Ping(event_id="[{" * 20 + '"')
+
+
 def test_decode_client_raises_only_wire_error() -> None:
     for text in (
         '{"type":"bitvoice.ping","x":' + "[" * 5000 + "]" * 5000 + "}",
