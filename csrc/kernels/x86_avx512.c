@@ -762,12 +762,257 @@ static void attn_block_nh(const float *qt, int nh, const uint16_t *kb, const uin
     }
 }
 
+/* ---- the full tile: 4 heads, hd % 16 == 0 (the 2B shapes' every tile) ------
+ * The generic block above reduces each (head, position) dot product with its
+ * own _mm512_reduce_add_ps and keeps the scores in a [head][position] array
+ * with a scalar max and sum per head: measured on an Intel Xeon (AVX-512,
+ * 2 GHz), 65 ns per position of a 4-head tile at hd 128, in L2. The full tile
+ * scores four positions at once, 16 accumulators (position t, head h: number
+ * 4t + h) folded into one vector by a transpose-and-add tree (45 shuffles
+ * and adds instead of 16 reductions of ~8 each), so a quad j of positions
+ * 4j..4j+3 is one vector with lanes
+ *     [t0 h0, t0 h1, t0 h2, t0 h3, t1 h0, ..., t3 h3]   (128-bit lane = position).
+ * The online softmax runs on the block's four quads for all four heads at
+ * once: a head's running maximum sits in lane h of every 128-bit lane, its
+ * sum in four partial lanes. Either cache format, as in x86_avx2.c: i8 a
+ * constant, each format its own inlined copy. */
+#define ATTN_QUADS (ATTN_BLOCK / 4)
+
+/* 16 floats of a K/V row at d as floats (int8: the codes, not yet scaled) */
+BV_ALWAYS_INLINE __m512 load_kv16(const void *row, int d, int i8) {
+    if (i8) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)row + d))));
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)));
+}
+
+BV_ALWAYS_INLINE const void *kv_row512(const void *rows, size_t t, int hd, int i8) {
+    return (const char *)rows + t * (size_t)hd * (i8 ? 1 : 2);
+}
+
+/* [hsum a, hsum b, hsum c, hsum d] in each 128-bit lane, partial: lane L
+ * holds the sums of lane L of the four inputs */
+BV_ALWAYS_INLINE __m512 hsum4_lanes(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* lane i: the horizontal sum of v[i] (the four partial vectors' 128-bit lanes added) */
+BV_ALWAYS_INLINE __m512 hsum16x16(__m512 u0, __m512 u1, __m512 u2, __m512 u3) {
+    const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u2, u3, _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(u2, u3, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* each head's maximum over the four 128-bit lanes, in every lane */
+BV_ALWAYS_INLINE __m512 quad_max(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* the lanes of quad j that hold one of the block's nt positions */
+BV_ALWAYS_INLINE __mmask16 quad_lanes_valid(int j, int nt) {
+    const int v = nt - 4 * j;
+    return v >= 4 ? (__mmask16)0xFFFF : v <= 0 ? (__mmask16)0 : (__mmask16)((1u << (4 * v)) - 1);
+}
+
+/* per-position factors (ks or vs, times `times`) in the quad layout; positions past nt: 0 */
+BV_ALWAYS_INLINE __m512 quad_steps(const float *steps, int j, int nt, float times) {
+    const int v = nt - 4 * j;
+    const __m128 s4 = _mm_maskz_loadu_ps((__mmask8)(v >= 4 ? 0xF : (1u << v) - 1), steps + 4 * j);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_mul_ps(_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4)), _mm512_set1_ps(times));
+}
+
+/* r[j] = scale * q_h . k_t (int8: times the row's step) in the quad layout;
+ * lanes past nt are -inf. Rows past nt read row 0 of the block (no lane keeps them). */
+BV_ALWAYS_INLINE void attn_tile_scores(const float *q, const void *kb, const float *ks, int nt, int left, int hd,
+                                       float scale, __m512 r[ATTN_QUADS], int i8) {
+    const float *q0 = q, *q1 = q + hd, *q2 = q + 2 * (size_t)hd, *q3 = q + 3 * (size_t)hd;
+    for (int j = 0; j < ATTN_QUADS; j++) {
+        const int t = 4 * j;
+        if (t >= nt) {
+            r[j] = _mm512_set1_ps(-INFINITY);
+            continue;
+        }
+        const void *k0p = kv_row512(kb, (size_t)t, hd, i8);
+        const void *k1p = t + 1 < nt ? kv_row512(kb, (size_t)t + 1, hd, i8) : k0p;
+        const void *k2p = t + 2 < nt ? kv_row512(kb, (size_t)t + 2, hd, i8) : k0p;
+        const void *k3p = t + 3 < nt ? kv_row512(kb, (size_t)t + 3, hd, i8) : k0p;
+        __m512 a[16];
+        for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+        for (int i = 0; i < 4; i++) prefetch_kv_bytes(kb, t + i, left, hd * (i8 ? 1 : 2));
+        for (int d = 0; d < hd; d += 16) {
+            const __m512 k0 = load_kv16(k0p, d, i8), k1 = load_kv16(k1p, d, i8);
+            const __m512 k2 = load_kv16(k2p, d, i8), k3 = load_kv16(k3p, d, i8);
+            const __m512 qh0 = _mm512_loadu_ps(q0 + d), qh1 = _mm512_loadu_ps(q1 + d);
+            const __m512 qh2 = _mm512_loadu_ps(q2 + d), qh3 = _mm512_loadu_ps(q3 + d);
+            a[0] = _mm512_fmadd_ps(qh0, k0, a[0]);
+            a[1] = _mm512_fmadd_ps(qh1, k0, a[1]);
+            a[2] = _mm512_fmadd_ps(qh2, k0, a[2]);
+            a[3] = _mm512_fmadd_ps(qh3, k0, a[3]);
+            a[4] = _mm512_fmadd_ps(qh0, k1, a[4]);
+            a[5] = _mm512_fmadd_ps(qh1, k1, a[5]);
+            a[6] = _mm512_fmadd_ps(qh2, k1, a[6]);
+            a[7] = _mm512_fmadd_ps(qh3, k1, a[7]);
+            a[8] = _mm512_fmadd_ps(qh0, k2, a[8]);
+            a[9] = _mm512_fmadd_ps(qh1, k2, a[9]);
+            a[10] = _mm512_fmadd_ps(qh2, k2, a[10]);
+            a[11] = _mm512_fmadd_ps(qh3, k2, a[11]);
+            a[12] = _mm512_fmadd_ps(qh0, k3, a[12]);
+            a[13] = _mm512_fmadd_ps(qh1, k3, a[13]);
+            a[14] = _mm512_fmadd_ps(qh2, k3, a[14]);
+            a[15] = _mm512_fmadd_ps(qh3, k3, a[15]);
+        }
+        const __m512 sums = hsum16x16(hsum4_lanes(a[0], a[1], a[2], a[3]), hsum4_lanes(a[4], a[5], a[6], a[7]),
+                                      hsum4_lanes(a[8], a[9], a[10], a[11]),
+                                      hsum4_lanes(a[12], a[13], a[14], a[15]));
+        const __m512 sc = i8 ? quad_steps(ks, j, nt, scale) : _mm512_set1_ps(scale);
+        r[j] = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), quad_lanes_valid(j, nt), sums, sc);
+    }
+}
+
+/* The online softmax step of one block for the four heads: r becomes
+ * e^(s - m) (0 past nt), the running maximum mv (lane h of each 128-bit lane)
+ * and sum lv (four partials per head) are updated, and o's rows are rescaled
+ * for the heads whose maximum grew. */
+BV_ALWAYS_INLINE void attn_tile_softmax(__m512 r[ATTN_QUADS], int nt, __m512 *mv, __m512 *lv, float *o, int hd) {
+    const __m512 block_max = quad_max(_mm512_max_ps(_mm512_max_ps(r[0], r[1]), _mm512_max_ps(r[2], r[3])));
+    const __m512 m_new = _mm512_max_ps(*mv, block_max);
+    const int grew = (int)_mm512_cmp_ps_mask(m_new, *mv, _CMP_GT_OQ) & 0xF;
+    if (grew) { /* rescale what was summed to the new maximum (the first block: 0 * e^-87) */
+        const __m512 c = exp_nonpos_ps(_mm512_sub_ps(*mv, m_new));
+        *lv = _mm512_mul_ps(*lv, c);
+        _Alignas(64) float cs[16];
+        _mm512_store_ps(cs, c);
+        for (int h = 0; h < ATTN_TILE; h++) {
+            if (!((grew >> h) & 1)) continue;
+            const __m512 ch = _mm512_set1_ps(cs[h]);
+            float *oh = o + (size_t)h * hd;
+            for (int d = 0; d < hd; d += 16) _mm512_storeu_ps(oh + d, _mm512_mul_ps(_mm512_loadu_ps(oh + d), ch));
+        }
+        *mv = m_new;
+    }
+    for (int j = 0; j < ATTN_QUADS; j++) /* exp(-87) is not 0: lanes past nt are cleared */
+        r[j] = _mm512_maskz_mov_ps(quad_lanes_valid(j, nt), exp_nonpos_ps(_mm512_sub_ps(r[j], *mv)));
+    *lv = _mm512_add_ps(*lv, _mm512_add_ps(_mm512_add_ps(r[0], r[1]), _mm512_add_ps(r[2], r[3])));
+}
+
+/* o_h += sum_t pw(h, t) v_t for a full tile, 64 floats of o at a time in 16
+ * named accumulators. pw: the weights of the rows as stored (int8: already
+ * times each row's step), in the quad layout: head h, position t at
+ * pw[4t + h] */
+BV_ALWAYS_INLINE void attn_tile_values(const float pw[ATTN_BLOCK * ATTN_TILE], const void *vb, int nt, int left,
+                                       int hd, float *o, int i8) {
+    float *o0 = o, *o1 = o + hd, *o2 = o + 2 * (size_t)hd, *o3 = o + 3 * (size_t)hd;
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        /* hd % 16 == 0: the last pass may have 1-4 chunks; masks keep it in the row */
+        const __mmask16 m1 = d0 + 16 < hd ? 0xFFFF : 0, m2 = d0 + 32 < hd ? 0xFFFF : 0,
+                        m3 = d0 + 48 < hd ? 0xFFFF : 0;
+        __m512 a0 = _mm512_loadu_ps(o0 + d0), b0 = _mm512_maskz_loadu_ps(m1, o0 + d0 + 16),
+               c0 = _mm512_maskz_loadu_ps(m2, o0 + d0 + 32), e0 = _mm512_maskz_loadu_ps(m3, o0 + d0 + 48);
+        __m512 a1 = _mm512_loadu_ps(o1 + d0), b1 = _mm512_maskz_loadu_ps(m1, o1 + d0 + 16),
+               c1 = _mm512_maskz_loadu_ps(m2, o1 + d0 + 32), e1 = _mm512_maskz_loadu_ps(m3, o1 + d0 + 48);
+        __m512 a2 = _mm512_loadu_ps(o2 + d0), b2 = _mm512_maskz_loadu_ps(m1, o2 + d0 + 16),
+               c2 = _mm512_maskz_loadu_ps(m2, o2 + d0 + 32), e2 = _mm512_maskz_loadu_ps(m3, o2 + d0 + 48);
+        __m512 a3 = _mm512_loadu_ps(o3 + d0), b3 = _mm512_maskz_loadu_ps(m1, o3 + d0 + 16),
+               c3 = _mm512_maskz_loadu_ps(m2, o3 + d0 + 32), e3 = _mm512_maskz_loadu_ps(m3, o3 + d0 + 48);
+        for (int t = 0; t < nt; t++) {
+            if (d0 == 0) prefetch_kv_bytes(vb, t, left, hd * (i8 ? 1 : 2));
+            const void *vt = kv_row512(vb, (size_t)t, hd, i8);
+            const __m512 v0 = load_kv16(vt, d0, i8);
+            const __m512 v1 = m1 ? load_kv16(vt, d0 + 16, i8) : _mm512_setzero_ps();
+            const __m512 v2 = m2 ? load_kv16(vt, d0 + 32, i8) : _mm512_setzero_ps();
+            const __m512 v3 = m3 ? load_kv16(vt, d0 + 48, i8) : _mm512_setzero_ps();
+            const float *pt = pw + 4 * t;
+            __m512 ph = _mm512_set1_ps(pt[0]);
+            a0 = _mm512_fmadd_ps(ph, v0, a0);
+            b0 = _mm512_fmadd_ps(ph, v1, b0);
+            c0 = _mm512_fmadd_ps(ph, v2, c0);
+            e0 = _mm512_fmadd_ps(ph, v3, e0);
+            ph = _mm512_set1_ps(pt[1]);
+            a1 = _mm512_fmadd_ps(ph, v0, a1);
+            b1 = _mm512_fmadd_ps(ph, v1, b1);
+            c1 = _mm512_fmadd_ps(ph, v2, c1);
+            e1 = _mm512_fmadd_ps(ph, v3, e1);
+            ph = _mm512_set1_ps(pt[2]);
+            a2 = _mm512_fmadd_ps(ph, v0, a2);
+            b2 = _mm512_fmadd_ps(ph, v1, b2);
+            c2 = _mm512_fmadd_ps(ph, v2, c2);
+            e2 = _mm512_fmadd_ps(ph, v3, e2);
+            ph = _mm512_set1_ps(pt[3]);
+            a3 = _mm512_fmadd_ps(ph, v0, a3);
+            b3 = _mm512_fmadd_ps(ph, v1, b3);
+            c3 = _mm512_fmadd_ps(ph, v2, c3);
+            e3 = _mm512_fmadd_ps(ph, v3, e3);
+        }
+        _mm512_storeu_ps(o0 + d0, a0);
+        _mm512_mask_storeu_ps(o0 + d0 + 16, m1, b0);
+        _mm512_mask_storeu_ps(o0 + d0 + 32, m2, c0);
+        _mm512_mask_storeu_ps(o0 + d0 + 48, m3, e0);
+        _mm512_storeu_ps(o1 + d0, a1);
+        _mm512_mask_storeu_ps(o1 + d0 + 16, m1, b1);
+        _mm512_mask_storeu_ps(o1 + d0 + 32, m2, c1);
+        _mm512_mask_storeu_ps(o1 + d0 + 48, m3, e1);
+        _mm512_storeu_ps(o2 + d0, a2);
+        _mm512_mask_storeu_ps(o2 + d0 + 16, m1, b2);
+        _mm512_mask_storeu_ps(o2 + d0 + 32, m2, c2);
+        _mm512_mask_storeu_ps(o2 + d0 + 48, m3, e2);
+        _mm512_storeu_ps(o3 + d0, a3);
+        _mm512_mask_storeu_ps(o3 + d0 + 16, m1, b3);
+        _mm512_mask_storeu_ps(o3 + d0 + 32, m2, c3);
+        _mm512_mask_storeu_ps(o3 + d0 + 48, m3, e3);
+    }
+}
+
+/* A full tile over the span, either cache format. first: this is the span's
+ * first pass over its rows (prefetch them; later tiles find them in cache). */
+BV_ALWAYS_INLINE void attn_span_full_tile(const float *qt, int first, const void *k, const float *ks, const void *v,
+                                          const float *vs, int n, int hd, float scale, float *m, float *l, float *ot,
+                                          int i8) {
+    __m512 mv = _mm512_set1_ps(-INFINITY), lv = _mm512_setzero_ps();
+    memset(ot, 0, sizeof(float) * ATTN_TILE * (size_t)hd);
+    for (int t0 = 0; t0 < n; t0 += ATTN_BLOCK) {
+        const int nt = n - t0 < ATTN_BLOCK ? n - t0 : ATTN_BLOCK;
+        const int left = first ? n - t0 : 0;
+        const void *kb = kv_row512(k, (size_t)t0, hd, i8), *vb = kv_row512(v, (size_t)t0, hd, i8);
+        __m512 r[ATTN_QUADS];
+        attn_tile_scores(qt, kb, i8 ? ks + t0 : NULL, nt, left, hd, scale, r, i8);
+        attn_tile_softmax(r, nt, &mv, &lv, ot, hd);
+        _Alignas(64) float pw[ATTN_BLOCK * ATTN_TILE];
+        for (int j = 0; j < ATTN_QUADS; j++) {
+            /* the value rows' steps go into the weights, once per position */
+            if (i8 && 4 * j < nt) r[j] = _mm512_mul_ps(r[j], quad_steps(vs + t0, j, nt, 1.0f));
+            _mm512_store_ps(pw + 16 * j, r[j]);
+        }
+        attn_tile_values(pw, vb, nt, left, hd, ot, i8);
+    }
+    /* lane h of every 128-bit lane: head h's maximum; its sum in four partials */
+    const __m512 lsum = _mm512_add_ps(lv, _mm512_shuffle_f32x4(lv, lv, _MM_SHUFFLE(1, 0, 3, 2)));
+    _Alignas(64) float ms[16], ls[16];
+    _mm512_store_ps(ms, mv);
+    _mm512_store_ps(ls, _mm512_add_ps(lsum, _mm512_shuffle_f32x4(lsum, lsum, _MM_SHUFFLE(2, 3, 0, 1))));
+    for (int h = 0; h < ATTN_TILE; h++) {
+        m[h] = ms[h];
+        l[h] = ls[h];
+    }
+}
+
 static void avx512_attn_span(const float *q, int group, const uint16_t *k, const uint16_t *v, int n, int hd,
                              float scale, float *m, float *l, float *o) {
     for (int g0 = 0; g0 < group; g0 += ATTN_TILE) {
         const int nh = group - g0 < ATTN_TILE ? group - g0 : ATTN_TILE;
         const float *qt = q + (size_t)g0 * hd;
         float *ot = o + (size_t)g0 * hd;
+        /* the path depends on the shapes only, so a model computes the same
+         * bits for any thread count and chunking */
+        if (nh == ATTN_TILE && hd % 16 == 0) {
+            attn_span_full_tile(qt, g0 == 0, k, NULL, v, NULL, n, hd, scale, m + g0, l + g0, ot, 0);
+            continue;
+        }
         float mt[ATTN_TILE], lt[ATTN_TILE];
         for (int h = 0; h < nh; h++) {
             mt[h] = -INFINITY;
@@ -788,6 +1033,22 @@ static void avx512_attn_span(const float *q, int group, const uint16_t *k, const
     }
 }
 
+/* The int8 cache: a full tile runs the quad kernel above on the codes; other
+ * tiles (groups of 1-3 heads, or hd % 16 != 0) the AVX2 kernel, whose generic
+ * block serves them as well as a 16-lane one would (one tile of nh heads) */
+static void avx512_attn_span_i8(const float *q, int group, const int8_t *k8, const float *ks, const int8_t *v8,
+                                const float *vs, int n, int hd, float scale, float *m, float *l, float *o) {
+    for (int g0 = 0; g0 < group; g0 += ATTN_TILE) {
+        const int nh = group - g0 < ATTN_TILE ? group - g0 : ATTN_TILE;
+        const float *qt = q + (size_t)g0 * hd;
+        float *ot = o + (size_t)g0 * hd;
+        if (nh == ATTN_TILE && hd % 16 == 0)
+            attn_span_full_tile(qt, g0 == 0, k8, ks, v8, vs, n, hd, scale, m + g0, l + g0, ot, 1);
+        else
+            bv_avx2_attn_span_i8(qt, nh, k8, ks, v8, vs, n, hd, scale, m + g0, l + g0, ot);
+    }
+}
+
 /* The AMX path (kernels/x86_amx.c) is this table with its prefill GEMMs on
  * tiles: dispatch.c fills the entries it leaves NULL from this one. */
 /* The quantized-LoRA rows: the reference's C source, vectorized by this
@@ -795,11 +1056,6 @@ static void avx512_attn_span(const float *q, int group, const uint16_t *k, const
 #define BV_LORA_PREFIX avx512_
 #include "lora_rows.h"
 
-/* The int8 KV cache's attention runs the AVX2 kernel on this path too: an
- * AVX-512 version could not be tested on the machine the int8 cache was
- * written on (AVX2 only), and the table must hold no untested code. The
- * int8 rows halve the bytes streamed, which is what the cache is for; a
- * 16-lane twin is future work, measured where AVX-512 runs. */
 const bv_kernels bv_kernels_avx512 = {
     .name = "avx512",
     .ternary_gemv = avx512_ternary_gemv,
@@ -812,7 +1068,7 @@ const bv_kernels bv_kernels_avx512 = {
     .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* where the GEMM itself falls back to GEMVs */
     .f16_gemv = avx512_f16_gemv,
     .attn_span = avx512_attn_span,
-    .attn_span_i8 = bv_avx2_attn_span_i8, /* see above */
+    .attn_span_i8 = avx512_attn_span_i8,
     .f16_to_f32 = avx512_f16_to_f32,
     .f32_to_f16 = avx512_f32_to_f16,
     .lora_i8_gemv = avx512_lora_i8_gemv,

@@ -4,7 +4,8 @@ every path this CPU can run, through the test hook _native.attn_kernel_run.
 Float kernels: each path's softmax partials (m, l, o) must equal a float64
 NumPy computation of the same span within ATTN_RTOL, and the scalar
 reference path within the same. Shapes are odd on purpose: head dims that
-are not a multiple of 16 or 8 (the AVX2 tails), groups 1..5 (a partial head
+are not a multiple of 16 or 8 (the AVX2 tails), multiples of 16 that are not of 64
+(the AVX-512 full tile's values pass, 64 floats at a time, ends part-filled), groups 1..5 (a partial head
 tile, a full one, one and a bit), and spans of 1, 7, 64 and 513 positions
 (a partial block, whole blocks, a long span past the prefetch distances).
 """
@@ -21,7 +22,7 @@ _native = pytest.importorskip(
 )
 
 ALL_PATHS = ("ref", "avx2", "avx512", "amx")
-HEAD_DIMS = (8, 12, 16, 20, 64, 100, 128)
+HEAD_DIMS = (8, 12, 16, 20, 48, 64, 80, 100, 128)
 GROUPS = (1, 2, 3, 4, 5)
 SPANS = (1, 7, 64, 513)
 # float32 sums in a different order, and a polynomial exp on the SIMD paths
@@ -97,11 +98,12 @@ def test_int8_span_matches_numpy_and_ref(path: str, hd: int, group: int, n: int)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
-@pytest.mark.parametrize("hd", (12, 128))
-@pytest.mark.parametrize("group", (3, 4))
-@pytest.mark.parametrize("n", (7, 513))
+@pytest.mark.parametrize("hd", (12, 16, 48, 80, 128))
+@pytest.mark.parametrize("group", (3, 4, 5, 8))
+@pytest.mark.parametrize("n", SPANS)
 def test_f16_span_matches_numpy(path: str, hd: int, group: int, n: int) -> None:
-    """The f16 span through the same hook (the int8 one shares its AVX2 code)."""
+    """The f16 span through the same hook: the generic blocks (groups of 1-3 heads, head
+    dims off 16) and the full 4-head tiles (group 4 and 8, hd % 16 == 0)."""
     _require(path)
     q, k, v, *_ = _span_inputs(group, n, hd, SEED + n)
     k16, v16 = k.astype(np.float16), v.astype(np.float16)
