@@ -182,7 +182,8 @@ static void matmul_task(void *ctx, int task, int n_tasks) {
         int r0 = lo - base, r1 = hi - base;
         if (r0 < 0) r0 = 0;
         if (r1 > w->rows) r1 = w->rows;
-        if (r0 < r1 && j->n > 1 && j->n <= bv_kern.batch_gemv_max)
+        const int t1_batch = w->t1 && j->n <= bv_kern.t1_batch_max; /* t1_gemm's own few-token pass */
+        if (r0 < r1 && j->n > 1 && j->n <= bv_kern.batch_gemv_max && !t1_batch)
             batch_gemv(w, j->X, j->n, j->Y + base, j->ldy, r0, r1);
         else if (r0 < r1 && w->t1) {
             if (j->n == 1)
@@ -218,7 +219,8 @@ static void matmul(bv_model *m, const bv_ternary **w, int n_mats, int n, float *
     /* decode (and a batch of a few decode steps) is memory-bound: one
      * contiguous slice per thread; prefill takes more, smaller tasks so an
      * uneven split does not leave a core idle */
-    int tasks = n == 1 || n <= bv_kern.batch_gemv_max ? threads : threads * 4;
+    const int few = n == 1 || n <= bv_kern.batch_gemv_max || (w[0]->t1 && n <= bv_kern.t1_batch_max);
+    int tasks = few ? threads : threads * 4;
     bv_pool_run(m->pool, matmul_task, &j, tasks);
 }
 

@@ -42,6 +42,10 @@ typedef struct {
      * (forward.c batch_gemv) instead of the GEMM: up to there that costs less
      * than the GEMM's unpacking, and the rows still stream once. 0: none. */
     int batch_gemv_max;
+    /* t1_gemm of 2..t1_batch_max tokens streams and unpacks each row once for
+     * all of them (x86_avx512.c t1_batch): forward.c then calls it directly
+     * instead of batch_gemv. 0: none. */
+    int t1_batch_max;
 
     /* Float kernels (results within a named tolerance of ref, not bit-exact). */
     /* f16 LM head: y[r] = sum_k W[r][k] * x[k], W f16 rows of `cols` halves. */

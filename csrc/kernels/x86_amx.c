@@ -176,9 +176,13 @@ static void amx_ternary_gemm(const uint8_t *w, int nb, const int8_t *X, int n, i
     bv_kernels_avx512.ternary_gemm(w, nb, X, n, Y, ldy, r0, r1);
 }
 
+/* A few tokens (up to the AVX-512 table's t1_batch_max: concurrent sessions'
+ * decode steps) take its one-pass batch kernel: the tiles would be mostly
+ * zero tokens, and unpacking every row into memory for them costs more than
+ * unpacking it in registers (measured below, at the table). */
 static void amx_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0,
                         int r1) {
-    if (n >= GEMM_MIN_TOKENS &&
+    if (n > bv_kernels_avx512.t1_batch_max &&
         gemm_amx(w, (size_t)nb1 * BV_T1_BLOCK_BYTES, nb1 * BV_T1_QK, row_codes_t1, X, n, Y, ldy, r0, r1) == 0)
         return;
     bv_kernels_avx512.t1_gemm(w, nb1, X, n, Y, ldy, r0, r1);
@@ -191,6 +195,7 @@ const bv_kernels bv_kernels_amx = {
     .t1_gemm = amx_t1_gemm,
     .prefer_t1 = 1, /* as avx512: the decode GEMVs are the same */
     .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* as avx512 */
+    .t1_batch_max = 8,                     /* as avx512 (amx_t1_gemm hands those to it) */
 };
 
 #endif /* x86-64 */

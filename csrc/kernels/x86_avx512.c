@@ -480,9 +480,93 @@ static void unpack_rows_t1(const uint8_t *w, size_t rb, int r, int nrows, int c0
     }
 }
 
+/* ---- T1 products of a few tokens (concurrent sessions' decode steps) ------
+ * A batch of 2..T1_BATCH_MAX tokens streams each row once and unpacks each
+ * 64-byte block once for all of them: the digit chain above leaves, per
+ * digit, the even bytes' codes in pe's high bytes and the odd bytes' in po's,
+ * and one ternary-logic op merges them into 64 whole codes (0..2) of 64
+ * consecutive columns (x86_amx.c row_codes_t1 does the same into memory).
+ * Those take plain activations: per block and row 10 vpmaddubsw + 5 merges
+ * (+ 5 shifts), then 5 vpdpbusd per token, where a GEMV per token pays
+ * 10 vpmaddubsw + 10 vpdpbusd (half of whose byte lanes are zero). So the
+ * tokens after the first cost half a GEMV each in compute, and nothing in
+ * memory traffic: forward.c's batch_gemv (a GEMV per token over L2-sized
+ * blocks) only saved the traffic. Measured on an Intel Xeon VM (2 GHz,
+ * AVX-512 + AMX), 2B shapes, 4 sessions: see bv_kernels_avx512.t1_batch_max.
+ * Exact: codes * x summed in int32, minus sum(x) as every T1 kernel does. */
+#define T1_BATCH_MAX 8
+
+/* Y[t][r + i] for i < R rows and the N tokens; R * N accumulators (<= 16) */
+BV_ALWAYS_INLINE void t1_batch_rows(const uint8_t *w, size_t rb, int nb1, const int8_t *X, size_t ldx, int N, int R,
+                                    const int32_t *sx, int32_t *Y, int ldy, int r, stream_ahead ahead) {
+    const __m512i k30 = _mm512_set1_epi16(3), k03 = _mm512_set1_epi16(3 << 8);
+    const __m512i hi = _mm512_set1_epi16((short)0xFF00);
+    __m512i acc[4][T1_BATCH_MAX];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < N; t++) acc[i][t] = _mm512_setzero_si512();
+    for (int b = 0; b < nb1; b++) {
+        __m512i pe[4], po[4];
+        for (int i = 0; i < R; i++) {
+            const uint8_t *p = w + (size_t)(r + i) * rb + (size_t)b * BV_T1_BLOCK_BYTES;
+            prefetch_l1(p + ahead.near);
+            prefetch_l2(p + ahead.far);
+            const __m512i q = _mm512_loadu_si512((const void *)p);
+            pe[i] = _mm512_maddubs_epi16(q, k30);
+            po[i] = _mm512_maddubs_epi16(q, k03);
+        }
+        const int8_t *xb = X + (size_t)b * BV_T1_QK;
+        for (int d = 0; d < 5; d++) {
+            __m512i codes[4];
+            for (int i = 0; i < R; i++)
+                codes[i] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(pe[i], 8), po[i], hi, 0xF8);
+            for (int t = 0; t < N; t++) {
+                const __m512i xv = _mm512_loadu_si512((const void *)(xb + (size_t)t * ldx + 64 * d));
+                for (int i = 0; i < R; i++) acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], codes[i], xv);
+            }
+            if (d < 4)
+                for (int i = 0; i < R; i++) {
+                    pe[i] = _mm512_maddubs_epi16(pe[i], k30);
+                    po[i] = _mm512_maddubs_epi16(po[i], k30);
+                }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < N; t++) Y[(size_t)t * ldy + r + i] = _mm512_reduce_add_epi32(acc[i][t]) - sx[t];
+}
+
+/* rows [r0, r1) of N tokens: R rows at a time (R * N <= 16 accumulators), then one */
+BV_ALWAYS_INLINE void t1_batch_n(const uint8_t *w, size_t rb, int nb1, const int8_t *X, size_t ldx, int N,
+                                 const int32_t *sx, int32_t *Y, int ldy, int r0, int r1) {
+    const int R = N <= 4 ? 4 : 2;
+    const stream_ahead ahead = stream_distances((size_t)R * rb);
+    stream_start(w + (size_t)r0 * rb, (size_t)(r1 - r0) * rb, ahead);
+    int r = r0;
+    for (; r + R <= r1; r += R) t1_batch_rows(w, rb, nb1, X, ldx, N, R, sx, Y, ldy, r, ahead);
+    for (; r < r1; r++) t1_batch_rows(w, rb, nb1, X, ldx, N, 1, sx, Y, ldy, r, ahead);
+}
+
+static void t1_batch(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+    const size_t ldx = (size_t)nb1 * BV_T1_QK, rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
+    int32_t sx[T1_BATCH_MAX];
+    for (int t = 0; t < n; t++) sx[t] = sum_i8(X + (size_t)t * ldx, ldx);
+    switch (n) { /* each token count its own unrolled copy */
+    case 2: t1_batch_n(w, rb, nb1, X, ldx, 2, sx, Y, ldy, r0, r1); break;
+    case 3: t1_batch_n(w, rb, nb1, X, ldx, 3, sx, Y, ldy, r0, r1); break;
+    case 4: t1_batch_n(w, rb, nb1, X, ldx, 4, sx, Y, ldy, r0, r1); break;
+    case 5: t1_batch_n(w, rb, nb1, X, ldx, 5, sx, Y, ldy, r0, r1); break;
+    case 6: t1_batch_n(w, rb, nb1, X, ldx, 6, sx, Y, ldy, r0, r1); break;
+    case 7: t1_batch_n(w, rb, nb1, X, ldx, 7, sx, Y, ldy, r0, r1); break;
+    default: t1_batch_n(w, rb, nb1, X, ldx, 8, sx, Y, ldy, r0, r1); break;
+    }
+}
+
 void bv_avx512_t1_gemm(const uint8_t *w, int nb1, const int8_t *X, int n, int32_t *Y, int ldy,
                        int r0, int r1) {
     const size_t ldx = (size_t)nb1 * BV_T1_QK, rb = (size_t)nb1 * BV_T1_BLOCK_BYTES;
+    if (n >= 2 && n <= T1_BATCH_MAX) {
+        t1_batch(w, nb1, X, n, Y, ldy, r0, r1);
+        return;
+    }
     if (n >= GEMM_MIN_TOKENS && gemm_chunked(w, rb, nb1 * BV_T1_QK, GEMM_KC_T1_BLOCKS * BV_T1_QK, unpack_rows_t1,
                                              X, n, Y, ldy, r0, r1) == 0)
         return;
@@ -1065,7 +1149,8 @@ const bv_kernels bv_kernels_avx512 = {
     .t1_gemv = bv_avx512_t1_gemv,
     .t1_gemm = bv_avx512_t1_gemm,
     .prefer_t1 = 1, /* measured: ~12% faster decode at 2 threads on the 2B shapes, prefill equal */
-    .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* where the GEMM itself falls back to GEMVs */
+    .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* where the GEMM itself falls back to GEMVs (2-bit layout) */
+    .t1_batch_max = T1_BATCH_MAX,
     .f16_gemv = avx512_f16_gemv,
     .attn_span = avx512_attn_span,
     .attn_span_i8 = avx512_attn_span_i8,

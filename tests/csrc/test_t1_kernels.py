@@ -64,7 +64,7 @@ def test_t1_gemv_exact(path: str, rows: int, cols: int) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("n", [1, 2, 5, 17])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
 @pytest.mark.parametrize(("rows", "cols"), [(7, 33), (33, 321), (129, 4097)])
 def test_t1_gemm_exact(path: str, n: int, rows: int, cols: int) -> None:
     t, x = random_case(n * 31 + rows + cols, rows, cols, n)
@@ -88,6 +88,19 @@ def test_t1_gemv_wide_rows(path: str, cols: int) -> None:
     t[0] = 1
     x[0, ::2] = -128
     np.testing.assert_array_equal(run(path, "t1_gemv", t, x, 1), matmul(t, x))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_t1_gemm_few_tokens_extremes(path: str, n: int) -> None:
+    """A few tokens (concurrent sessions' decode steps: avx512 unpacks each block once for all
+    of them) over rows wider than one activation slice, at the value extremes."""
+    t, x = random_case(n + 1000, 11, 20481, n)
+    t[0] = 1
+    t[1] = -1
+    x[:, ::2] = -128
+    x[-1, 1::2] = 127
+    np.testing.assert_array_equal(run(path, "t1_gemm", t, x, n), matmul(t, x))
 
 
 @pytest.mark.parametrize("path", PATHS)
