@@ -85,7 +85,8 @@ unsigned bv_kernels_supported(void) { return 1; }
 static void fill_entries(bv_kernels *k) {
 #define FROM(base, field) if (!k->field) k->field = (base).field
 #define FILL(base) \
-    FROM(base, ternary_gemv); FROM(base, ternary_gemm); FROM(base, int8_gemv); FROM(base, int4_gemv); \
+    FROM(base, ternary_gemv); FROM(base, ternary_gemm); FROM(base, int8_gemv); FROM(base, int8_gemm); \
+    FROM(base, int4_gemv); \
     FROM(base, t1_gemv); FROM(base, t1_gemm); FROM(base, f16_gemv); FROM(base, attn_span); \
     FROM(base, attn_span_i8); \
     FROM(base, f16_to_f32); FROM(base, f32_to_f16); FROM(base, lora_i8_gemv); FROM(base, lora_i4_gemv)

@@ -428,6 +428,16 @@ static void head_task(void *ctx, int task, int n_tasks) {
     bv_model *m = j->m;
     int vocab = m->cfg.vocab, dim = m->cfg.dim, nb = bv_blocks(dim), pad = bv_pad_cols(dim);
     int r0 = (int)((long)vocab * task / n_tasks), r1 = (int)((long)vocab * (task + 1) / n_tasks);
+    if (m->w.head_quant == BV_HEAD_INT8 && j->n > 1 && j->n <= bv_kern.int8_batch_max) {
+        /* a few tokens: one stream of the rows for all of them */
+        bv_kern.int8_gemm((const int8_t *)m->w.head_q, nb, j->xq, j->n, (int32_t *)j->logits, vocab, r0, r1);
+        for (int t = 0; t < j->n; t++) {
+            float *logits = j->logits + (size_t)t * vocab;
+            const int32_t *acc = (const int32_t *)logits;
+            for (int r = r0; r < r1; r++) logits[r] = (float)acc[r] * j->xs[t] * m->w.head_q_scale[r];
+        }
+        return;
+    }
     int block = j->n == 1 ? r1 - r0 : HEAD_BLOCK_ROWS; /* alone: one unbroken stream */
     for (int b0 = r0; b0 < r1; b0 += block) {
         int b1 = r1 - b0 < block ? r1 : b0 + block;

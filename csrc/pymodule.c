@@ -588,12 +588,12 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
         goto done;
     }
     size_t kpad = (size_t)nb * BV_QK, row_bytes;
-    int is_gemm = !strcmp(op, "ternary_gemm") || !strcmp(op, "t1_gemm");
+    int is_gemm = !strcmp(op, "ternary_gemm") || !strcmp(op, "t1_gemm") || !strcmp(op, "int8_gemm");
     int is_t1 = !strncmp(op, "t1_", 3);
     if (is_t1) kpad = (size_t)nb * BV_T1_QK; /* nb counts T1 blocks for the t1 ops */
     if (!strcmp(op, "ternary_gemv") || !strcmp(op, "ternary_gemm")) row_bytes = (size_t)nb * BV_BLOCK_BYTES;
     else if (is_t1 && (!strcmp(op, "t1_gemv") || is_gemm)) row_bytes = (size_t)nb * BV_T1_BLOCK_BYTES;
-    else if (!strcmp(op, "int8_gemv")) row_bytes = kpad;
+    else if (!strcmp(op, "int8_gemv") || !strcmp(op, "int8_gemm")) row_bytes = kpad;
     else if (!strcmp(op, "int4_gemv")) row_bytes = (size_t)nb * BV_I4_GROUP_BYTES;
     else { PyErr_Format(PyExc_ValueError, "unknown op %s", op); goto done; }
     if ((size_t)w.len != row_bytes * rows || (size_t)x.len != kpad * (is_gemm ? n : 1)) {
@@ -608,6 +608,7 @@ static PyObject *kernel_run(PyObject *mod, PyObject *args, PyObject *kw) {
     Py_BEGIN_ALLOW_THREADS
     if (is_t1 && is_gemm) k->t1_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (is_t1) k->t1_gemv(w.buf, nb, x.buf, y, r0, r1);
+    else if (!strcmp(op, "int8_gemm")) k->int8_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (is_gemm) k->ternary_gemm(w.buf, nb, x.buf, n, y, rows, r0, r1);
     else if (!strcmp(op, "ternary_gemv")) k->ternary_gemv(w.buf, nb, x.buf, y, r0, r1);
     else if (!strcmp(op, "int8_gemv")) k->int8_gemv(w.buf, nb, x.buf, y, r0, r1);

@@ -27,6 +27,12 @@ typedef struct {
                          int r0, int r1);
     /* int8 LM head: y[r] = sum_k Q[r][k] * x[k]; Q rows nb*BV_QK bytes apart. */
     void (*int8_gemv)(const int8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1);
+    /* int8 LM head for n tokens: Y[t][r] = sum_k Q[r][k] * X[t][k], X rows
+     * nb*BV_QK apart, Y rows ldy apart. forward.c calls it for 2..int8_batch_max
+     * tokens (a batch of concurrent sessions' decode steps: each row streams
+     * once for all of them); ref loops its GEMV, for the tests. */
+    void (*int8_gemm)(const int8_t *q, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1);
+    int int8_batch_max; /* 0: none (the head then runs a GEMV per token over 128-row blocks) */
     /* int4 LM head: same with the int4 layout (rows nb*64 bytes apart). */
     void (*int4_gemv)(const uint8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1);
     /* The same two ternary products on the T1 layout (nb1 = padded cols / 320;

@@ -114,6 +114,10 @@ static void ref_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *y, 
     }
 }
 
+static void ref_int8_gemm(const int8_t *q, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+    for (int t = 0; t < n; t++) ref_int8_gemv(q, nb, X + (size_t)t * nb * BV_QK, Y + (size_t)t * ldy, r0, r1);
+}
+
 static void ref_int4_gemv(const uint8_t *q, int nb, const int8_t *x, int32_t *y, int r0, int r1) {
     size_t row_bytes = (size_t)nb * BV_I4_GROUP_BYTES;
     for (int r = r0; r < r1; r++) {
@@ -216,6 +220,7 @@ const bv_kernels bv_kernels_ref = {
     .ternary_gemv = ref_ternary_gemv,
     .ternary_gemm = ref_ternary_gemm,
     .int8_gemv = ref_int8_gemv,
+    .int8_gemm = ref_int8_gemm,
     .int4_gemv = ref_int4_gemv,
     .t1_gemv = ref_t1_gemv,
     .t1_gemm = ref_t1_gemm,

@@ -196,6 +196,7 @@ const bv_kernels bv_kernels_amx = {
     .prefer_t1 = 1, /* as avx512: the decode GEMVs are the same */
     .batch_gemv_max = GEMM_MIN_TOKENS - 1, /* as avx512 */
     .t1_batch_max = 8,                     /* as avx512 (amx_t1_gemm hands those to it) */
+    .int8_batch_max = 8,                   /* as avx512 (its int8_gemm) */
 };
 
 #endif /* x86-64 */

@@ -618,6 +618,67 @@ static void avx512_int8_gemv(const int8_t *q, int nb, const int8_t *x, int32_t *
     }
 }
 
+/* The int8 head for 2..T1_BATCH_MAX tokens: each 64-byte piece of a row is
+ * loaded once for all of them, and its sum-of-q term (the second vpdpbusd
+ * above) is taken once, not once per token: per piece 1 + n vpdpbusd where
+ * n GEMVs pay 2n, and the head (328 MB on the 2B shapes) streams once. */
+BV_ALWAYS_INLINE void int8_few_rows(const int8_t *q, size_t cols, const int8_t *X, int N, int R, int32_t *Y,
+                                    int ldy, int r, stream_ahead ahead) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    __m512i acc[4][T1_BATCH_MAX], s[4];
+    for (int i = 0; i < R; i++) {
+        s[i] = _mm512_setzero_si512();
+        for (int t = 0; t < N; t++) acc[i][t] = _mm512_setzero_si512();
+    }
+    for (size_t k = 0; k < cols; k += 64) {
+        __m512i qv[4];
+        for (int i = 0; i < R; i++) {
+            const int8_t *p = q + (size_t)(r + i) * cols + k;
+            stream_prefetch(p, ahead);
+            qv[i] = _mm512_loadu_si512((const void *)p);
+            s[i] = _mm512_dpbusd_epi32(s[i], ones, qv[i]);
+        }
+        for (int t = 0; t < N; t++) {
+            const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(X + (size_t)t * cols + k)), bias);
+            for (int i = 0; i < R; i++) acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], u, qv[i]);
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        const __m512i bias_sum = _mm512_slli_epi32(s[i], 7);
+        for (int t = 0; t < N; t++)
+            Y[(size_t)t * ldy + r + i] = _mm512_reduce_add_epi32(_mm512_sub_epi32(acc[i][t], bias_sum));
+    }
+}
+
+BV_ALWAYS_INLINE void int8_few_n(const int8_t *q, size_t cols, const int8_t *X, int N, int32_t *Y, int ldy, int r0,
+                                 int r1) {
+    const int R = N <= 4 ? 4 : 2;
+    const stream_ahead ahead = stream_distances((size_t)R * cols);
+    stream_start(q + (size_t)r0 * cols, (size_t)(r1 - r0) * cols, ahead);
+    int r = r0;
+    for (; r + R <= r1; r += R) int8_few_rows(q, cols, X, N, R, Y, ldy, r, ahead);
+    for (; r < r1; r++) int8_few_rows(q, cols, X, N, 1, Y, ldy, r, ahead);
+}
+
+static void avx512_int8_gemm(const int8_t *q, int nb, const int8_t *X, int n, int32_t *Y, int ldy, int r0, int r1) {
+    const size_t cols = (size_t)nb * BV_QK;
+    for (int t0 = 0; t0 < n; t0 += T1_BATCH_MAX) { /* more tokens than a batch: batches of them */
+        const int m = n - t0 < T1_BATCH_MAX ? n - t0 : T1_BATCH_MAX;
+        const int8_t *Xt = X + (size_t)t0 * cols;
+        int32_t *Yt = Y + (size_t)t0 * ldy;
+        switch (m) { /* each token count its own unrolled copy */
+        case 1: avx512_int8_gemv(q, nb, Xt, Yt, r0, r1); break;
+        case 2: int8_few_n(q, cols, Xt, 2, Yt, ldy, r0, r1); break;
+        case 3: int8_few_n(q, cols, Xt, 3, Yt, ldy, r0, r1); break;
+        case 4: int8_few_n(q, cols, Xt, 4, Yt, ldy, r0, r1); break;
+        case 5: int8_few_n(q, cols, Xt, 5, Yt, ldy, r0, r1); break;
+        case 6: int8_few_n(q, cols, Xt, 6, Yt, ldy, r0, r1); break;
+        case 7: int8_few_n(q, cols, Xt, 7, Yt, ldy, r0, r1); break;
+        default: int8_few_n(q, cols, Xt, 8, Yt, ldy, r0, r1); break;
+        }
+    }
+}
+
 /* ---- int4 GEMV (LM head) ---------------------------------------------------
  * A 64-byte group: low nibbles are the codes (v + 8, unsigned) of columns
  * 0..63, high nibbles of 64..127, so one load gives two code vectors that line
@@ -1145,6 +1206,8 @@ const bv_kernels bv_kernels_avx512 = {
     .ternary_gemv = avx512_ternary_gemv,
     .ternary_gemm = avx512_ternary_gemm,
     .int8_gemv = avx512_int8_gemv,
+    .int8_gemm = avx512_int8_gemm,
+    .int8_batch_max = T1_BATCH_MAX,
     .int4_gemv = avx512_int4_gemv,
     .t1_gemv = bv_avx512_t1_gemv,
     .t1_gemm = bv_avx512_t1_gemm,

@@ -28,10 +28,12 @@ GROUP_BYTES = 64  # one int4 group (BV_I4_GROUP_BYTES)
 
 ALL_PATHS = ("ref", "avx2", "avx512", "amx")
 SIMD_PATHS = ("avx2", "avx512", "amx")
-OPS = ("ternary_gemv", "ternary_gemm", "int8_gemv", "int4_gemv")
+OPS = ("ternary_gemv", "ternary_gemm", "int8_gemv", "int8_gemm", "int4_gemv")
+# the ops that take n tokens (int8_gemm: the LM head of a batch of concurrent sessions)
+GEMM_OPS = ("ternary_gemm", "int8_gemm")
 COLS = (1, 3, 7, 31, 33, 127, 129, 4097)
 ROWS = (1, 3, 7, 31, 33, 127, 129)
-TOKENS = (1, 2, 3, 5, 8, 17, 33)
+TOKENS = (1, 2, 3, 4, 5, 7, 8, 17, 33)
 SEED = 20240611
 
 I8 = npt.NDArray[np.int8]
@@ -105,18 +107,21 @@ PACK: dict[str, Callable[[I8], bytes]] = {
     "ternary_gemv": pack_ternary,
     "ternary_gemm": pack_ternary,
     "int8_gemv": pack_int8,
+    "int8_gemm": pack_int8,
     "int4_gemv": pack_int4,
 }
 UNPACK: dict[str, Callable[[bytes, int, int], I64]] = {
     "ternary_gemv": unpack_ternary,
     "ternary_gemm": unpack_ternary,
     "int8_gemv": unpack_int8,
+    "int8_gemm": unpack_int8,
     "int4_gemv": unpack_int4,
 }
 WEIGHT_RANGE = {  # inclusive value range of each weight type
     "ternary_gemv": (-1, 1),
     "ternary_gemm": (-1, 1),
     "int8_gemv": (-128, 127),
+    "int8_gemm": (-128, 127),
     "int4_gemv": (-7, 7),
 }
 
@@ -129,7 +134,7 @@ def run(
 ) -> I64:
     """The kernel's int32 results as [n][rows] (gemm) or [1][rows] (gemv)."""
     out = _native.kernel_run(path, op, w, nb, x, n, rows, r0=r0, r1=r1)
-    n_out = n if op == "ternary_gemm" else 1
+    n_out = n if op in GEMM_OPS else 1
     return np.frombuffer(out, dtype="<i4").reshape(n_out, rows).astype(np.int64)
 
 
@@ -178,7 +183,7 @@ def random_x(rng: np.random.Generator, n: int, cols: int) -> I8:
 def test_random_shapes_match_numpy_and_ref(path: str, op: str, cols: int) -> None:
     _require(path)
     rng = np.random.default_rng([SEED, COLS.index(cols), OPS.index(op)])
-    tokens = TOKENS if op == "ternary_gemm" else (1,)
+    tokens = TOKENS if op in GEMM_OPS else (1,)
     for rows in ROWS:
         wv = random_weights(rng, op, rows, cols)
         for n in tokens:
@@ -190,7 +195,7 @@ def test_random_shapes_match_numpy_and_ref(path: str, op: str, cols: int) -> Non
 def test_row_subranges_write_only_their_rows(path: str, op: str) -> None:
     _require(path)
     rng = np.random.default_rng([SEED, 1, OPS.index(op)])
-    n = 5 if op == "ternary_gemm" else 1
+    n = 5 if op in GEMM_OPS else 1
     for rows, cols in ((129, 300), (33, 4097), (7, 129)):
         wv = random_weights(rng, op, rows, cols)
         x = random_x(rng, n, cols)
@@ -207,7 +212,7 @@ def test_extreme_values_do_not_saturate(path: str, op: str) -> None:
     int8 -128 x -128 corner that the abs/sign trick gets wrong."""
     _require(path)
     lo, hi = WEIGHT_RANGE[op]
-    n = 17 if op == "ternary_gemm" else 1
+    n = 17 if op in GEMM_OPS else 1
     for rows, cols in ((33, 4097), (9, 2560)):
         for wval in (lo, hi):
             for xval in (-128, 127):
