@@ -1047,69 +1047,38 @@ BV_ALWAYS_INLINE void attn_tile_softmax(__m512 r[ATTN_QUADS], int nt, __m512 *mv
 }
 
 /* o_h += sum_t pw(h, t) v_t for a full tile, 64 floats of o at a time in 16
- * named accumulators. pw: the weights of the rows as stored (int8: already
+ * accumulators. pw: the weights of the rows as stored (int8: already
  * times each row's step), in the quad layout: head h, position t at
  * pw[4t + h] */
 BV_ALWAYS_INLINE void attn_tile_values(const float pw[ATTN_BLOCK * ATTN_TILE], const void *vb, int nt, int left,
                                        int hd, float *o, int i8) {
-    float *o0 = o, *o1 = o + hd, *o2 = o + 2 * (size_t)hd, *o3 = o + 3 * (size_t)hd;
     for (int d0 = 0; d0 < hd; d0 += 64) {
         /* hd % 16 == 0: the last pass may have 1-4 chunks; masks keep it in the row */
-        const __mmask16 m1 = d0 + 16 < hd ? 0xFFFF : 0, m2 = d0 + 32 < hd ? 0xFFFF : 0,
-                        m3 = d0 + 48 < hd ? 0xFFFF : 0;
-        __m512 a0 = _mm512_loadu_ps(o0 + d0), b0 = _mm512_maskz_loadu_ps(m1, o0 + d0 + 16),
-               c0 = _mm512_maskz_loadu_ps(m2, o0 + d0 + 32), e0 = _mm512_maskz_loadu_ps(m3, o0 + d0 + 48);
-        __m512 a1 = _mm512_loadu_ps(o1 + d0), b1 = _mm512_maskz_loadu_ps(m1, o1 + d0 + 16),
-               c1 = _mm512_maskz_loadu_ps(m2, o1 + d0 + 32), e1 = _mm512_maskz_loadu_ps(m3, o1 + d0 + 48);
-        __m512 a2 = _mm512_loadu_ps(o2 + d0), b2 = _mm512_maskz_loadu_ps(m1, o2 + d0 + 16),
-               c2 = _mm512_maskz_loadu_ps(m2, o2 + d0 + 32), e2 = _mm512_maskz_loadu_ps(m3, o2 + d0 + 48);
-        __m512 a3 = _mm512_loadu_ps(o3 + d0), b3 = _mm512_maskz_loadu_ps(m1, o3 + d0 + 16),
-               c3 = _mm512_maskz_loadu_ps(m2, o3 + d0 + 32), e3 = _mm512_maskz_loadu_ps(m3, o3 + d0 + 48);
+        __mmask16 dm[4];
+        for (int c = 0; c < 4; c++) dm[c] = d0 + 16 * c < hd ? 0xFFFF : 0;
+        /* constant bounds, fully unrolled: the 16 accumulators stay in registers */
+        __m512 acc[ATTN_TILE][4];
+#pragma GCC unroll 4
+        for (int h = 0; h < ATTN_TILE; h++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) acc[h][c] = _mm512_maskz_loadu_ps(dm[c], o + (size_t)h * hd + d0 + 16 * c);
         for (int t = 0; t < nt; t++) {
             if (d0 == 0) prefetch_kv_bytes(vb, t, left, hd * (i8 ? 1 : 2));
             const void *vt = kv_row512(vb, (size_t)t, hd, i8);
-            const __m512 v0 = load_kv16(vt, d0, i8);
-            const __m512 v1 = m1 ? load_kv16(vt, d0 + 16, i8) : _mm512_setzero_ps();
-            const __m512 v2 = m2 ? load_kv16(vt, d0 + 32, i8) : _mm512_setzero_ps();
-            const __m512 v3 = m3 ? load_kv16(vt, d0 + 48, i8) : _mm512_setzero_ps();
-            const float *pt = pw + 4 * t;
-            __m512 ph = _mm512_set1_ps(pt[0]);
-            a0 = _mm512_fmadd_ps(ph, v0, a0);
-            b0 = _mm512_fmadd_ps(ph, v1, b0);
-            c0 = _mm512_fmadd_ps(ph, v2, c0);
-            e0 = _mm512_fmadd_ps(ph, v3, e0);
-            ph = _mm512_set1_ps(pt[1]);
-            a1 = _mm512_fmadd_ps(ph, v0, a1);
-            b1 = _mm512_fmadd_ps(ph, v1, b1);
-            c1 = _mm512_fmadd_ps(ph, v2, c1);
-            e1 = _mm512_fmadd_ps(ph, v3, e1);
-            ph = _mm512_set1_ps(pt[2]);
-            a2 = _mm512_fmadd_ps(ph, v0, a2);
-            b2 = _mm512_fmadd_ps(ph, v1, b2);
-            c2 = _mm512_fmadd_ps(ph, v2, c2);
-            e2 = _mm512_fmadd_ps(ph, v3, e2);
-            ph = _mm512_set1_ps(pt[3]);
-            a3 = _mm512_fmadd_ps(ph, v0, a3);
-            b3 = _mm512_fmadd_ps(ph, v1, b3);
-            c3 = _mm512_fmadd_ps(ph, v2, c3);
-            e3 = _mm512_fmadd_ps(ph, v3, e3);
+            __m512 vv[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) vv[c] = dm[c] ? load_kv16(vt, d0 + 16 * c, i8) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+            for (int h = 0; h < ATTN_TILE; h++) {
+                const __m512 ph = _mm512_set1_ps(pw[4 * t + h]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(ph, vv[c], acc[h][c]);
+            }
         }
-        _mm512_storeu_ps(o0 + d0, a0);
-        _mm512_mask_storeu_ps(o0 + d0 + 16, m1, b0);
-        _mm512_mask_storeu_ps(o0 + d0 + 32, m2, c0);
-        _mm512_mask_storeu_ps(o0 + d0 + 48, m3, e0);
-        _mm512_storeu_ps(o1 + d0, a1);
-        _mm512_mask_storeu_ps(o1 + d0 + 16, m1, b1);
-        _mm512_mask_storeu_ps(o1 + d0 + 32, m2, c1);
-        _mm512_mask_storeu_ps(o1 + d0 + 48, m3, e1);
-        _mm512_storeu_ps(o2 + d0, a2);
-        _mm512_mask_storeu_ps(o2 + d0 + 16, m1, b2);
-        _mm512_mask_storeu_ps(o2 + d0 + 32, m2, c2);
-        _mm512_mask_storeu_ps(o2 + d0 + 48, m3, e2);
-        _mm512_storeu_ps(o3 + d0, a3);
-        _mm512_mask_storeu_ps(o3 + d0 + 16, m1, b3);
-        _mm512_mask_storeu_ps(o3 + d0 + 32, m2, c3);
-        _mm512_mask_storeu_ps(o3 + d0 + 48, m3, e3);
+#pragma GCC unroll 4
+        for (int h = 0; h < ATTN_TILE; h++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(o + (size_t)h * hd + d0 + 16 * c, dm[c], acc[h][c]);
     }
 }
 
