@@ -45,6 +45,7 @@ LEAD_SILENCE_S = 1.0
 TRAIL_SILENCE_S = 4.0
 
 TURN_TIMEOUT_MS = 180_000
+REPLY_TOKENS = 40
 STOP_DEADLINE_MS = 100.0
 
 
@@ -140,7 +141,21 @@ def _heard_transcript(page: Any) -> tuple[str, float]:
     return user_text, error_rate
 
 
+def _cap_replies(page: Any, tokens: int) -> None:
+    """Cap the session's replies (a test-only setting the page has no control for): the demo
+    model otherwise talks for ~35 s, all of it played out in real time."""
+    msg = {"type": "session.update", "session": {"sampling": {"max_output_tokens": tokens}}}
+    assert _js(page, f"window.bitvoice.socket.send({json.dumps(msg)})")
+    page.wait_for_function(
+        "window.bitvoice.received.some(r => r.type === 'session.updated'"
+        f" && r.msg.session.sampling.max_output_tokens === {tokens})",
+        timeout=10_000,
+    )
+
+
 def test_a_spoken_turn_end_to_end(page: Any, measured: dict[str, Any]) -> None:
+    # ~8 s of reply: long enough for the next test to pause, resume and stop it
+    _cap_replies(page, REPLY_TOKENS)
     # A person presses the microphone button; the fake microphone then plays the WAV.
     page.get_by_role("button", name="Start microphone").click()
     page.wait_for_function("window.bitvoice.state.framesSent > 25", timeout=20_000)
