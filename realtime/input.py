@@ -31,6 +31,7 @@ from realtime.vad import (
     VadConfig,
     VadEvent,
     VadSegmenter,
+    load_speech_model,
 )
 
 __all__ = [
@@ -146,7 +147,8 @@ class UserInput:
                     prefix_padding_ms=td.prefix_padding_ms,
                     silence_duration_ms=td.silence_duration_ms,
                     pause_ms=min(limits.SPECULATIVE_PAUSE_MS, td.silence_duration_ms),
-                )
+                ),
+                speech_model=load_speech_model(),
             )
         dropped = self._vad is not None and self.item_id is not None
         if dropped:

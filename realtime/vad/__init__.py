@@ -1,7 +1,9 @@
-"""Voice activity detection (webrtcvad), as a sans-I/O segmenter.
+"""Voice activity detection (webrtcvad), as a sans-I/O segmenter, with Silero VAD as the
+barge-in gate's second opinion.
 
 Public surface: `VadSegmenter`, `VadConfig`, the events `SpeechStarted`, `SpeechAudio`,
-`SpeechPaused`, `SpeechResumed`, `SpeechStopped` (union `VadEvent`), and `limits`. Bad settings raise `InvalidRequestError`.
+`SpeechPaused`, `SpeechResumed`, `SpeechStopped` (union `VadEvent`), `SpeechProbability` with
+`load_speech_model`, and `limits`. Bad settings raise `InvalidRequestError`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from realtime.vad.segmenter import (
     VadEvent,
     VadSegmenter,
 )
+from realtime.vad.speech_model import SpeechProbability, load_speech_model
 
 __all__ = [
     "SpeechAudio",
     "SpeechPaused",
+    "SpeechProbability",
     "SpeechResumed",
     "SpeechStarted",
     "SpeechStopped",
@@ -28,4 +32,5 @@ __all__ = [
     "VadEvent",
     "VadSegmenter",
     "limits",
+    "load_speech_model",
 ]

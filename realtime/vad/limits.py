@@ -41,3 +41,12 @@ BARGE_IN_START_MS: Final = 90
 BARGE_IN_PERIODIC_FRAMES: Final = 2
 PERIODICITY_MIN: Final = 0.5
 PITCH_RANGE_HZ: Final = (60.0, 400.0)
+# A second opinion for barge-in (`realtime.vad.speech_model`: Silero VAD on 32 ms chunks with
+# 64 samples of context). While a reply plays, one chunk with a speech probability of at
+# least BARGE_IN_SPEECH_PROB whose level is over the echo guard and START_OVER_FLOOR_DB over
+# the floor starts the barge-in at once; webrtcvad's rule above still starts it where the
+# model hears no speech. Silero scores clicks, coughs and noise bursts 0.03-0.42 (max over
+# the sound; 54 of each in the echo rooms), speech 0.67-0.99 from its first chunk or two.
+SPEECH_CHUNK_SAMPLES: Final = 512
+SPEECH_CONTEXT_SAMPLES: Final = 64
+BARGE_IN_SPEECH_PROB: Final = 0.5

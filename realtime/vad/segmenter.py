@@ -28,6 +28,7 @@ import webrtcvad
 
 from engine.errors import InvalidRequestError
 from realtime.vad import limits
+from realtime.vad.speech_model import SpeechProbability
 
 __all__ = [
     "SpeechAudio",
@@ -121,7 +122,11 @@ VadEvent = SpeechStarted | SpeechAudio | SpeechPaused | SpeechResumed | SpeechSt
 class VadSegmenter:
     """Stateful speech/silence segmentation of one microphone stream (single consumer)."""
 
-    def __init__(self, config: VadConfig | None = None) -> None:
+    def __init__(
+        self, config: VadConfig | None = None, speech_model: SpeechProbability | None = None
+    ) -> None:
+        """`speech_model` (optional): a second opinion that lets a barge-in start on one
+        chunk of clear speech over the echo guard (see `limits.BARGE_IN_SPEECH_PROB`)."""
         self.config = config or VadConfig()
         self.config.check()
         self._vad = webrtcvad.Vad(self.config.aggressiveness)
@@ -141,6 +146,8 @@ class VadSegmenter:
         # pitch and, with `echo_guard_db`, a level above what the reply's echo could leave.
         self.barge_in = False
         self.echo_guard_db: float | None = None
+        self._speech_model = speech_model
+        self._model_live = False  # the model has followed the stream since the reply began
         self.reset()
 
     def reset(self) -> None:
@@ -155,6 +162,7 @@ class VadSegmenter:
         self.paused = False  # a SpeechPaused was sent and no voiced frame came since
         self._peak_db = 0.0  # the loudest frame of the current turn, in dB (PCM16 units)
         self._last_voiced_end = 0
+        self._model_live = False
 
     @property
     def position_ms(self) -> int:
@@ -202,7 +210,7 @@ class VadSegmenter:
             voiced = self._vad.is_speech(frame, limits.SAMPLE_RATE)
             self._frames += 1
             if not self.in_speech:
-                if self._starts(frame, voiced):
+                if self._starts(frame, voiced, self._speech_chunks(frame)):
                     events.append(self._start())
                 continue
             speech += frame
@@ -211,21 +219,43 @@ class VadSegmenter:
             events.append(SpeechAudio(bytes(speech)))
         return events
 
-    def _starts(self, frame: bytes, voiced: bool) -> bool:
+    def _speech_chunks(self, frame: bytes) -> list[tuple[float, float]]:
+        """The speech model's (probability, level) for the chunks this frame completes; it
+        listens only while a reply plays and no turn is open, from a fresh state each time
+        (its context from before would be stale)."""
+        if self._speech_model is None or not self.barge_in:
+            self._model_live = False
+            return []
+        if not self._model_live:
+            self._speech_model.reset()
+            self._model_live = True
+        return self._speech_model.feed(frame)
+
+    def _starts(self, frame: bytes, voiced: bool, chunks: list[tuple[float, float]]) -> bool:
         """One frame outside speech: True when it completes the evidence for a start."""
         self._ring.append(frame)
         level = self._level_db(frame)
         floor = self._floor_db
         evidence = voiced and (floor is None or level >= floor + limits.START_OVER_FLOOR_DB)
-        if self._warmup_left > 0:
+        warming = self._warmup_left > 0
+        if warming:
             self._warmup_left -= 1
             evidence = False
+        guard = self.echo_guard_db
         if self.barge_in and evidence:
-            guard = self.echo_guard_db
             evidence = guard is None or level >= guard
+        # a chunk of clear speech over the echo guard and the floor: a barge-in at once
+        heard = not warming and any(
+            prob >= limits.BARGE_IN_SPEECH_PROB
+            and (guard is None or chunk_db >= guard)
+            and (floor is None or chunk_db >= floor + limits.START_OVER_FLOOR_DB)
+            for prob, chunk_db in chunks
+        )
         self._floor_db = (
             level if floor is None or level < floor else min(level, floor + self._floor_rise)
         )
+        if self.barge_in and heard:
+            return True
         if not evidence:
             self._voiced_run = self._periodic_run = 0
             return False
@@ -240,6 +270,7 @@ class VadSegmenter:
 
     def _start(self) -> SpeechStarted:
         self.in_speech = True
+        self._model_live = False
         self._peak_db = max(self._level_db(f) for f in self._ring)
         self._silent_run = 0
         self._last_voiced_end = self.position_ms

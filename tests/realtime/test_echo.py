@@ -90,6 +90,10 @@ def test_speech_over_the_echo_holds_then_drops_the_reply(reply: bytes) -> None:
     # most one such miss here
     assert len(missed) <= 1, missed
     assert float(np.median(latencies)) <= 250.0, latencies
+    # Silero's second opinion (realtime/vad/speech_model.py) holds soft onsets sooner: in these
+    # rooms p90 280 -> 220 ms, the slowest 1420 -> 280 ms, within 200 ms 72% -> 85%
+    assert float(np.percentile(latencies, 90)) <= 250.0, latencies
+    assert float(np.mean(np.array(latencies) <= 200.0)) >= 0.8, latencies
 
 
 @pytest.mark.parametrize("noise_dbfs", [-65.0, -200.0], ids=["room-noise", "digital-silence"])
