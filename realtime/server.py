@@ -48,6 +48,7 @@ from realtime.listener import HandshakeGuard, Listener, repeated_headers
 from realtime.openai import openai_routes
 from realtime.openai.errors import openai_error
 from realtime.pipeline import Conversation, Engines
+from realtime.vad import load_speech_model
 
 __all__ = ["RealtimeServer", "ServerConfig", "load_engines", "main", "resolve_llm_model", "serve"]
 
@@ -188,6 +189,9 @@ async def load_engines(config: ServerConfig) -> Engines:
         llm=llm, stt=stt, tts=tts, model_id=model_id, notice=notice, default_voice=config.voice
     )
     await warm_up_stt(engines)
+    # the barge-in gate's Silero session (~0.2 s to load): here, once, rather than inside the
+    # first connection's turn of the event loop
+    await asyncio.to_thread(load_speech_model)
     return engines
 
 
