@@ -24,7 +24,9 @@ SENTENCES = [
     "Please bring me a glass of cold water.",
     "It is going to rain later this afternoon.",
 ]
-# Measured here: WER 0.0 with Whisper base; the bound allows a word or two of drift.
+# Measured here: WER 0.0 with Whisper base once a number written as digits counts as its word.
+# Piper's synthesis varies from run to run (its VITS noise): one CI run on the Intel Xeon VM
+# heard "opens at" as "openset" and "a" as "an" (0.125). The bound allows three words of drift.
 MAX_WER = 0.15
 
 
@@ -41,8 +43,13 @@ async def piper_tts(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[T
     mp.undo()
 
 
+# Whisper writes a spoken number as digits ("9 in the morning"): the same word, not an error
+_NUMBER_WORDS = dict(enumerate("zero one two three four five six seven eight nine ten".split()))
+
+
 def _norm(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c == " ").split())
+    words = "".join(c for c in text.lower() if c.isalnum() or c == " ").split()
+    return " ".join(_NUMBER_WORDS.get(int(w), w) if w.isdigit() else w for w in words)
 
 
 async def test_piper_round_trip_through_whisper(piper_tts: TTS) -> None:
